@@ -1,0 +1,1 @@
+//! Everything discreet persists.
