@@ -150,7 +150,7 @@ pub enum Problem {
     },
     /// A name that is not a fideslang data category.
     #[error(
-        "{at}: {used_by} names `{name}`, which is not a fideslang data category{}; docs/POLICY.md lists the categories discreet knows",
+        "{at}: {used_by} names `{name}`, which is not a fideslang data category (docs/POLICY.md lists those discreet knows){}",
         did_you_mean(.suggestion)
     )]
     UnknownCategory {
@@ -177,7 +177,7 @@ pub enum Problem {
     },
     /// A name that is not a fideslang data use.
     #[error(
-        "{at}: purpose `{purpose}` has data_use `{name}`, which is not a fideslang data use{}; docs/POLICY.md lists the data uses discreet knows",
+        "{at}: purpose `{purpose}` has data_use `{name}`, which is not a fideslang data use (docs/POLICY.md lists those discreet knows){}",
         did_you_mean(.suggestion)
     )]
     UnknownDataUse {
@@ -192,7 +192,7 @@ pub enum Problem {
     },
     /// A name that is not a fideslang data subject.
     #[error(
-        "{at}: purpose `{purpose}` names data subject `{name}`, which is not a fideslang data subject{}; expected one of {expected}",
+        "{at}: purpose `{purpose}` names data subject `{name}`, which is not a fideslang data subject; expected one of {expected}{}",
         did_you_mean(.suggestion)
     )]
     UnknownDataSubject {
@@ -247,7 +247,7 @@ pub enum Problem {
     },
     /// A role grants a purpose the policy does not declare.
     #[error(
-        "{at}: role `{role}` grants purpose `{name}`, which no [[purposes]] entry declares{}; expected a declared purpose or \"*\"",
+        "{at}: role `{role}` grants purpose `{name}`, which no [[purposes]] entry declares; expected a declared purpose or \"*\"{}",
         did_you_mean(.suggestion)
     )]
     UnknownPurpose {
@@ -261,7 +261,10 @@ pub enum Problem {
         suggestion: Option<String>,
     },
     /// A role grants an action discreet does not have.
-    #[error("{at}: role `{role}` grants action `{name}`, which discreet does not have{}; expected one of {expected} or \"*\"", did_you_mean(.suggestion))]
+    #[error(
+        "{at}: role `{role}` grants action `{name}`, which discreet does not have; expected one of {expected} or \"*\"{}",
+        did_you_mean(.suggestion)
+    )]
     UnknownAction {
         /// Where.
         at: Location,

@@ -238,9 +238,12 @@ impl Validator<'_> {
         let recipient_names: Vec<&str> = raw.recipients.iter().map(|recipient| recipient.name.get_ref().as_str()).collect();
         let transfers = self.validate_transfers(&raw.transfers, &recipient_names);
         let categories = self.validate_categories(&raw.categories);
-        let purposes = self.validate_purposes(&raw.purposes, &categories, &recipient_names);
-        let attributes = self.validate_category_map(&raw.attributes, "attribute", &categories);
-        let event_types = self.validate_category_map(&raw.event_types, "event type", &categories);
+        // Coverage is checked against every declared name, even one whose retention is
+        // wrong: that mistake is reported once, not again at every use.
+        let declared: Vec<&str> = raw.categories.iter().map(|category| category.name.get_ref().as_str()).collect();
+        let purposes = self.validate_purposes(&raw.purposes, &declared, &recipient_names);
+        let attributes = self.validate_category_map(&raw.attributes, "attribute", &declared);
+        let event_types = self.validate_category_map(&raw.event_types, "event type", &declared);
         let purpose_names: Vec<&str> = raw.purposes.iter().map(|purpose| purpose.name.get_ref().as_str()).collect();
         let roles = self.validate_roles(&raw.roles, &purpose_names);
         Policy {
@@ -350,14 +353,14 @@ impl Validator<'_> {
     fn validate_purposes(
         &mut self,
         raw: &[RawPurpose],
-        declared: &[CategoryRule],
+        declared: &[&str],
         recipient_names: &[&str],
     ) -> Vec<Purpose> {
         self.check_unique(raw.iter().map(|purpose| &purpose.name), "purpose");
         raw.iter().map(|purpose| self.validate_purpose(purpose, declared, recipient_names)).collect()
     }
 
-    fn validate_purpose(&mut self, raw: &RawPurpose, declared: &[CategoryRule], recipient_names: &[&str]) -> Purpose {
+    fn validate_purpose(&mut self, raw: &RawPurpose, declared: &[&str], recipient_names: &[&str]) -> Purpose {
         self.check_name(&raw.name, "purpose");
         let name = raw.name.get_ref().clone();
         let used_by = format!("purpose `{name}`");
@@ -389,7 +392,7 @@ impl Validator<'_> {
             // children. It must overlap some declared category, or it names data the
             // policy keeps no rule for.
             if self.check_known_category(category, &used_by)
-                && !declared.iter().any(|rule| covers(&rule.name, category.get_ref()) || covers(category.get_ref(), &rule.name))
+                && !declared.iter().any(|name| covers(name, category.get_ref()) || covers(category.get_ref(), name))
             {
                 self.problems.push(Problem::UndeclaredCategory {
                     at: self.at(category),
@@ -439,7 +442,7 @@ impl Validator<'_> {
         &mut self,
         raw: &BTreeMap<Text, Text>,
         kind: &'static str,
-        declared: &[CategoryRule],
+        declared: &[&str],
     ) -> BTreeMap<String, String> {
         // Check in file order so problems come out in the order the author reads them.
         let mut entries: Vec<(&Text, &Text)> = raw.iter().collect();
@@ -448,7 +451,7 @@ impl Validator<'_> {
             self.check_name(name, kind);
             let used_by = format!("{kind} `{}`", name.get_ref());
             if self.check_known_category(category, &used_by)
-                && !declared.iter().any(|rule| covers(&rule.name, category.get_ref()))
+                && !declared.iter().any(|name| covers(name, category.get_ref()))
             {
                 self.problems.push(Problem::UndeclaredCategory {
                     at: self.at(category),

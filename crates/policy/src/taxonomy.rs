@@ -152,8 +152,9 @@ pub fn data_subject(name: &str) -> Option<&'static TaxonomyEntry> {
 
 /// The candidate closest to `wanted`, when it is close enough to be a likely typo.
 pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let candidates_seen: Vec<&str> = candidates.into_iter().collect();
     let mut best: Option<(usize, &str)> = None;
-    for candidate in candidates {
+    for &candidate in &candidates_seen {
         let distance = edit_distance(wanted, candidate);
         if best.is_none_or(|(best_distance, _)| distance < best_distance) {
             best = Some((distance, candidate));
@@ -162,7 +163,27 @@ pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
     // A third of the length, at least 2: catches typos and singular/plural slips without
     // suggesting unrelated names for short inputs.
     let limit = (wanted.chars().count() / 3).max(2);
-    best.filter(|(distance, _)| *distance <= limit).map(|(_, candidate)| candidate.to_owned())
+    if let Some((distance, candidate)) = best
+        && distance <= limit
+    {
+        return Some(candidate.to_owned());
+    }
+    same_last_segment(wanted, &candidates_seen)
+}
+
+/// The one candidate whose last dotted segment is that of `wanted` (`user.search_history`
+/// is `user.behavior.search_history` at the wrong depth); none when several share it.
+fn same_last_segment(wanted: &str, candidates: &[&str]) -> Option<String> {
+    let last_segment = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
+    if !wanted.contains('.') {
+        return None;
+    }
+    let wanted_last = last_segment(wanted);
+    let mut matching = candidates.iter().filter(|candidate| last_segment(candidate) == wanted_last);
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some((*only).to_owned()),
+        _ => None,
+    }
 }
 
 /// Levenshtein distance over characters.
@@ -236,6 +257,13 @@ mod tests {
             suggest("user.behaviour.purchase_history", categories.clone()).as_deref(),
             Some("user.behavior.purchase_history")
         );
+        assert_eq!(
+            suggest("user.search_history", categories.clone()).as_deref(),
+            Some("user.behavior.search_history")
+        );
+        assert_eq!(suggest("user.email", categories.clone()).as_deref(), Some("user.contact.email"));
+        // When several names end the same way there is no guess.
+        assert_eq!(suggest("user.foo.profile", ["a.profile", "b.profile"]), None);
         assert_eq!(suggest("shoe_size", categories), None);
     }
 
