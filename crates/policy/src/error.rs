@@ -29,7 +29,11 @@ impl Location {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |index| index + 1);
         let column = before[line_start..].chars().count() + 1;
-        Location { origin: origin.to_owned(), line, column }
+        Location {
+            origin: origin.to_owned(),
+            line,
+            column,
+        }
     }
 }
 
@@ -66,7 +70,9 @@ pub enum Error {
         message: String,
     },
     /// The text is TOML but not shaped like a policy (unknown or missing field, wrong type).
-    #[error("{at}: this is not how a policy is written: {message} (docs/POLICY.md describes every field)")]
+    #[error(
+        "{at}: this is not how a policy is written: {message} (docs/POLICY.md describes every field)"
+    )]
     Structure {
         /// Where the unexpected value is.
         at: Location,
@@ -137,7 +143,9 @@ pub enum Problem {
         name: String,
     },
     /// Two entries of one kind share a name.
-    #[error("{at}: {kind} `{name}` is declared twice (first on line {first_line}); each {kind} needs its own name")]
+    #[error(
+        "{at}: {kind} `{name}` is declared twice (first on line {first_line}); each {kind} needs its own name"
+    )]
     DuplicateName {
         /// Where the second one is.
         at: Location,
@@ -238,7 +246,9 @@ pub enum Problem {
         purpose: String,
     },
     /// A purpose that uses no data category.
-    #[error("{at}: purpose `{purpose}` lists no `categories`; name the data categories it may use, e.g. categories = [\"user.behavior.purchase_history\"]")]
+    #[error(
+        "{at}: purpose `{purpose}` lists no `categories`; name the data categories it may use, e.g. categories = [\"user.behavior.purchase_history\"]"
+    )]
     PurposeWithoutCategories {
         /// Where the purpose is.
         at: Location,
@@ -334,10 +344,19 @@ mod tests {
     #[test]
     fn location_counts_lines_and_characters_from_one() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(Location::of_offset("p.toml", text, 0).to_string(), "p.toml:1:1");
-        assert_eq!(Location::of_offset("p.toml", text, 6).to_string(), "p.toml:2:1");
+        assert_eq!(
+            Location::of_offset("p.toml", text, 0).to_string(),
+            "p.toml:1:1"
+        );
+        assert_eq!(
+            Location::of_offset("p.toml", text, 6).to_string(),
+            "p.toml:2:1"
+        );
         // byte 10 is after "bé " (4 bytes, 3 characters)
-        assert_eq!(Location::of_offset("p.toml", text, 10).to_string(), "p.toml:2:4");
+        assert_eq!(
+            Location::of_offset("p.toml", text, 10).to_string(),
+            "p.toml:2:4"
+        );
         // inside a multi-byte character, and past the end: clamped, never a panic
         assert_eq!(Location::of_offset("p.toml", text, 8).line, 2);
         assert_eq!(Location::of_offset("p.toml", text, 999).line, 3);

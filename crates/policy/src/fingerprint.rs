@@ -13,7 +13,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a, 64 bits.
 pub fn fnv1a_64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME))
+    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME)
+    })
 }
 
 /// `fnv1a64:` and 16 hex digits over the canonical form of `policy`.
@@ -23,8 +25,12 @@ pub(crate) fn fingerprint_of(policy: &Policy) -> String {
     canonical.origin.clear();
     // Entry order carries no meaning: sort every list by name. Struct fields serialise in
     // declaration order and maps are BTreeMaps, so the JSON text is canonical.
-    canonical.categories.sort_by(|left, right| left.name.cmp(&right.name));
-    canonical.purposes.sort_by(|left, right| left.name.cmp(&right.name));
+    canonical
+        .categories
+        .sort_by(|left, right| left.name.cmp(&right.name));
+    canonical
+        .purposes
+        .sort_by(|left, right| left.name.cmp(&right.name));
     for purpose in &mut canonical.purposes {
         purpose.categories.sort();
         purpose.categories.dedup();
@@ -33,13 +39,17 @@ pub(crate) fn fingerprint_of(policy: &Policy) -> String {
         purpose.recipients.sort();
         purpose.recipients.dedup();
     }
-    canonical.roles.sort_by(|left, right| left.name.cmp(&right.name));
+    canonical
+        .roles
+        .sort_by(|left, right| left.name.cmp(&right.name));
     for role in &mut canonical.roles {
         sort_grant(&mut role.actions);
         sort_grant(&mut role.purposes);
         sort_grant(&mut role.categories);
     }
-    canonical.recipients.sort_by(|left, right| left.name.cmp(&right.name));
+    canonical
+        .recipients
+        .sort_by(|left, right| left.name.cmp(&right.name));
     canonical.transfers.sort_by(|left, right| {
         (&left.recipient, &left.country).cmp(&(&right.recipient, &right.country))
     });

@@ -25,8 +25,8 @@ pub use action::{Action, UnknownActionName};
 pub use error::{Error, Location, Problem, Result};
 pub use fingerprint::fnv1a_64;
 pub use policy::{
-    BUILTIN_RETAIL_ORIGIN, BUILTIN_RETAIL_TOML, CategoryRule, Controller, Grant, LegalBasis, Policy,
-    Purpose, Recipient, RecipientKind, Role, Transfer,
+    BUILTIN_RETAIL_ORIGIN, BUILTIN_RETAIL_TOML, CategoryRule, Controller, Grant, LegalBasis,
+    Policy, Purpose, Recipient, RecipientKind, Role, Transfer,
 };
 pub use records::{
     BUILT_IN_TECHNICAL_MEASURES, DataSubjectRecord, PersonalDataRecord, ProcessingActivity,

@@ -123,14 +123,21 @@ pub(crate) fn parse_policy(text: &str, origin: &str) -> Result<Policy> {
         at: location_of_error(origin, text, error.span()),
         message: error.message().trim_end().to_owned(),
     })?;
-    let mut validator = Validator { origin, text, problems: Vec::new() };
+    let mut validator = Validator {
+        origin,
+        text,
+        problems: Vec::new(),
+    };
     let policy = validator.validate(raw);
     if validator.problems.is_empty() {
         Ok(policy)
     } else {
         let mut problems = validator.problems;
         problems.sort_by_key(|problem| (problem.location().line, problem.location().column));
-        Err(Error::Invalid { origin: origin.to_owned(), problems })
+        Err(Error::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
     }
 }
 
@@ -141,7 +148,9 @@ fn location_of_error(origin: &str, text: &str, span: Option<Range<usize>>) -> Lo
 fn is_valid_name(name: &str) -> bool {
     let mut characters = name.chars();
     name.len() <= 64
-        && characters.next().is_some_and(|first| first.is_ascii_lowercase())
+        && characters
+            .next()
+            .is_some_and(|first| first.is_ascii_lowercase())
         && characters.all(|character| {
             character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_'
         })
@@ -175,7 +184,9 @@ impl Validator<'_> {
     }
 
     fn optional_text(&self, spanned: Option<&Text>) -> Option<String> {
-        spanned.map(|text| text.get_ref().trim().to_owned()).filter(|text| !text.is_empty())
+        spanned
+            .map(|text| text.get_ref().trim().to_owned())
+            .filter(|text| !text.is_empty())
     }
 
     fn check_name(&mut self, spanned: &Text, kind: &'static str) {
@@ -216,7 +227,10 @@ impl Validator<'_> {
             at: self.at(spanned),
             used_by: used_by.to_owned(),
             name: name.clone(),
-            suggestion: taxonomy::suggest(name, taxonomy::DATA_CATEGORIES.iter().map(|entry| entry.name)),
+            suggestion: taxonomy::suggest(
+                name,
+                taxonomy::DATA_CATEGORIES.iter().map(|entry| entry.name),
+            ),
         });
         false
     }
@@ -231,20 +245,38 @@ impl Validator<'_> {
         let security_measures = raw
             .security_measures
             .iter()
-            .map(|measure| self.require_text(measure, "security_measures", "a measure, or remove the empty entry"))
+            .map(|measure| {
+                self.require_text(
+                    measure,
+                    "security_measures",
+                    "a measure, or remove the empty entry",
+                )
+            })
             .filter(|measure| !measure.is_empty())
             .collect();
         let recipients = self.validate_recipients(&raw.recipients);
-        let recipient_names: Vec<&str> = raw.recipients.iter().map(|recipient| recipient.name.get_ref().as_str()).collect();
+        let recipient_names: Vec<&str> = raw
+            .recipients
+            .iter()
+            .map(|recipient| recipient.name.get_ref().as_str())
+            .collect();
         let transfers = self.validate_transfers(&raw.transfers, &recipient_names);
         let categories = self.validate_categories(&raw.categories);
         // Coverage is checked against every declared name, even one whose retention is
         // wrong: that mistake is reported once, not again at every use.
-        let declared: Vec<&str> = raw.categories.iter().map(|category| category.name.get_ref().as_str()).collect();
+        let declared: Vec<&str> = raw
+            .categories
+            .iter()
+            .map(|category| category.name.get_ref().as_str())
+            .collect();
         let purposes = self.validate_purposes(&raw.purposes, &declared, &recipient_names);
         let attributes = self.validate_category_map(&raw.attributes, "attribute", &declared);
         let event_types = self.validate_category_map(&raw.event_types, "event type", &declared);
-        let purpose_names: Vec<&str> = raw.purposes.iter().map(|purpose| purpose.name.get_ref().as_str()).collect();
+        let purpose_names: Vec<&str> = raw
+            .purposes
+            .iter()
+            .map(|purpose| purpose.name.get_ref().as_str())
+            .collect();
         let roles = self.validate_roles(&raw.roles, &purpose_names);
         Policy {
             origin: self.origin.to_owned(),
@@ -264,7 +296,11 @@ impl Validator<'_> {
 
     fn validate_controller(&mut self, raw: &RawController) -> Controller {
         Controller {
-            name: self.require_text(&raw.name, "controller.name", "the legal name of the organisation responsible"),
+            name: self.require_text(
+                &raw.name,
+                "controller.name",
+                "the legal name of the organisation responsible",
+            ),
             contact: self.require_text(
                 &raw.contact,
                 "controller.contact",
@@ -306,7 +342,11 @@ impl Validator<'_> {
         }
     }
 
-    fn validate_transfers(&mut self, raw: &[RawTransfer], recipient_names: &[&str]) -> Vec<Transfer> {
+    fn validate_transfers(
+        &mut self,
+        raw: &[RawTransfer],
+        recipient_names: &[&str],
+    ) -> Vec<Transfer> {
         raw.iter()
             .map(|transfer| {
                 self.check_recipient(&transfer.recipient, "a [[transfers]] entry", recipient_names);
@@ -357,10 +397,17 @@ impl Validator<'_> {
         recipient_names: &[&str],
     ) -> Vec<Purpose> {
         self.check_unique(raw.iter().map(|purpose| &purpose.name), "purpose");
-        raw.iter().map(|purpose| self.validate_purpose(purpose, declared, recipient_names)).collect()
+        raw.iter()
+            .map(|purpose| self.validate_purpose(purpose, declared, recipient_names))
+            .collect()
     }
 
-    fn validate_purpose(&mut self, raw: &RawPurpose, declared: &[&str], recipient_names: &[&str]) -> Purpose {
+    fn validate_purpose(
+        &mut self,
+        raw: &RawPurpose,
+        declared: &[&str],
+        recipient_names: &[&str],
+    ) -> Purpose {
         self.check_name(&raw.name, "purpose");
         let name = raw.name.get_ref().clone();
         let used_by = format!("purpose `{name}`");
@@ -371,28 +418,42 @@ impl Validator<'_> {
                 at: self.at(&raw.data_use),
                 purpose: name.clone(),
                 name: data_use.clone(),
-                suggestion: taxonomy::suggest(data_use, taxonomy::DATA_USES.iter().map(|entry| entry.name)),
+                suggestion: taxonomy::suggest(
+                    data_use,
+                    taxonomy::DATA_USES.iter().map(|entry| entry.name),
+                ),
             });
         }
 
         let description = self.optional_text(raw.description.as_ref());
         if raw.legal_basis == LegalBasis::Consent && description.is_none() {
-            self.problems.push(Problem::ConsentWithoutDescription { at: self.at(&raw.name), purpose: name.clone() });
+            self.problems.push(Problem::ConsentWithoutDescription {
+                at: self.at(&raw.name),
+                purpose: name.clone(),
+            });
         }
         let legitimate_interest = self.optional_text(raw.legitimate_interest.as_ref());
         if raw.legal_basis == LegalBasis::LegitimateInterests && legitimate_interest.is_none() {
-            self.problems.push(Problem::LegitimateInterestUnstated { at: self.at(&raw.name), purpose: name.clone() });
+            self.problems.push(Problem::LegitimateInterestUnstated {
+                at: self.at(&raw.name),
+                purpose: name.clone(),
+            });
         }
 
         if raw.categories.is_empty() {
-            self.problems.push(Problem::PurposeWithoutCategories { at: self.at(&raw.name), purpose: name.clone() });
+            self.problems.push(Problem::PurposeWithoutCategories {
+                at: self.at(&raw.name),
+                purpose: name.clone(),
+            });
         }
         for category in &raw.categories {
             // A purpose may name a parent (`user.behavior`): it then uses the declared
             // children. It must overlap some declared category, or it names data the
             // policy keeps no rule for.
             if self.check_known_category(category, &used_by)
-                && !declared.iter().any(|name| covers(name, category.get_ref()) || covers(category.get_ref(), name))
+                && !declared.iter().any(|name| {
+                    covers(name, category.get_ref()) || covers(category.get_ref(), name)
+                })
             {
                 self.problems.push(Problem::UndeclaredCategory {
                     at: self.at(category),
@@ -419,7 +480,10 @@ impl Validator<'_> {
             self.check_recipient(recipient, &used_by, recipient_names);
         }
         if raw.sale_or_sharing && raw.recipients.is_empty() {
-            self.problems.push(Problem::SaleOrSharingWithoutRecipient { at: self.at(&raw.name), purpose: name.clone() });
+            self.problems.push(Problem::SaleOrSharingWithoutRecipient {
+                at: self.at(&raw.name),
+                purpose: name.clone(),
+            });
         }
 
         Purpose {
@@ -460,12 +524,16 @@ impl Validator<'_> {
                 });
             }
         }
-        raw.iter().map(|(name, category)| (name.get_ref().clone(), category.get_ref().clone())).collect()
+        raw.iter()
+            .map(|(name, category)| (name.get_ref().clone(), category.get_ref().clone()))
+            .collect()
     }
 
     fn validate_roles(&mut self, raw: &[RawRole], purpose_names: &[&str]) -> Vec<Role> {
         self.check_unique(raw.iter().map(|role| &role.name), "role");
-        raw.iter().map(|role| self.validate_role(role, purpose_names)).collect()
+        raw.iter()
+            .map(|role| self.validate_role(role, purpose_names))
+            .collect()
     }
 
     fn validate_role(&mut self, raw: &RawRole, purpose_names: &[&str]) -> Role {
@@ -502,11 +570,16 @@ impl Validator<'_> {
             }
         });
         let categories = grant(&raw.categories, |spanned| {
-            self.check_known_category(spanned, &used_by).then(|| spanned.get_ref().clone())
+            self.check_known_category(spanned, &used_by)
+                .then(|| spanned.get_ref().clone())
         });
         Role {
             name: role_name.clone(),
-            description: self.require_text(&raw.description, "roles.description", "who holds keys of this role"),
+            description: self.require_text(
+                &raw.description,
+                "roles.description",
+                "who holds keys of this role",
+            ),
             actions,
             purposes,
             categories,
@@ -527,7 +600,11 @@ fn texts(raw: &[Text]) -> Vec<String> {
 }
 
 fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    names.into_iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+    names
+        .into_iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

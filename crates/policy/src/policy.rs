@@ -179,7 +179,9 @@ pub struct Purpose {
 impl Purpose {
     /// Whether this purpose may use data of `category` (a listed category covers it).
     pub fn uses_category(&self, category: &str) -> bool {
-        self.categories.iter().any(|granted| covers(granted, category))
+        self.categories
+            .iter()
+            .any(|granted| covers(granted, category))
     }
 
     /// Whether personal data may be used for it only after the subject agreed.
@@ -198,7 +200,10 @@ pub enum Grant<T> {
 }
 
 impl<T: Serialize> Serialize for Grant<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         match self {
             Grant::All => ["*"].serialize(serializer),
             Grant::Only(names) => names.serialize(serializer),
@@ -287,10 +292,12 @@ impl Policy {
     pub fn builtin_retail() -> Policy {
         static BUILTIN: OnceLock<Policy> = OnceLock::new();
         BUILTIN
-            .get_or_init(|| match Policy::from_toml_str(BUILTIN_RETAIL_TOML, BUILTIN_RETAIL_ORIGIN) {
-                Ok(policy) => policy,
-                // Not reachable from input: the shipped text is checked by the tests.
-                Err(error) => panic!("the built-in retail policy is invalid: {error}"),
+            .get_or_init(|| {
+                match Policy::from_toml_str(BUILTIN_RETAIL_TOML, BUILTIN_RETAIL_ORIGIN) {
+                    Ok(policy) => policy,
+                    // Not reachable from input: the shipped text is checked by the tests.
+                    Err(error) => panic!("the built-in retail policy is invalid: {error}"),
+                }
             })
             .clone()
     }
@@ -330,12 +337,18 @@ impl Policy {
 
     /// The purposes that are a sale or sharing of data: what `Sec-GPC: 1` withdraws.
     pub fn purposes_sale_or_sharing(&self) -> Vec<&Purpose> {
-        self.purposes.iter().filter(|purpose| purpose.sale_or_sharing).collect()
+        self.purposes
+            .iter()
+            .filter(|purpose| purpose.sale_or_sharing)
+            .collect()
     }
 
     /// The purposes that may use data of `category`.
     pub fn purposes_using_category(&self, category: &str) -> Vec<&Purpose> {
-        self.purposes.iter().filter(|purpose| purpose.uses_category(category)).collect()
+        self.purposes
+            .iter()
+            .filter(|purpose| purpose.uses_category(category))
+            .collect()
     }
 
     /// Every declared data category with its retention, in file order.
@@ -355,7 +368,8 @@ impl Policy {
     /// How long data of `category` is kept, from the most specific declared category that
     /// covers it; `None` when none does (the engine must then refuse to store it).
     pub fn retention_of(&self, category: &str) -> Option<Duration> {
-        self.category_rule_of(category).map(|rule| rule.retention.as_duration())
+        self.category_rule_of(category)
+            .map(|rule| rule.retention.as_duration())
     }
 
     /// The data category of events of this type (`view`, `purchase`, ...).
@@ -452,7 +466,11 @@ mod tests {
     #[test]
     fn retention_comes_from_the_most_specific_declared_category() {
         let policy = Policy::builtin_retail();
-        let days = |category: &str| policy.retention_of(category).map(|duration| duration.as_secs() / 86_400);
+        let days = |category: &str| {
+            policy
+                .retention_of(category)
+                .map(|duration| duration.as_secs() / 86_400)
+        };
         assert_eq!(days("user.behavior.browsing_history"), Some(390));
         assert_eq!(days("user.contact.address.city"), Some(3 * 365));
         assert_eq!(days("user.privacy_preferences"), Some(5 * 365));
@@ -463,7 +481,10 @@ mod tests {
 
     #[test]
     fn grants_serialize_as_lists() {
-        assert_eq!(serde_json::to_string(&Grant::<String>::All).unwrap(), r#"["*"]"#);
+        assert_eq!(
+            serde_json::to_string(&Grant::<String>::All).unwrap(),
+            r#"["*"]"#
+        );
         assert_eq!(
             serde_json::to_string(&Grant::Only(vec![Action::SimilarItems])).unwrap(),
             r#"["similar_items"]"#

@@ -254,7 +254,10 @@ impl RecordsOfProcessing {
             recipients,
             transfers_to_third_countries: policy.transfers().to_vec(),
             security_measures: SecurityMeasures {
-                technical: BUILT_IN_TECHNICAL_MEASURES.iter().map(|measure| (*measure).to_owned()).collect(),
+                technical: BUILT_IN_TECHNICAL_MEASURES
+                    .iter()
+                    .map(|measure| (*measure).to_owned())
+                    .collect(),
                 organisational: policy.security_measures().to_vec(),
             },
         }
@@ -285,7 +288,11 @@ impl RecordsOfProcessing {
         if let Some(address) = &self.controller.address {
             writeln!(out, "- **Address:** {}", inline(address))?;
         }
-        let officer = self.controller.data_protection_officer.as_deref().unwrap_or("none appointed");
+        let officer = self
+            .controller
+            .data_protection_officer
+            .as_deref()
+            .unwrap_or("none appointed");
         writeln!(out, "- **Data protection officer:** {}", inline(officer))?;
 
         writeln!(out)?;
@@ -312,14 +319,28 @@ impl RecordsOfProcessing {
         writeln!(out)?;
         writeln!(out, "## Categories of personal data and retention")?;
         writeln!(out)?;
-        writeln!(out, "Months count as 30 days and years as 365 days, so data is never kept longer than stated.")?;
+        writeln!(
+            out,
+            "Months count as 30 days and years as 365 days, so data is never kept longer than stated."
+        )?;
         writeln!(out)?;
-        writeln!(out, "| Category | Description | Retention | Why | Purposes | Collected as |")?;
+        writeln!(
+            out,
+            "| Category | Description | Retention | Why | Purposes | Collected as |"
+        )?;
         writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
         for category in &self.categories_of_personal_data {
-            let mut collected_as: Vec<String> =
-                category.attributes.iter().map(|name| format!("attribute `{name}`")).collect();
-            collected_as.extend(category.event_types.iter().map(|name| format!("event `{name}`")));
+            let mut collected_as: Vec<String> = category
+                .attributes
+                .iter()
+                .map(|name| format!("attribute `{name}`"))
+                .collect();
+            collected_as.extend(
+                category
+                    .event_types
+                    .iter()
+                    .map(|name| format!("event `{name}`")),
+            );
             writeln!(
                 out,
                 "| `{}` | {} | {} | {} | {} | {} |",
@@ -328,7 +349,11 @@ impl RecordsOfProcessing {
                 category.retention,
                 cell(category.retention_reason.as_deref().unwrap_or("")),
                 code_list(&category.purposes),
-                if collected_as.is_empty() { "—".to_owned() } else { collected_as.join(", ") }
+                if collected_as.is_empty() {
+                    "—".to_owned()
+                } else {
+                    collected_as.join(", ")
+                }
             )?;
         }
 
@@ -336,9 +361,15 @@ impl RecordsOfProcessing {
         writeln!(out, "## Recipients")?;
         writeln!(out)?;
         if self.recipients.is_empty() {
-            writeln!(out, "None: personal data is disclosed to nobody outside the controller.")?;
+            writeln!(
+                out,
+                "None: personal data is disclosed to nobody outside the controller."
+            )?;
         } else {
-            writeln!(out, "| Recipient | Kind | Location | Description | Purposes |")?;
+            writeln!(
+                out,
+                "| Recipient | Kind | Location | Description | Purposes |"
+            )?;
             writeln!(out, "| --- | --- | --- | --- | --- |")?;
             for recipient in &self.recipients {
                 writeln!(
@@ -418,28 +449,58 @@ fn write_activity(out: &mut String, activity: &ProcessingActivity) -> std::fmt::
     if let Some(interest) = &activity.legitimate_interest {
         writeln!(out, "| Legitimate interest | {} |", cell(interest))?;
     }
-    writeln!(out, "| Data subjects | {} |", code_list(&activity.data_subjects))?;
-    writeln!(out, "| Personal data | {} |", code_list(&activity.categories_of_personal_data))?;
+    writeln!(
+        out,
+        "| Data subjects | {} |",
+        code_list(&activity.data_subjects)
+    )?;
+    writeln!(
+        out,
+        "| Personal data | {} |",
+        code_list(&activity.categories_of_personal_data)
+    )?;
     writeln!(out, "| Recipients | {} |", code_list(&activity.recipients))?;
-    writeln!(out, "| Sale or sharing | {} |", if activity.sale_or_sharing { "yes" } else { "no" })?;
+    writeln!(
+        out,
+        "| Sale or sharing | {} |",
+        if activity.sale_or_sharing {
+            "yes"
+        } else {
+            "no"
+        }
+    )?;
     writeln!(
         out,
         "| Results | {} |",
-        if activity.aggregated_only { "aggregated, non-personal figures only" } else { "personal" }
+        if activity.aggregated_only {
+            "aggregated, non-personal figures only"
+        } else {
+            "personal"
+        }
     )?;
     let retention: Vec<String> = activity
         .retention
         .iter()
         .map(|record| format!("`{}`: {}", record.category, record.retention))
         .collect();
-    writeln!(out, "| Retention | {} |", if retention.is_empty() { "—".to_owned() } else { retention.join("; ") })?;
+    writeln!(
+        out,
+        "| Retention | {} |",
+        if retention.is_empty() {
+            "—".to_owned()
+        } else {
+            retention.join("; ")
+        }
+    )?;
     Ok(())
 }
 
 /// Whether a purpose listing `granted` uses data of the declared category `declared`:
 /// one covers the other (a purpose naming a parent uses the declared children).
 fn overlaps(granted: &[String], declared: &str) -> bool {
-    granted.iter().any(|name| covers(name, declared) || covers(declared, name))
+    granted
+        .iter()
+        .any(|name| covers(name, declared) || covers(declared, name))
 }
 
 fn names_governed_by(
@@ -449,7 +510,9 @@ fn names_governed_by(
 ) -> Vec<String> {
     map.iter()
         .filter(|(_, category)| {
-            policy.category_rule_of(category).is_some_and(|rule| rule.name == rule_name)
+            policy
+                .category_rule_of(category)
+                .is_some_and(|rule| rule.name == rule_name)
         })
         .map(|(name, _)| name.clone())
         .collect()
@@ -469,7 +532,11 @@ fn code_list(names: &[String]) -> String {
     if names.is_empty() {
         return "—".to_owned();
     }
-    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// What the grammar is, said the same way in every error and in the docs.
-pub const RETENTION_GRAMMAR: &str =
-    "`<number> <unit>` with a whole number from 1 and a unit of day(s), week(s), month(s) or year(s), e.g. \"13 months\"";
+pub const RETENTION_GRAMMAR: &str = "`<number> <unit>` with a whole number from 1 and a unit of day(s), week(s), month(s) or year(s), e.g. \"13 months\"";
 
 const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
 
@@ -64,10 +63,14 @@ impl Retention {
         let mut words = text.split_whitespace();
         let (Some(amount_text), Some(unit_text), None) = (words.next(), words.next(), words.next())
         else {
-            return Err(format!("`{text}` is not a retention period; expected {RETENTION_GRAMMAR}"));
+            return Err(format!(
+                "`{text}` is not a retention period; expected {RETENTION_GRAMMAR}"
+            ));
         };
         let amount: u32 = amount_text.parse().map_err(|_| {
-            format!("`{amount_text}` in `{text}` is not a whole number; expected {RETENTION_GRAMMAR}")
+            format!(
+                "`{amount_text}` in `{text}` is not a whole number; expected {RETENTION_GRAMMAR}"
+            )
         })?;
         if amount == 0 {
             return Err(format!(
@@ -88,7 +91,9 @@ impl Retention {
         // Ten thousand years is the ceiling: anything longer is a typo, and the bound keeps
         // the conversion to seconds far from overflow.
         if u64::from(amount) * unit.days() > 10_000 * 365 {
-            return Err(format!("`{text}` is longer than 10000 years; expected {RETENTION_GRAMMAR}"));
+            return Err(format!(
+                "`{text}` is longer than 10000 years; expected {RETENTION_GRAMMAR}"
+            ));
         }
         Ok(Retention { amount, unit })
     }
@@ -112,7 +117,12 @@ impl Retention {
 impl fmt::Display for Retention {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.amount == 1 { "" } else { "s" };
-        write!(formatter, "{} {}{plural}", self.amount, self.unit.singular())
+        write!(
+            formatter,
+            "{} {}{plural}",
+            self.amount,
+            self.unit.singular()
+        )
     }
 }
 
@@ -128,12 +138,27 @@ mod tests {
         assert_eq!(Retention::parse("6 weeks").unwrap().as_days(), 42);
         assert_eq!(Retention::parse(" 30   Days ").unwrap().as_days(), 30);
         assert_eq!(Retention::parse("1 day").unwrap().as_seconds(), 86_400);
-        assert_eq!(Retention::parse("2 days").unwrap().as_duration(), Duration::from_secs(172_800));
+        assert_eq!(
+            Retention::parse("2 days").unwrap().as_duration(),
+            Duration::from_secs(172_800)
+        );
     }
 
     #[test]
     fn rejects_other_shapes_naming_the_grammar() {
-        for text in ["3y", "P2Y", "18", "months", "0 days", "-1 days", "1.5 years", "2 decades", "", "1 year and 2 months", "99999 years"] {
+        for text in [
+            "3y",
+            "P2Y",
+            "18",
+            "months",
+            "0 days",
+            "-1 days",
+            "1.5 years",
+            "2 decades",
+            "",
+            "1 year and 2 months",
+            "99999 years",
+        ] {
             let reason = Retention::parse(text).unwrap_err();
             assert!(reason.contains(RETENTION_GRAMMAR), "{text}: {reason}");
         }

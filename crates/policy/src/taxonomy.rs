@@ -21,105 +21,282 @@ const fn entry(name: &'static str, description: &'static str) -> TaxonomyEntry {
 
 /// Fideslang data categories known to discreet (each listed with all of its parents).
 pub const DATA_CATEGORIES: &[TaxonomyEntry] = &[
-    entry("system", "Data unique to, and under the control of, the system."),
-    entry("system.authentication", "Data used to manage access to the system."),
+    entry(
+        "system",
+        "Data unique to, and under the control of, the system.",
+    ),
+    entry(
+        "system.authentication",
+        "Data used to manage access to the system.",
+    ),
     entry("system.operations", "Data used for system operations."),
-    entry("user", "Data about the user, provided directly or derived from their use."),
-    entry("user.account", "Account creation or registration information."),
+    entry(
+        "user",
+        "Data about the user, provided directly or derived from their use.",
+    ),
+    entry(
+        "user.account",
+        "Account creation or registration information.",
+    ),
     entry("user.account.settings", "Account preferences and settings."),
     entry("user.account.username", "Username of the account."),
-    entry("user.authorization", "Scope of permissions and access to a system."),
-    entry("user.authorization.credentials", "Authentication credentials to a system."),
-    entry("user.authorization.password", "Password for system authentication."),
+    entry(
+        "user.authorization",
+        "Scope of permissions and access to a system.",
+    ),
+    entry(
+        "user.authorization.credentials",
+        "Authentication credentials to a system.",
+    ),
+    entry(
+        "user.authorization.password",
+        "Password for system authentication.",
+    ),
     entry("user.behavior", "Behavioural data about the subject."),
-    entry("user.behavior.browsing_history", "Content browsing history of the subject."),
-    entry("user.behavior.media_consumption", "Content consumption history of the subject."),
-    entry("user.behavior.purchase_history", "Purchase history of the subject."),
-    entry("user.behavior.search_history", "Search history of the subject."),
+    entry(
+        "user.behavior.browsing_history",
+        "Content browsing history of the subject.",
+    ),
+    entry(
+        "user.behavior.media_consumption",
+        "Content consumption history of the subject.",
+    ),
+    entry(
+        "user.behavior.purchase_history",
+        "Purchase history of the subject.",
+    ),
+    entry(
+        "user.behavior.search_history",
+        "Search history of the subject.",
+    ),
     entry("user.contact", "Contact data about the subject."),
     entry("user.contact.address", "Postal address of the subject."),
-    entry("user.contact.address.city", "City of the subject's address."),
-    entry("user.contact.address.country", "Country of the subject's address."),
-    entry("user.contact.address.postal_code", "Postal code of the subject's address."),
-    entry("user.contact.address.state", "State or region of the subject's address."),
-    entry("user.contact.address.street", "Street of the subject's address."),
+    entry(
+        "user.contact.address.city",
+        "City of the subject's address.",
+    ),
+    entry(
+        "user.contact.address.country",
+        "Country of the subject's address.",
+    ),
+    entry(
+        "user.contact.address.postal_code",
+        "Postal code of the subject's address.",
+    ),
+    entry(
+        "user.contact.address.state",
+        "State or region of the subject's address.",
+    ),
+    entry(
+        "user.contact.address.street",
+        "Street of the subject's address.",
+    ),
     entry("user.contact.email", "Email address of the subject."),
     entry("user.contact.phone_number", "Phone number of the subject."),
-    entry("user.content", "Content related to, or created by, the subject."),
-    entry("user.content.private", "Private content created by the subject."),
-    entry("user.content.public", "Content the subject shared publicly (e.g. reviews)."),
+    entry(
+        "user.content",
+        "Content related to, or created by, the subject.",
+    ),
+    entry(
+        "user.content.private",
+        "Private content created by the subject.",
+    ),
+    entry(
+        "user.content.public",
+        "Content the subject shared publicly (e.g. reviews).",
+    ),
     entry("user.demographic", "Demographic data about the subject."),
     entry("user.demographic.age_range", "Age range of the subject."),
-    entry("user.demographic.date_of_birth", "Date of birth of the subject."),
+    entry(
+        "user.demographic.date_of_birth",
+        "Date of birth of the subject.",
+    ),
     entry("user.demographic.gender", "Gender of the subject."),
-    entry("user.demographic.language", "Spoken or written language of the subject."),
-    entry("user.demographic.profile", "Profile or preference information about the subject."),
-    entry("user.device", "Data about the subject's device, configuration and settings."),
+    entry(
+        "user.demographic.language",
+        "Spoken or written language of the subject.",
+    ),
+    entry(
+        "user.demographic.profile",
+        "Profile or preference information about the subject.",
+    ),
+    entry(
+        "user.device",
+        "Data about the subject's device, configuration and settings.",
+    ),
     entry("user.device.cookie_id", "Cookie identifier."),
     entry("user.device.device_id", "Device identifier."),
-    entry("user.device.ip_address", "IP address of the subject's connection."),
+    entry(
+        "user.device.ip_address",
+        "IP address of the subject's connection.",
+    ),
     entry("user.financial", "Payment data and financial history."),
-    entry("user.financial.bank_account", "Bank account of the subject."),
+    entry(
+        "user.financial.bank_account",
+        "Bank account of the subject.",
+    ),
     entry("user.financial.credit_card", "Payment card of the subject."),
     entry("user.location", "Location of the subject."),
     entry("user.location.coarse", "Coarse location (more than 500 m)."),
-    entry("user.location.imprecise", "Imprecise location (more than 500 m); older name of user.location.coarse."),
-    entry("user.location.precise", "Precise location (less than 500 m)."),
+    entry(
+        "user.location.imprecise",
+        "Imprecise location (more than 500 m); older name of user.location.coarse.",
+    ),
+    entry(
+        "user.location.precise",
+        "Precise location (less than 500 m).",
+    ),
     entry("user.name", "Real name of the subject."),
     entry("user.name.first", "First name of the subject."),
     entry("user.name.last", "Last, or family, name of the subject."),
     entry("user.payment", "Payment data of the subject."),
-    entry("user.privacy_preferences", "Privacy preferences and consents set by the subject."),
+    entry(
+        "user.privacy_preferences",
+        "Privacy preferences and consents set by the subject.",
+    ),
     entry("user.settings", "Preferences and settings of the subject."),
-    entry("user.unique_id", "Identifier assigned to the subject through use of the system."),
+    entry(
+        "user.unique_id",
+        "Identifier assigned to the subject through use of the system.",
+    ),
 ];
 
 /// Fideslang data uses known to discreet (each listed with all of its parents).
 pub const DATA_USES: &[TaxonomyEntry] = &[
-    entry("analytics", "Analytics such as performance reporting and insights."),
+    entry(
+        "analytics",
+        "Analytics such as performance reporting and insights.",
+    ),
     entry("analytics.reporting", "Analytics for general reporting."),
-    entry("analytics.reporting.campaign_insights", "Reporting on campaign insights."),
-    entry("analytics.reporting.content_performance", "Reporting on content performance."),
-    entry("analytics.reporting.system", "Reporting on system activity."),
-    entry("essential", "Operates the service, including legal obligations and support."),
-    entry("essential.fraud_detection", "Detects possible fraud or misuse."),
-    entry("essential.legal_obligation", "Meets a legal or compliance obligation."),
-    entry("essential.service", "Provides the service, without which it would not be possible."),
-    entry("essential.service.notifications", "Sends notifications about the service."),
-    entry("essential.service.notifications.email", "Sends email notifications about the service."),
-    entry("essential.service.operations", "Essential to the operation of the service."),
-    entry("essential.service.operations.support", "Provides customer support."),
-    entry("essential.service.payment_processing", "Processes payments."),
+    entry(
+        "analytics.reporting.campaign_insights",
+        "Reporting on campaign insights.",
+    ),
+    entry(
+        "analytics.reporting.content_performance",
+        "Reporting on content performance.",
+    ),
+    entry(
+        "analytics.reporting.system",
+        "Reporting on system activity.",
+    ),
+    entry(
+        "essential",
+        "Operates the service, including legal obligations and support.",
+    ),
+    entry(
+        "essential.fraud_detection",
+        "Detects possible fraud or misuse.",
+    ),
+    entry(
+        "essential.legal_obligation",
+        "Meets a legal or compliance obligation.",
+    ),
+    entry(
+        "essential.service",
+        "Provides the service, without which it would not be possible.",
+    ),
+    entry(
+        "essential.service.notifications",
+        "Sends notifications about the service.",
+    ),
+    entry(
+        "essential.service.notifications.email",
+        "Sends email notifications about the service.",
+    ),
+    entry(
+        "essential.service.operations",
+        "Essential to the operation of the service.",
+    ),
+    entry(
+        "essential.service.operations.support",
+        "Provides customer support.",
+    ),
+    entry(
+        "essential.service.payment_processing",
+        "Processes payments.",
+    ),
     entry("essential.service.security", "Secures the service."),
-    entry("functional", "Specific, necessary and legitimate functions."),
+    entry(
+        "functional",
+        "Specific, necessary and legitimate functions.",
+    ),
     entry("functional.service", "Functions of the service."),
     entry("functional.service.improve", "Improves the service."),
     entry("marketing", "Marketing, promotion, advertising and sales."),
-    entry("marketing.advertising", "Advertises or promotes the service."),
-    entry("marketing.advertising.first_party", "Advertising based on first-party data."),
-    entry("marketing.advertising.first_party.contextual", "Advertising based on the content being viewed."),
-    entry("marketing.advertising.first_party.targeted", "Advertising targeted with first-party data."),
-    entry("marketing.advertising.profiling", "Creates audience profiles for targeted advertising."),
-    entry("marketing.advertising.third_party", "Advertising with data joined with third parties."),
-    entry("marketing.advertising.third_party.targeted", "Advertising targeted with third-party data."),
-    entry("marketing.communications", "Messages that market to a customer."),
+    entry(
+        "marketing.advertising",
+        "Advertises or promotes the service.",
+    ),
+    entry(
+        "marketing.advertising.first_party",
+        "Advertising based on first-party data.",
+    ),
+    entry(
+        "marketing.advertising.first_party.contextual",
+        "Advertising based on the content being viewed.",
+    ),
+    entry(
+        "marketing.advertising.first_party.targeted",
+        "Advertising targeted with first-party data.",
+    ),
+    entry(
+        "marketing.advertising.profiling",
+        "Creates audience profiles for targeted advertising.",
+    ),
+    entry(
+        "marketing.advertising.third_party",
+        "Advertising with data joined with third parties.",
+    ),
+    entry(
+        "marketing.advertising.third_party.targeted",
+        "Advertising targeted with third-party data.",
+    ),
+    entry(
+        "marketing.communications",
+        "Messages that market to a customer.",
+    ),
     entry("marketing.communications.email", "Sends marketing email."),
     entry("marketing.communications.sms", "Sends marketing SMS."),
     entry("personalize", "Personalizes the service."),
-    entry("personalize.content", "Personalizes the content of the service."),
-    entry("personalize.content.limited", "Personalizes content with limited, non-profiled data."),
-    entry("personalize.content.profiled", "Personalizes content using an existing profile."),
-    entry("personalize.content.profiling", "Builds a profile of the subject to personalize content."),
+    entry(
+        "personalize.content",
+        "Personalizes the content of the service.",
+    ),
+    entry(
+        "personalize.content.limited",
+        "Personalizes content with limited, non-profiled data.",
+    ),
+    entry(
+        "personalize.content.profiled",
+        "Personalizes content using an existing profile.",
+    ),
+    entry(
+        "personalize.content.profiling",
+        "Builds a profile of the subject to personalize content.",
+    ),
     entry("personalize.system", "Personalizes the system."),
-    entry("third_party_sharing", "Transfers data to third parties outside the service."),
-    entry("third_party_sharing.legal_obligation", "Shares data to meet a legal obligation."),
+    entry(
+        "third_party_sharing",
+        "Transfers data to third parties outside the service.",
+    ),
+    entry(
+        "third_party_sharing.legal_obligation",
+        "Shares data to meet a legal obligation.",
+    ),
     entry("train_ai_system", "Trains an AI system or data model."),
 ];
 
 /// Fideslang data subjects known to discreet.
 pub const DATA_SUBJECTS: &[TaxonomyEntry] = &[
-    entry("anonymous_user", "An individual the system cannot identify."),
-    entry("customer", "An individual who buys goods or services from the organisation."),
+    entry(
+        "anonymous_user",
+        "An individual the system cannot identify.",
+    ),
+    entry(
+        "customer",
+        "An individual who buys goods or services from the organisation.",
+    ),
     entry("employee", "An individual employed by the organisation."),
     entry("prospect", "An individual the organisation is selling to."),
     entry("visitor", "An individual visiting a location or site."),
@@ -179,7 +356,9 @@ fn same_last_segment(wanted: &str, candidates: &[&str]) -> Option<String> {
         return None;
     }
     let wanted_last = last_segment(wanted);
-    let mut matching = candidates.iter().filter(|candidate| last_segment(candidate) == wanted_last);
+    let mut matching = candidates
+        .iter()
+        .filter(|candidate| last_segment(candidate) == wanted_last);
     match (matching.next(), matching.next()) {
         (Some(only), None) => Some((*only).to_owned()),
         _ => None,
@@ -261,9 +440,15 @@ mod tests {
             suggest("user.search_history", categories.clone()).as_deref(),
             Some("user.behavior.search_history")
         );
-        assert_eq!(suggest("user.email", categories.clone()).as_deref(), Some("user.contact.email"));
+        assert_eq!(
+            suggest("user.email", categories.clone()).as_deref(),
+            Some("user.contact.email")
+        );
         // When several names end the same way there is no guess.
-        assert_eq!(suggest("user.foo.profile", ["a.profile", "b.profile"]), None);
+        assert_eq!(
+            suggest("user.foo.profile", ["a.profile", "b.profile"]),
+            None
+        );
         assert_eq!(suggest("shoe_size", categories), None);
     }
 

@@ -18,7 +18,10 @@ fn error_of(name: &str) -> Error {
 }
 
 fn only_problem(error: &Error) -> &Problem {
-    assert!(matches!(error, Error::Invalid { .. }), "not a validation error: {error}");
+    assert!(
+        matches!(error, Error::Invalid { .. }),
+        "not a validation error: {error}"
+    );
     assert_eq!(error.problems().len(), 1, "{error}");
     &error.problems()[0]
 }
@@ -71,21 +74,30 @@ fn unknown_legal_basis_lists_the_six_bases() {
 #[test]
 fn empty_required_text() {
     let error = error_of("empty_text");
-    assert!(matches!(only_problem(&error), Problem::EmptyText { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::EmptyText { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn invalid_name() {
     let error = error_of("invalid_name");
-    assert!(matches!(only_problem(&error), Problem::InvalidName { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::InvalidName { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn duplicate_name_points_at_both_declarations() {
     let error = error_of("duplicate_name");
-    assert!(matches!(only_problem(&error), Problem::DuplicateName { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::DuplicateName { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
@@ -103,84 +115,133 @@ fn unknown_category_suggests_the_closest_name() {
 #[test]
 fn category_without_retention_is_undeclared() {
     let error = error_of("undeclared_category");
-    assert!(matches!(only_problem(&error), Problem::UndeclaredCategory { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UndeclaredCategory { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn unknown_data_use() {
     let error = error_of("unknown_data_use");
-    assert!(matches!(only_problem(&error), Problem::UnknownDataUse { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UnknownDataUse { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn unknown_data_subject() {
     let error = error_of("unknown_data_subject");
-    assert!(matches!(only_problem(&error), Problem::UnknownDataSubject { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UnknownDataSubject { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn retention_outside_the_grammar() {
     let error = error_of("bad_retention");
-    assert!(matches!(only_problem(&error), Problem::BadRetention { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::BadRetention { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn consent_purpose_without_description() {
     let error = error_of("consent_without_description");
-    assert!(matches!(only_problem(&error), Problem::ConsentWithoutDescription { .. }), "{error}");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::ConsentWithoutDescription { .. }
+        ),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn legitimate_interest_unstated() {
     let error = error_of("legitimate_interest_unstated");
-    assert!(matches!(only_problem(&error), Problem::LegitimateInterestUnstated { .. }), "{error}");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::LegitimateInterestUnstated { .. }
+        ),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn purpose_without_categories() {
     let error = error_of("purpose_without_categories");
-    assert!(matches!(only_problem(&error), Problem::PurposeWithoutCategories { .. }), "{error}");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::PurposeWithoutCategories { .. }
+        ),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn role_granting_an_unknown_purpose() {
     let error = error_of("unknown_purpose");
-    assert!(matches!(only_problem(&error), Problem::UnknownPurpose { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UnknownPurpose { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn role_granting_an_unknown_action() {
     let error = error_of("unknown_action");
-    assert!(matches!(only_problem(&error), Problem::UnknownAction { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UnknownAction { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn unknown_recipient() {
     let error = error_of("unknown_recipient");
-    assert!(matches!(only_problem(&error), Problem::UnknownRecipient { .. }), "{error}");
+    assert!(
+        matches!(only_problem(&error), Problem::UnknownRecipient { .. }),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn sale_or_sharing_without_recipient() {
     let error = error_of("sale_or_sharing_without_recipient");
-    assert!(matches!(only_problem(&error), Problem::SaleOrSharingWithoutRecipient { .. }), "{error}");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::SaleOrSharingWithoutRecipient { .. }
+        ),
+        "{error}"
+    );
     insta::assert_snapshot!(error.to_string());
 }
 
 #[test]
 fn several_problems_are_all_reported_in_file_order() {
     let error = error_of("several_problems");
-    let lines: Vec<usize> = error.problems().iter().map(|problem| problem.location().line).collect();
+    let lines: Vec<usize> = error
+        .problems()
+        .iter()
+        .map(|problem| problem.location().line)
+        .collect();
     let mut sorted = lines.clone();
     sorted.sort_unstable();
     assert_eq!(lines, sorted);
@@ -211,7 +272,13 @@ fn every_problem_kind_has_an_invalid_file() {
     ];
     let kinds: HashSet<_> = files
         .iter()
-        .flat_map(|name| error_of(name).problems().iter().map(discriminant).collect::<Vec<_>>())
+        .flat_map(|name| {
+            error_of(name)
+                .problems()
+                .iter()
+                .map(discriminant)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(kinds.len(), files.len());
     // Exhaustive match: adding a variant breaks the build here until it is listed above.

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 /// A file beside these tests, e.g. `invalid/syntax.toml`.
 pub fn test_file(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it")
+        .join(relative)
 }
 
 /// The text of a file beside these tests.
