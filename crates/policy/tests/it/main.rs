@@ -3,6 +3,7 @@
 //! against API.md, and the records of processing it renders.
 
 mod builtin;
+mod docs;
 mod invalid;
 mod loading;
 mod records;
