@@ -255,6 +255,28 @@ pub enum Problem {
         /// The purpose.
         purpose: String,
     },
+    /// A purpose that names no data subject.
+    #[error(
+        "{at}: purpose `{purpose}` lists no `data_subjects`; name whose data it uses (GDPR Art. 30(1)(c)), e.g. data_subjects = [\"customer\"]"
+    )]
+    PurposeWithoutDataSubjects {
+        /// Where the purpose is.
+        at: Location,
+        /// The purpose.
+        purpose: String,
+    },
+    /// An attribute or event type stored under a category that no purpose may use.
+    #[error(
+        "{at}: {used_by} is stored as `{category}`, but no purpose lists `{category}` or a parent of it, so the data could never be used lawfully (purpose limitation, GDPR Art. 5(1)(b)); add it to a purpose's `categories`, or stop collecting it"
+    )]
+    CollectedWithoutPurpose {
+        /// Where the mapping is.
+        at: Location,
+        /// The attribute or event type.
+        used_by: String,
+        /// Its category.
+        category: String,
+    },
     /// A role grants a purpose the policy does not declare.
     #[error(
         "{at}: role `{role}` grants purpose `{name}`, which no [[purposes]] entry declares; expected a declared purpose or \"*\"{}",
@@ -329,6 +351,8 @@ impl Problem {
             | Problem::ConsentWithoutDescription { at, .. }
             | Problem::LegitimateInterestUnstated { at, .. }
             | Problem::PurposeWithoutCategories { at, .. }
+            | Problem::PurposeWithoutDataSubjects { at, .. }
+            | Problem::CollectedWithoutPurpose { at, .. }
             | Problem::UnknownPurpose { at, .. }
             | Problem::UnknownAction { at, .. }
             | Problem::UnknownRecipient { at, .. }

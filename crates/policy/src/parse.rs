@@ -270,8 +270,10 @@ impl Validator<'_> {
             .map(|category| category.name.get_ref().as_str())
             .collect();
         let purposes = self.validate_purposes(&raw.purposes, &declared, &recipient_names);
-        let attributes = self.validate_category_map(&raw.attributes, "attribute", &declared);
-        let event_types = self.validate_category_map(&raw.event_types, "event type", &declared);
+        let attributes =
+            self.validate_category_map(&raw.attributes, "attribute", &declared, &purposes);
+        let event_types =
+            self.validate_category_map(&raw.event_types, "event type", &declared, &purposes);
         let purpose_names: Vec<&str> = raw
             .purposes
             .iter()
@@ -463,6 +465,12 @@ impl Validator<'_> {
             }
         }
 
+        if raw.data_subjects.is_empty() {
+            self.problems.push(Problem::PurposeWithoutDataSubjects {
+                at: self.at(&raw.name),
+                purpose: name.clone(),
+            });
+        }
         let subject_names = taxonomy::DATA_SUBJECTS.iter().map(|entry| entry.name);
         for subject in &raw.data_subjects {
             if taxonomy::data_subject(subject.get_ref()).is_none() {
@@ -507,6 +515,7 @@ impl Validator<'_> {
         raw: &BTreeMap<Text, Text>,
         kind: &'static str,
         declared: &[&str],
+        purposes: &[Purpose],
     ) -> BTreeMap<String, String> {
         // Check in file order so problems come out in the order the author reads them.
         let mut entries: Vec<(&Text, &Text)> = raw.iter().collect();
@@ -514,13 +523,23 @@ impl Validator<'_> {
         for (name, category) in entries {
             self.check_name(name, kind);
             let used_by = format!("{kind} `{}`", name.get_ref());
-            if self.check_known_category(category, &used_by)
-                && !declared.iter().any(|name| covers(name, category.get_ref()))
-            {
+            if !self.check_known_category(category, &used_by) {
+                continue;
+            }
+            if !declared.iter().any(|name| covers(name, category.get_ref())) {
                 self.problems.push(Problem::UndeclaredCategory {
                     at: self.at(category),
                     used_by,
                     name: category.get_ref().clone(),
+                });
+            } else if !purposes
+                .iter()
+                .any(|purpose| purpose.uses_category(category.get_ref()))
+            {
+                self.problems.push(Problem::CollectedWithoutPurpose {
+                    at: self.at(category),
+                    used_by,
+                    category: category.get_ref().clone(),
                 });
             }
         }

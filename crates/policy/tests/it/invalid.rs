@@ -192,6 +192,32 @@ fn purpose_without_categories() {
 }
 
 #[test]
+fn purpose_without_data_subjects() {
+    let error = error_of("purpose_without_data_subjects");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::PurposeWithoutDataSubjects { .. }
+        ),
+        "{error}"
+    );
+    insta::assert_snapshot!(error.to_string());
+}
+
+#[test]
+fn collected_without_purpose() {
+    let error = error_of("collected_without_purpose");
+    assert!(
+        matches!(
+            only_problem(&error),
+            Problem::CollectedWithoutPurpose { .. }
+        ),
+        "{error}"
+    );
+    insta::assert_snapshot!(error.to_string());
+}
+
+#[test]
 fn role_granting_an_unknown_purpose() {
     let error = error_of("unknown_purpose");
     assert!(
@@ -265,6 +291,8 @@ fn every_problem_kind_has_an_invalid_file() {
         "consent_without_description",
         "legitimate_interest_unstated",
         "purpose_without_categories",
+        "purpose_without_data_subjects",
+        "collected_without_purpose",
         "unknown_purpose",
         "unknown_action",
         "unknown_recipient",
@@ -294,6 +322,8 @@ fn every_problem_kind_has_an_invalid_file() {
         | Problem::ConsentWithoutDescription { .. }
         | Problem::LegitimateInterestUnstated { .. }
         | Problem::PurposeWithoutCategories { .. }
+        | Problem::PurposeWithoutDataSubjects { .. }
+        | Problem::CollectedWithoutPurpose { .. }
         | Problem::UnknownPurpose { .. }
         | Problem::UnknownAction { .. }
         | Problem::UnknownRecipient { .. }
