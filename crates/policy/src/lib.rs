@@ -9,6 +9,18 @@
 //! each attribute and event type, and what each API role may do; the records of
 //! processing (GDPR Art. 30) are derived from it as JSON or Markdown.
 //!
+//! ```
+//! use discreet_policy::{Action, Policy};
+//!
+//! let policy = Policy::builtin_retail();
+//! let Some(storefront) = policy.role("storefront") else { panic!("built-in role") };
+//! assert!(storefront.allows_action(Action::Recommendations));
+//! assert!(!storefront.allows_action(Action::Forget));
+//! let category = policy.category_of_event_type("purchase");
+//! assert_eq!(category, Some("user.behavior.purchase_history"));
+//! assert!(policy.retention_of("user.behavior.purchase_history").is_some());
+//! ```
+//!
 //! This crate must never decide alone that a use of personal data is allowed (the engine
 //! combines these answers with consent), and never holds personal data.
 

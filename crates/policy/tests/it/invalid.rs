@@ -275,6 +275,29 @@ fn several_problems_are_all_reported_in_file_order() {
     insta::assert_snapshot!(error.to_string());
 }
 
+/// Guards "no panic reachable from input": every cut of a valid file, and the file with
+/// each line removed, gives a result (an error, or a policy), never a panic.
+#[test]
+fn damaged_files_are_refused_without_panicking() {
+    let text = discreet_policy::BUILTIN_RETAIL_TOML;
+    let mut refused = 0;
+    for cut in (0..text.len())
+        .step_by(13)
+        .filter(|cut| text.is_char_boundary(*cut))
+    {
+        if Policy::from_toml_str(&text[..cut], "cut.toml").is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    let lines: Vec<&str> = text.lines().collect();
+    for removed in 0..lines.len() {
+        let mut damaged = lines.clone();
+        damaged.remove(removed);
+        let _ = Policy::from_toml_str(&damaged.join("\n"), "damaged.toml");
+    }
+}
+
 /// Guards that every kind of problem has an invalid file above: a new `Problem` variant
 /// without a file (and so without a reviewed message) fails here.
 #[test]
