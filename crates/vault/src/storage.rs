@@ -1,0 +1,235 @@
+//! The storage contract: what a backend (SQLite today, PostgreSQL later) must keep.
+//!
+//! Backends see only sealed bytes and clear metadata (internal subject ids, categories,
+//! times, purposes); they never see a key or a plaintext personal value. Every write that
+//! touches personal data carries its ledger entries, and a backend commits both in one
+//! transaction: data is written if and only if its access is on the ledger.
+//! The same conformance suite (`crate::conformance`) runs against every backend.
+
+use std::path::Path;
+
+use crate::crypto::WrappedKey;
+use crate::error::Result;
+use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerRecord};
+
+/// Internal subject id: random, never the shop's customer id, never reused.
+pub type SubjectId = i64;
+
+/// Whether a subject is live or being forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectState {
+    Active,
+    Forgetting,
+}
+
+/// A subject as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectRow {
+    pub id: SubjectId,
+    /// Keyed hash of the shop's customer id (how the subject is found).
+    pub lookup: Vec<u8>,
+    /// The shop's customer id, sealed with the subject's key.
+    pub sealed_external_id: Vec<u8>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub state: SubjectState,
+}
+
+/// A sealed event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub subject: SubjectId,
+    pub category: String,
+    /// When it happened, unix milliseconds (clear: retention needs it).
+    pub at: i64,
+    pub sealed: Vec<u8>,
+}
+
+/// A sealed attribute value (one per subject and name; a new value replaces the old).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeRow {
+    pub subject: SubjectId,
+    pub name: String,
+    pub category: String,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    pub sealed: Vec<u8>,
+}
+
+/// One consent decision; the history is append-only (proof of consent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub subject: SubjectId,
+    pub purpose: String,
+    pub granted: bool,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// Where the decision was collected (e.g. `checkout-banner-v3`, `gpc-header`).
+    pub source: String,
+    /// The policy version in force when it was given.
+    pub policy_version: String,
+}
+
+/// A remembered idempotency key: the same key and body are accepted once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key_hash: Vec<u8>,
+    pub body_hash: Vec<u8>,
+    pub accepted: u64,
+    pub at: i64,
+}
+
+/// A durable intent to forget a subject, with what has been erased so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasureIntent {
+    pub subject: SubjectId,
+    pub subject_token: String,
+    /// Unix milliseconds.
+    pub requested_at: i64,
+    pub model_interactions: u64,
+    pub events: u64,
+    pub attributes: u64,
+    pub consents: u64,
+}
+
+/// A stored receipt: its id, token and the signed JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredReceipt {
+    pub id: String,
+    pub subject_token: String,
+    pub json: String,
+}
+
+/// Everything one write commits atomically.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub new_subjects: Vec<SubjectRow>,
+    pub events: Vec<EventRow>,
+    pub attributes: Vec<AttributeRow>,
+    pub consents: Vec<ConsentRow>,
+    pub ledger: Vec<LedgerDraft>,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// Which ledger entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerFilter {
+    pub subject_token: Option<String>,
+    pub actor: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until: Option<i64>,
+    /// Newest first, at most this many.
+    pub limit: usize,
+}
+
+/// The state of one subject's data key in the key store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Live(WrappedKey),
+    /// Destroyed at this time (unix milliseconds): the subject was forgotten.
+    Destroyed {
+        at: i64,
+    },
+    Missing,
+}
+
+/// Where sealed personal data, consents, receipts and the ledger live.
+pub trait Storage: Send + Sync {
+    /// The subject whose lookup hash is `lookup`.
+    fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectRow>>;
+    /// The subject with internal id `id`.
+    fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>>;
+    /// Which of `ids` exist (in any state).
+    fn subjects_present(&self, ids: &[SubjectId]) -> Result<Vec<SubjectId>>;
+    /// Reserves `n` consecutive event sequence numbers, never handed out before; returns the first.
+    fn reserve_event_seqs(&self, n: u64) -> Result<i64>;
+    /// A remembered idempotency key.
+    fn idempotency(&self, key_hash: &[u8]) -> Result<Option<IdempotencyRecord>>;
+    /// Commits a batch atomically with its ledger entries; returns the new ledger head.
+    /// Fails with `IdempotencyConflict` when the batch's idempotency key is already stored.
+    fn write(&self, batch: WriteBatch) -> Result<LedgerHead>;
+    /// A subject's events, in sequence order.
+    fn events_of(&self, subject: SubjectId) -> Result<Vec<EventRow>>;
+    /// Up to `limit` events of active subjects with sequence number above `after_seq`, in order.
+    fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<EventRow>>;
+    /// A subject's attributes.
+    fn attributes_of(&self, subject: SubjectId) -> Result<Vec<AttributeRow>>;
+    /// A subject's consent history, oldest first.
+    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>>;
+    /// Records (or keeps) the intent to forget and marks the subject as forgetting.
+    fn begin_erasure(&self, intent: &ErasureIntent, entry: LedgerDraft) -> Result<ErasureIntent>;
+    /// Every unfinished erasure.
+    fn erasure_intents(&self) -> Result<Vec<ErasureIntent>>;
+    /// Deletes the subject's events, attributes and consents, adding the counts to its intent.
+    fn erase_subject_rows(&self, subject: SubjectId) -> Result<ErasureIntent>;
+    /// Stores the receipt, removes the intent and the subject row, with the ledger entry.
+    fn complete_erasure(
+        &self,
+        subject: SubjectId,
+        receipt: &StoredReceipt,
+        entry: LedgerDraft,
+    ) -> Result<()>;
+    /// Removes every row of a subject whose key is already destroyed (e.g. from a restored backup).
+    fn drop_subject(&self, subject: SubjectId, entry: LedgerDraft) -> Result<()>;
+    /// Categories that have events or attributes.
+    fn categories_in_use(&self) -> Result<Vec<String>>;
+    /// Events of `category` that happened before `before` (unix milliseconds).
+    fn events_before(&self, category: &str, before: i64) -> Result<Vec<EventRow>>;
+    /// Attributes of `category` last updated before `before`.
+    fn attributes_before(&self, category: &str, before: i64) -> Result<Vec<AttributeRow>>;
+    /// Deletes the given events and attributes with their ledger entries; returns how many rows went.
+    fn erase_records(
+        &self,
+        events: &[i64],
+        attributes: &[(SubjectId, String)],
+        ledger: Vec<LedgerDraft>,
+    ) -> Result<u64>;
+    /// A stored receipt.
+    fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>>;
+    /// Appends ledger entries on their own (e.g. reads).
+    fn append_ledger(&self, entries: Vec<LedgerDraft>) -> Result<LedgerHead>;
+    /// The current head of the ledger.
+    fn ledger_head(&self) -> Result<LedgerHead>;
+    /// Entries matching `filter`, newest first.
+    fn ledger_query(&self, filter: &LedgerFilter) -> Result<Vec<LedgerRecord>>;
+    /// Visits every entry in stored order until `visit` returns false.
+    fn ledger_scan(&self, visit: &mut dyn FnMut(&LedgerRecord) -> bool) -> Result<()>;
+    /// Stores a signed checkpoint.
+    fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Every checkpoint, in order.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// Writes a consistent copy of the data (never the keys) to `dest`.
+    fn backup(&self, dest: &Path) -> Result<()>;
+}
+
+/// Where wrapped data keys and vault secrets live, apart from the sealed data.
+pub trait KeyStorage: Send + Sync {
+    /// Stores new subjects' wrapped keys atomically; fails if any id is taken (live or destroyed).
+    fn insert_data_keys(&self, keys: &[(SubjectId, WrappedKey)]) -> Result<()>;
+    /// The state of a subject's key.
+    fn data_key(&self, subject: SubjectId) -> Result<KeyState>;
+    /// Destroys a subject's wrapped key, leaving a tombstone; true if it was live.
+    fn destroy_data_key(&self, subject: SubjectId, at: i64) -> Result<bool>;
+    /// Subjects whose keys were destroyed.
+    fn destroyed_subjects(&self) -> Result<Vec<SubjectId>>;
+    /// A named vault secret (lookup key, token key, signing seed).
+    fn secret(&self, name: &str) -> Result<Option<WrappedKey>>;
+    /// Stores a named secret unless one exists; returns the one that is stored.
+    fn insert_secret(&self, name: &str, wrapped: &WrappedKey) -> Result<WrappedKey>;
+    /// Up to `limit` data keys and secrets not wrapped by `kek_id`.
+    fn keys_not_wrapped_by(&self, kek_id: &str, limit: usize) -> Result<Vec<(KeyRef, WrappedKey)>>;
+    /// Replaces wrapped keys, each only if it still holds the old wrapping; returns how many changed.
+    fn rewrap(&self, updates: &[(KeyRef, WrappedKey, WrappedKey)]) -> Result<u64>;
+    /// Writes a consistent copy of the key store to `dest` (for short-lived key backups).
+    fn backup(&self, dest: &Path) -> Result<()>;
+}
+
+/// A wrapped key's place in the key store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRef {
+    Subject(SubjectId),
+    Secret(String),
+}

@@ -1,0 +1,1192 @@
+//! The vault facade: the only way personal data goes in and out of storage.
+//!
+//! It finds subjects by a keyed hash of the shop's customer id, seals every personal value
+//! with the subject's own data key (associated data binds each ciphertext to its subject
+//! and row), writes every access to the ledger in the same transaction as the data, and
+//! forgets a subject by a durable intent, key destruction, row erasure and a signed receipt
+//! — finishing any interrupted forget when it opens. It never decides whether a use is
+//! allowed: that is the engine's job; it records what the engine says it did.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::crypto::{DataKey, Kek, KekRing, Signer, TokenKey, random_bytes, sha256_parts, to_hex};
+use crate::error::{Error, Result};
+use crate::ledger::{
+    CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerRecord,
+    LedgerVerification, checkpoint_message,
+};
+use crate::receipt::{ErasedCounts, ForgetReceipt, PublicKeyInfo};
+use crate::sqlite::{DATA_FILE, KEY_STORE_FILE, SqliteKeyStore, SqliteStorage};
+use crate::storage::*;
+
+/// Unwrapped data keys kept in memory at most; past this the cache starts afresh.
+const KEY_CACHE_LIMIT: usize = 65_536;
+/// Wrapped keys re-wrapped per key-store transaction during a KEK rotation.
+const ROTATION_BATCH: usize = 512;
+
+const SECRET_LOOKUP: &str = "subject-lookup-key";
+const SECRET_TOKEN: &str = "subject-token-key";
+const SECRET_SIGNING: &str = "signing-seed";
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(millis: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+/// Associated data: every part length-prefixed, so no two records share it.
+fn associated_data(parts: &[&[u8]]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64);
+    for part in parts {
+        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+fn event_aad(subject: SubjectId, seq: i64, category: &str, at: i64) -> Vec<u8> {
+    associated_data(&[
+        b"discreet/event/v1",
+        &subject.to_be_bytes(),
+        &seq.to_be_bytes(),
+        category.as_bytes(),
+        &at.to_be_bytes(),
+    ])
+}
+
+fn attribute_aad(subject: SubjectId, name: &str, category: &str, updated_at: i64) -> Vec<u8> {
+    associated_data(&[
+        b"discreet/attribute/v1",
+        &subject.to_be_bytes(),
+        name.as_bytes(),
+        category.as_bytes(),
+        &updated_at.to_be_bytes(),
+    ])
+}
+
+fn external_id_aad(subject: SubjectId) -> Vec<u8> {
+    associated_data(&[b"discreet/subject-id/v1", &subject.to_be_bytes()])
+}
+
+fn key_context(key_ref: &KeyRef) -> Vec<u8> {
+    match key_ref {
+        KeyRef::Subject(subject) => {
+            associated_data(&[b"discreet/data-key/v1", &subject.to_be_bytes()])
+        }
+        KeyRef::Secret(name) => associated_data(&[b"discreet/secret/v1", name.as_bytes()]),
+    }
+}
+
+/// An event to store: `payload` is the engine's encoding of what happened (sealed whole).
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// The shop's customer id.
+    pub subject: String,
+    /// Data category (from the policy).
+    pub category: String,
+    /// When it happened, unix milliseconds.
+    pub at: i64,
+    pub payload: Vec<u8>,
+}
+
+/// A stored event, opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub subject: SubjectId,
+    pub category: String,
+    pub at: i64,
+    pub payload: Vec<u8>,
+}
+
+/// An attribute value to store.
+#[derive(Clone, Debug)]
+pub struct NewAttribute {
+    pub name: String,
+    pub category: String,
+    pub value: Vec<u8>,
+}
+
+/// A stored attribute, opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribute {
+    pub subject: SubjectId,
+    pub name: String,
+    pub category: String,
+    pub updated_at: i64,
+    pub value: Vec<u8>,
+}
+
+/// A consent decision to record.
+#[derive(Clone, Debug)]
+pub struct NewConsent {
+    pub purpose: String,
+    pub granted: bool,
+    pub at: i64,
+    pub source: String,
+    pub policy_version: String,
+}
+
+/// Who reads, and for which purpose (written to the ledger).
+#[derive(Clone, Copy, Debug)]
+pub struct Access<'a> {
+    pub actor: &'a str,
+    pub purpose: &'a str,
+}
+
+/// An idempotency key with the hash of the request body it came with.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    pub body_hash: [u8; 32],
+}
+
+/// What an append did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppendOutcome {
+    pub accepted: u64,
+    /// Events not stored again because the same idempotency key and body were seen before.
+    pub duplicates: u64,
+}
+
+/// Data past its retention, opened so that the engine can unlearn it before erasing it.
+#[derive(Clone, Debug, Default)]
+pub struct Expired {
+    pub events: Vec<Event>,
+    pub attributes: Vec<Attribute>,
+}
+
+/// What a KEK rotation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RotationReport {
+    pub from_kek: String,
+    pub to_kek: String,
+    pub rewrapped: u64,
+}
+
+/// The steps of a forget, for crash-injection tests: stop right after this step.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgetStep {
+    IntentWritten,
+    KeyDestroyed,
+    RowsErased,
+}
+
+/// Where an embedded vault keeps its files.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// The data folder (created if missing).
+    pub data_dir: PathBuf,
+    /// The key store file; `DATA_DIR/keystore.sqlite` when not set.
+    pub key_store: Option<PathBuf>,
+    /// Where the KEK was read from, to refuse a KEK kept inside the data folder.
+    pub kek_file: Option<PathBuf>,
+}
+
+impl SqliteOptions {
+    /// Files in `data_dir`, KEK from `kek_file`.
+    pub fn new(data_dir: impl Into<PathBuf>, kek_file: Option<PathBuf>) -> Self {
+        SqliteOptions {
+            data_dir: data_dir.into(),
+            key_store: None,
+            kek_file,
+        }
+    }
+
+    /// The sealed-data file.
+    pub fn data_file(&self) -> PathBuf {
+        self.data_dir.join(DATA_FILE)
+    }
+
+    /// The key store file.
+    pub fn key_store_file(&self) -> PathBuf {
+        self.key_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(KEY_STORE_FILE))
+    }
+}
+
+/// Refuses a KEK file that lives inside the data folder.
+fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
+    let absolute = |path: &Path| -> PathBuf {
+        match std::fs::canonicalize(path) {
+            Ok(path) => path,
+            Err(_) => match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+                    std::fs::canonicalize(parent)
+                        .map(|parent| parent.join(name))
+                        .unwrap_or_else(|_| path.to_owned())
+                }
+                _ => std::env::current_dir()
+                    .map(|dir| dir.join(path))
+                    .unwrap_or_else(|_| path.to_owned()),
+            },
+        }
+    };
+    if absolute(kek_file).starts_with(absolute(data_dir)) {
+        return Err(Error::Config {
+            detail: format!(
+                "the KEK file {} is inside the data folder {}; keep it elsewhere so that a copy of the data never carries its key",
+                kek_file.display(),
+                data_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The vault.
+pub struct Vault {
+    storage: Box<dyn Storage>,
+    keys: Box<dyn KeyStorage>,
+    keks: RwLock<KekRing>,
+    lookup_key: TokenKey,
+    token_key: TokenKey,
+    signer: Signer,
+    key_cache: Mutex<HashMap<SubjectId, Arc<DataKey>>>,
+    subject_cache: Mutex<HashMap<[u8; 32], SubjectId>>,
+    subject_creation: Mutex<()>,
+    last_checkpoint_seq: AtomicI64,
+    recovered: Vec<ForgetReceipt>,
+}
+
+impl Vault {
+    /// Opens the embedded vault (SQLite files in the data folder).
+    pub fn open_sqlite(options: &SqliteOptions, keks: KekRing) -> Result<Vault> {
+        if let Some(kek_file) = &options.kek_file {
+            check_kek_outside(kek_file, &options.data_dir)?;
+        }
+        create_private_dir(&options.data_dir)?;
+        let storage = SqliteStorage::open(&options.data_file())?;
+        let keys = SqliteKeyStore::open(&options.key_store_file())?;
+        Vault::open(Box::new(storage), Box::new(keys), keks)
+    }
+
+    /// Opens a vault over any backend; finishes interrupted forgets and re-applies forgets
+    /// to data restored from an old backup.
+    pub fn open(
+        storage: Box<dyn Storage>,
+        keys: Box<dyn KeyStorage>,
+        keks: KekRing,
+    ) -> Result<Vault> {
+        let secret = |name: &str| -> Result<Zeroizing<Vec<u8>>> {
+            let context = key_context(&KeyRef::Secret(name.to_owned()));
+            let wrapped = match keys.secret(name)? {
+                Some(wrapped) => wrapped,
+                None => {
+                    keys.insert_secret(name, &keks.wrap(&context, random_bytes::<32>()?.as_ref())?)?
+                }
+            };
+            keks.unwrap_key(&context, &wrapped)
+                .map_err(|error| match error {
+                    Error::Tampered { .. } => Error::Config {
+                        detail: format!(
+                            "the KEK {} does not open this key store (wrong KEK file?)",
+                            keks.current().id()
+                        ),
+                    },
+                    other => other,
+                })
+        };
+        let lookup_key = TokenKey::new(&secret(SECRET_LOOKUP)?);
+        let token_key = TokenKey::new(&secret(SECRET_TOKEN)?);
+        let signer = Signer::from_seed(&secret(SECRET_SIGNING)?)?;
+        let last_checkpoint_seq = storage
+            .checkpoints()?
+            .last()
+            .map(|checkpoint| checkpoint.seq)
+            .unwrap_or(0);
+        let mut vault = Vault {
+            storage,
+            keys,
+            keks: RwLock::new(keks),
+            lookup_key,
+            token_key,
+            signer,
+            key_cache: Mutex::new(HashMap::new()),
+            subject_cache: Mutex::new(HashMap::new()),
+            subject_creation: Mutex::new(()),
+            last_checkpoint_seq: AtomicI64::new(last_checkpoint_seq),
+            recovered: Vec::new(),
+        };
+        vault.recovered = vault.recover()?;
+        Ok(vault)
+    }
+
+    /// Finishes every interrupted forget, then drops rows of subjects whose key is destroyed.
+    fn recover(&self) -> Result<Vec<ForgetReceipt>> {
+        let mut receipts = Vec::new();
+        for intent in self.storage.erasure_intents()? {
+            receipts.push(
+                self.finish_forget_until(intent.subject, "system:recovery", None)?
+                    .ok_or(Error::Storage {
+                        detail: "recovery stopped before its receipt".into(),
+                    })?,
+            );
+        }
+        let destroyed = self.keys.destroyed_subjects()?;
+        for subject in self.storage.subjects_present(&destroyed)? {
+            let entry = LedgerDraft::new(now_millis(), "system:recovery", "forget.reapplied")
+                .subject(&self.subject_token(subject))
+                .detail("rows of a forgotten subject found (restored backup?) and dropped");
+            self.storage.drop_subject(subject, entry)?;
+        }
+        Ok(receipts)
+    }
+
+    /// Receipts of forgets that were interrupted and completed when this vault opened.
+    pub fn recovered_forgets(&self) -> &[ForgetReceipt] {
+        &self.recovered
+    }
+
+    /// The pseudonymous token naming a subject in the ledger, metrics and receipts.
+    pub fn subject_token(&self, subject: SubjectId) -> String {
+        to_hex(&self.token_key.tag(&subject.to_be_bytes())[..16])
+    }
+
+    fn lookup_hash(&self, external_id: &str) -> [u8; 32] {
+        self.lookup_key.tag(external_id.as_bytes())
+    }
+
+    /// The internal id of an active subject, if the shop's customer id is known.
+    pub fn subject_id(&self, external_id: &str) -> Result<Option<SubjectId>> {
+        match self.find_subject(external_id)? {
+            Some(row) if row.state == SubjectState::Active => Ok(Some(row.id)),
+            _ => Ok(None),
+        }
+    }
+
+    fn find_subject(&self, external_id: &str) -> Result<Option<SubjectRow>> {
+        self.storage.find_subject(&self.lookup_hash(external_id))
+    }
+
+    fn active_subject(&self, external_id: &str) -> Result<SubjectId> {
+        match self.find_subject(external_id)? {
+            None => Err(Error::NotFound { what: "subject" }),
+            Some(row) if row.state == SubjectState::Forgetting => Err(Error::Forgetting),
+            Some(row) => Ok(row.id),
+        }
+    }
+
+    fn data_key(&self, subject: SubjectId) -> Result<Arc<DataKey>> {
+        if let Some(key) = self
+            .key_cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&subject).cloned())
+        {
+            return Ok(key);
+        }
+        let wrapped = match self.keys.data_key(subject)? {
+            KeyState::Live(wrapped) => wrapped,
+            KeyState::Destroyed { .. } => return Err(Error::KeyDestroyed),
+            KeyState::Missing => {
+                return Err(Error::Storage {
+                    detail: "a subject has no data key".into(),
+                });
+            }
+        };
+        let context = key_context(&KeyRef::Subject(subject));
+        let bytes = self
+            .keks
+            .read()
+            .map_err(|_| poisoned())?
+            .unwrap_key(&context, &wrapped)?;
+        let key = Arc::new(DataKey::from_bytes(&bytes)?);
+        if let Ok(mut cache) = self.key_cache.lock() {
+            if cache.len() >= KEY_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(subject, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Finds or creates the subjects named in a batch: new ones get a fresh data key.
+    fn resolve_subjects<'a>(
+        &self,
+        external_ids: impl Iterator<Item = &'a str>,
+    ) -> Result<BTreeMap<&'a str, SubjectId>> {
+        let mut resolved = BTreeMap::new();
+        let mut missing = Vec::new();
+        for external_id in external_ids {
+            if resolved.contains_key(external_id) || missing.contains(&external_id) {
+                continue;
+            }
+            let lookup = self.lookup_hash(external_id);
+            if let Some(&id) = self
+                .subject_cache
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(&lookup)
+            {
+                resolved.insert(external_id, id);
+                continue;
+            }
+            match self.storage.find_subject(&lookup)? {
+                Some(row) if row.state == SubjectState::Forgetting => {
+                    return Err(Error::Forgetting);
+                }
+                Some(row) => {
+                    self.remember_subject(lookup, row.id);
+                    resolved.insert(external_id, row.id);
+                }
+                None => missing.push(external_id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(resolved);
+        }
+        // One creator at a time, so two batches naming the same new customer agree on its id.
+        let _creating = self.subject_creation.lock().map_err(|_| poisoned())?;
+        let mut new_keys = Vec::new();
+        let mut new_subjects = Vec::new();
+        let now = now_millis();
+        for external_id in missing {
+            let lookup = self.lookup_hash(external_id);
+            if let Some(row) = self.storage.find_subject(&lookup)? {
+                resolved.insert(external_id, row.id);
+                continue;
+            }
+            let id = (i64::from_be_bytes(*random_bytes::<8>()?) & i64::MAX).max(1);
+            let key_bytes = random_bytes::<32>()?;
+            let wrapped = self
+                .keks
+                .read()
+                .map_err(|_| poisoned())?
+                .wrap(&key_context(&KeyRef::Subject(id)), key_bytes.as_ref())?;
+            let key = DataKey::from_bytes(key_bytes.as_ref())?;
+            let sealed_external_id = key.seal(&external_id_aad(id), external_id.as_bytes())?;
+            new_keys.push((id, wrapped));
+            new_subjects.push(SubjectRow {
+                id,
+                lookup: lookup.to_vec(),
+                sealed_external_id,
+                created_at: now,
+                state: SubjectState::Active,
+            });
+            resolved.insert(external_id, id);
+        }
+        if new_subjects.is_empty() {
+            return Ok(resolved);
+        }
+        // Keys first: a subject row never exists without its key.
+        self.keys.insert_data_keys(&new_keys)?;
+        let entries = new_subjects
+            .iter()
+            .map(|subject| {
+                LedgerDraft::new(now, "system", "subject.created")
+                    .subject(&self.subject_token(subject.id))
+            })
+            .collect();
+        let head = self.storage.write(WriteBatch {
+            new_subjects: new_subjects.clone(),
+            ledger: entries,
+            ..WriteBatch::default()
+        })?;
+        for subject in &new_subjects {
+            self.remember_subject(hash_array(&subject.lookup), subject.id);
+        }
+        self.after_write(head)?;
+        Ok(resolved)
+    }
+
+    fn remember_subject(&self, lookup: [u8; 32], id: SubjectId) {
+        if let Ok(mut cache) = self.subject_cache.lock() {
+            if cache.len() >= KEY_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(lookup, id);
+        }
+    }
+
+    /// Seals and stores a batch of events atomically with one ledger entry per subject.
+    /// With an idempotency key, the same key and body are stored once; a different body
+    /// under a used key is refused.
+    pub fn append_events(
+        &self,
+        actor: &str,
+        events: &[NewEvent],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<AppendOutcome> {
+        let idempotency_record = match idempotency {
+            None => None,
+            Some(idempotency) => {
+                let key_hash =
+                    sha256_parts(&[b"discreet/idempotency/v1", idempotency.key.as_bytes()])
+                        .to_vec();
+                if let Some(stored) = self.storage.idempotency(&key_hash)? {
+                    return if stored.body_hash == idempotency.body_hash {
+                        Ok(AppendOutcome {
+                            accepted: 0,
+                            duplicates: stored.accepted,
+                        })
+                    } else {
+                        Err(Error::IdempotencyConflict)
+                    };
+                }
+                Some(IdempotencyRecord {
+                    key_hash,
+                    body_hash: idempotency.body_hash.to_vec(),
+                    accepted: events.len() as u64,
+                    at: now_millis(),
+                })
+            }
+        };
+        if events.is_empty() {
+            return Ok(AppendOutcome {
+                accepted: 0,
+                duplicates: 0,
+            });
+        }
+        let subjects = self.resolve_subjects(events.iter().map(|event| event.subject.as_str()))?;
+        let first_seq = self.storage.reserve_event_seqs(events.len() as u64)?;
+        let mut rows = Vec::with_capacity(events.len());
+        let mut per_subject: BTreeMap<SubjectId, (u64, BTreeSet<&str>)> = BTreeMap::new();
+        let mut keys: HashMap<SubjectId, Arc<DataKey>> = HashMap::new();
+        for (offset, event) in events.iter().enumerate() {
+            let subject = subjects[event.subject.as_str()];
+            let key = match keys.get(&subject) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = self.data_key(subject)?;
+                    keys.insert(subject, key.clone());
+                    key
+                }
+            };
+            let seq = first_seq + offset as i64;
+            let sealed = key.seal(
+                &event_aad(subject, seq, &event.category, event.at),
+                &event.payload,
+            )?;
+            rows.push(EventRow {
+                seq,
+                subject,
+                category: event.category.clone(),
+                at: event.at,
+                sealed,
+            });
+            let tally = per_subject.entry(subject).or_default();
+            tally.0 += 1;
+            tally.1.insert(event.category.as_str());
+        }
+        let now = now_millis();
+        let ledger = per_subject
+            .iter()
+            .map(|(subject, (count, categories))| {
+                LedgerDraft::new(now, actor, "events.ingest")
+                    .subject(&self.subject_token(*subject))
+                    .categories(categories.iter().copied())
+                    .detail(format!("events={count}"))
+            })
+            .collect();
+        let batch = WriteBatch {
+            events: rows,
+            ledger,
+            idempotency: idempotency_record.clone(),
+            ..WriteBatch::default()
+        };
+        match self.storage.write(batch) {
+            Ok(head) => self.after_write(head)?,
+            // Two identical requests raced: the other one stored the batch.
+            Err(Error::IdempotencyConflict) => {
+                if let Some(record) = idempotency_record {
+                    if let Some(stored) = self.storage.idempotency(&record.key_hash)? {
+                        if stored.body_hash == record.body_hash {
+                            return Ok(AppendOutcome {
+                                accepted: 0,
+                                duplicates: stored.accepted,
+                            });
+                        }
+                    }
+                }
+                return Err(Error::IdempotencyConflict);
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(AppendOutcome {
+            accepted: events.len() as u64,
+            duplicates: 0,
+        })
+    }
+
+    fn open_event(&self, key: &DataKey, row: EventRow) -> Result<Event> {
+        let payload = key.open(
+            &event_aad(row.subject, row.seq, &row.category, row.at),
+            &row.sealed,
+            "event",
+        )?;
+        Ok(Event {
+            seq: row.seq,
+            subject: row.subject,
+            category: row.category,
+            at: row.at,
+            payload: payload.to_vec(),
+        })
+    }
+
+    fn open_attribute(&self, key: &DataKey, row: AttributeRow) -> Result<Attribute> {
+        let value = key.open(
+            &attribute_aad(row.subject, &row.name, &row.category, row.updated_at),
+            &row.sealed,
+            "attribute",
+        )?;
+        Ok(Attribute {
+            subject: row.subject,
+            name: row.name,
+            category: row.category,
+            updated_at: row.updated_at,
+            value: value.to_vec(),
+        })
+    }
+
+    /// A subject's events, opened; the read is written to the ledger.
+    pub fn events_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<Event>> {
+        let subject = self.active_subject(external_id)?;
+        self.events_of_subject(subject, access)
+    }
+
+    /// A subject's events by internal id, opened; the read is written to the ledger.
+    pub fn events_of_subject(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<Event>> {
+        let key = self.data_key(subject)?;
+        let events = self
+            .storage
+            .events_of(subject)?
+            .into_iter()
+            .map(|row| self.open_event(&key, row))
+            .collect::<Result<Vec<_>>>()?;
+        let categories: BTreeSet<&str> =
+            events.iter().map(|event| event.category.as_str()).collect();
+        self.record_access(vec![
+            LedgerDraft::new(now_millis(), access.actor, "events.read")
+                .subject(&self.subject_token(subject))
+                .purpose(access.purpose)
+                .categories(categories)
+                .detail(format!("events={}", events.len())),
+        ])?;
+        Ok(events)
+    }
+
+    /// Up to `limit` events of active subjects after `after_seq`, opened, for rebuilding
+    /// derived state (the caller writes one ledger entry for the whole rebuild).
+    pub fn scan_events(&self, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
+        let rows = self.storage.events_after(after_seq, limit)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            match self.data_key(row.subject) {
+                Ok(key) => events.push(self.open_event(&key, row)?),
+                // Forgotten between the query and now: skip.
+                Err(Error::KeyDestroyed) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Seals and stores attribute values (a new value replaces the old one).
+    pub fn put_attributes(
+        &self,
+        external_id: &str,
+        actor: &str,
+        attributes: &[NewAttribute],
+    ) -> Result<()> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        let subject = *self
+            .resolve_subjects(std::iter::once(external_id))?
+            .get(external_id)
+            .ok_or(Error::NotFound { what: "subject" })?;
+        let key = self.data_key(subject)?;
+        let now = now_millis();
+        let rows = attributes
+            .iter()
+            .map(|attribute| {
+                let sealed = key.seal(
+                    &attribute_aad(subject, &attribute.name, &attribute.category, now),
+                    &attribute.value,
+                )?;
+                Ok(AttributeRow {
+                    subject,
+                    name: attribute.name.clone(),
+                    category: attribute.category.clone(),
+                    updated_at: now,
+                    sealed,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let names: Vec<&str> = attributes
+            .iter()
+            .map(|attribute| attribute.name.as_str())
+            .collect();
+        let entry = LedgerDraft::new(now, actor, "attributes.write")
+            .subject(&self.subject_token(subject))
+            .categories(
+                attributes
+                    .iter()
+                    .map(|attribute| attribute.category.as_str()),
+            )
+            .detail(format!("names={}", names.join(",")));
+        let head = self.storage.write(WriteBatch {
+            attributes: rows,
+            ledger: vec![entry],
+            ..WriteBatch::default()
+        })?;
+        self.after_write(head)
+    }
+
+    /// A subject's attributes, opened; the read is written to the ledger.
+    pub fn attributes_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<Attribute>> {
+        let subject = self.active_subject(external_id)?;
+        let key = self.data_key(subject)?;
+        let attributes = self
+            .storage
+            .attributes_of(subject)?
+            .into_iter()
+            .map(|row| self.open_attribute(&key, row))
+            .collect::<Result<Vec<_>>>()?;
+        self.record_access(vec![
+            LedgerDraft::new(now_millis(), access.actor, "attributes.read")
+                .subject(&self.subject_token(subject))
+                .purpose(access.purpose)
+                .categories(
+                    attributes
+                        .iter()
+                        .map(|attribute| attribute.category.as_str()),
+                )
+                .detail(format!("attributes={}", attributes.len())),
+        ])?;
+        Ok(attributes)
+    }
+
+    /// Appends a consent decision to the subject's history (creating the subject if new).
+    pub fn record_consent(
+        &self,
+        external_id: &str,
+        actor: &str,
+        consent: &NewConsent,
+    ) -> Result<ConsentRow> {
+        let subject = *self
+            .resolve_subjects(std::iter::once(external_id))?
+            .get(external_id)
+            .ok_or(Error::NotFound { what: "subject" })?;
+        let row = ConsentRow {
+            subject,
+            purpose: consent.purpose.clone(),
+            granted: consent.granted,
+            at: consent.at,
+            source: consent.source.clone(),
+            policy_version: consent.policy_version.clone(),
+        };
+        let entry = LedgerDraft::new(
+            now_millis(),
+            actor,
+            if consent.granted {
+                "consent.granted"
+            } else {
+                "consent.withdrawn"
+            },
+        )
+        .subject(&self.subject_token(subject))
+        .purpose(&consent.purpose)
+        .detail(format!("policy_version={}", consent.policy_version));
+        let head = self.storage.write(WriteBatch {
+            consents: vec![row.clone()],
+            ledger: vec![entry],
+            ..WriteBatch::default()
+        })?;
+        self.after_write(head)?;
+        Ok(row)
+    }
+
+    /// A subject's consent history, oldest first.
+    pub fn consents_of(&self, external_id: &str) -> Result<Vec<ConsentRow>> {
+        let subject = self.active_subject(external_id)?;
+        self.storage.consents_of(subject)
+    }
+
+    /// Every active subject's consent history is read by id by the engine at start-up.
+    pub fn consents_of_subject(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
+        self.storage.consents_of(subject)
+    }
+
+    /// Forgets a subject completely: durable intent, key destroyed, rows erased, signed
+    /// receipt, ledger. `model_interactions` is what the caller's models unlearned.
+    pub fn forget(
+        &self,
+        external_id: &str,
+        actor: &str,
+        model_interactions: u64,
+    ) -> Result<ForgetReceipt> {
+        let subject = self.begin_forget(external_id, actor, model_interactions)?;
+        self.finish_forget(subject, actor)
+    }
+
+    /// Writes the durable intent to forget; from here the forget completes even across crashes.
+    pub fn begin_forget(
+        &self,
+        external_id: &str,
+        actor: &str,
+        model_interactions: u64,
+    ) -> Result<SubjectId> {
+        let row = self
+            .find_subject(external_id)?
+            .ok_or(Error::NotFound { what: "subject" })?;
+        let token = self.subject_token(row.id);
+        let intent = ErasureIntent {
+            subject: row.id,
+            subject_token: token.clone(),
+            requested_at: now_millis(),
+            model_interactions,
+            events: 0,
+            attributes: 0,
+            consents: 0,
+        };
+        let entry =
+            LedgerDraft::new(intent.requested_at, actor, "forget.requested").subject(&token);
+        self.storage.begin_erasure(&intent, entry)?;
+        if let Ok(mut cache) = self.subject_cache.lock() {
+            cache.remove(&hash_array(&row.lookup));
+        }
+        Ok(row.id)
+    }
+
+    /// Completes a forget begun with `begin_forget`.
+    pub fn finish_forget(&self, subject: SubjectId, actor: &str) -> Result<ForgetReceipt> {
+        self.finish_forget_until(subject, actor, None)?
+            .ok_or(Error::Storage {
+                detail: "forget stopped early".into(),
+            })
+    }
+
+    /// Crash injection for tests: begins a forget and stops right after `step`.
+    #[doc(hidden)]
+    pub fn forget_until(&self, external_id: &str, actor: &str, step: ForgetStep) -> Result<()> {
+        let subject = self.begin_forget(external_id, actor, 0)?;
+        if step != ForgetStep::IntentWritten {
+            self.finish_forget_until(subject, actor, Some(step))?;
+        }
+        Ok(())
+    }
+
+    fn finish_forget_until(
+        &self,
+        subject: SubjectId,
+        actor: &str,
+        stop_after: Option<ForgetStep>,
+    ) -> Result<Option<ForgetReceipt>> {
+        // Shred first: from this commit on, every copy of the subject's data is unreadable.
+        let key_was_live = self.keys.destroy_data_key(subject, now_millis())?;
+        if let Ok(mut cache) = self.key_cache.lock() {
+            cache.remove(&subject);
+        }
+        if stop_after == Some(ForgetStep::KeyDestroyed) {
+            return Ok(None);
+        }
+        let intent = self.storage.erase_subject_rows(subject)?;
+        if stop_after == Some(ForgetStep::RowsErased) {
+            return Ok(None);
+        }
+        let _ = key_was_live;
+        let completed_at = now_millis();
+        let mut receipt = ForgetReceipt {
+            id: format!("rcpt_{}", to_hex(random_bytes::<12>()?.as_ref())),
+            subject_token: intent.subject_token.clone(),
+            requested_at: rfc3339(intent.requested_at),
+            completed_at: rfc3339(completed_at),
+            erased: ErasedCounts {
+                events: intent.events,
+                attributes: intent.attributes,
+                consents: intent.consents,
+                model_interactions: intent.model_interactions,
+                key_destroyed: true,
+            },
+            signature: String::new(),
+            key_id: self.signer.key_id().to_owned(),
+        };
+        receipt.signature = to_hex(&self.signer.sign(&receipt.signed_message()));
+        let stored = StoredReceipt {
+            id: receipt.id.clone(),
+            subject_token: receipt.subject_token.clone(),
+            json: serde_json::to_string(&receipt).map_err(|error| Error::Storage {
+                detail: error.to_string(),
+            })?,
+        };
+        let entry = LedgerDraft::new(completed_at, actor, "forget.completed")
+            .subject(&intent.subject_token)
+            .detail(format!(
+                "receipt={} events={} attributes={} consents={} model_interactions={}",
+                receipt.id,
+                intent.events,
+                intent.attributes,
+                intent.consents,
+                intent.model_interactions
+            ));
+        self.storage.complete_erasure(subject, &stored, entry)?;
+        self.after_write(self.storage.ledger_head()?)?;
+        Ok(Some(receipt))
+    }
+
+    /// Events and attributes past their category's retention. `retention_millis(category)`
+    /// gives the retention period, `None` for "kept while the subject is".
+    pub fn expired(
+        &self,
+        now: i64,
+        retention_millis: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Expired> {
+        let mut expired = Expired::default();
+        for category in self.storage.categories_in_use()? {
+            let Some(retention) = retention_millis(&category) else {
+                continue;
+            };
+            let before = now.saturating_sub(retention);
+            for row in self.storage.events_before(&category, before)? {
+                match self.data_key(row.subject) {
+                    Ok(key) => expired.events.push(self.open_event(&key, row)?),
+                    Err(Error::KeyDestroyed) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            for row in self.storage.attributes_before(&category, before)? {
+                match self.data_key(row.subject) {
+                    Ok(key) => expired.attributes.push(self.open_attribute(&key, row)?),
+                    Err(Error::KeyDestroyed) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Erases what `expired` found, one ledger entry per subject; returns the rows erased.
+    pub fn erase_expired(&self, expired: &Expired, actor: &str) -> Result<u64> {
+        let mut per_subject: BTreeMap<SubjectId, (u64, u64, BTreeSet<&str>)> = BTreeMap::new();
+        for event in &expired.events {
+            let tally = per_subject.entry(event.subject).or_default();
+            tally.0 += 1;
+            tally.2.insert(&event.category);
+        }
+        for attribute in &expired.attributes {
+            let tally = per_subject.entry(attribute.subject).or_default();
+            tally.1 += 1;
+            tally.2.insert(&attribute.category);
+        }
+        if per_subject.is_empty() {
+            return Ok(0);
+        }
+        let now = now_millis();
+        let ledger = per_subject
+            .iter()
+            .map(|(subject, (events, attributes, categories))| {
+                LedgerDraft::new(now, actor, "retention.erase")
+                    .subject(&self.subject_token(*subject))
+                    .categories(categories.iter().copied())
+                    .detail(format!("events={events} attributes={attributes}"))
+            })
+            .collect();
+        let seqs: Vec<i64> = expired.events.iter().map(|event| event.seq).collect();
+        let attributes: Vec<(SubjectId, String)> = expired
+            .attributes
+            .iter()
+            .map(|attribute| (attribute.subject, attribute.name.clone()))
+            .collect();
+        let erased = self.storage.erase_records(&seqs, &attributes, ledger)?;
+        self.after_write(self.storage.ledger_head()?)?;
+        Ok(erased)
+    }
+
+    /// A stored forget receipt.
+    pub fn receipt(&self, id: &str) -> Result<Option<ForgetReceipt>> {
+        match self.storage.receipt(id)? {
+            None => Ok(None),
+            Some(stored) => serde_json::from_str(&stored.json)
+                .map(Some)
+                .map_err(|error| Error::Storage {
+                    detail: format!("stored receipt unreadable: {error}"),
+                }),
+        }
+    }
+
+    /// The key that verifies receipts and ledger checkpoints.
+    pub fn public_key(&self) -> PublicKeyInfo {
+        PublicKeyInfo {
+            key_id: self.signer.key_id().to_owned(),
+            algorithm: "Ed25519",
+            public_key: to_hex(&self.signer.public_key()),
+        }
+    }
+
+    /// Appends entries for accesses the engine made (reads, denials).
+    pub fn record_access(&self, entries: Vec<LedgerDraft>) -> Result<()> {
+        let head = self.storage.append_ledger(entries)?;
+        self.after_write(head)
+    }
+
+    /// Ledger entries, newest first.
+    pub fn ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerRecord>> {
+        self.storage.ledger_query(filter)
+    }
+
+    /// Re-walks the whole chain and checks every signed checkpoint.
+    pub fn verify_ledger(&self) -> Result<LedgerVerification> {
+        let checkpoints = self.storage.checkpoints()?;
+        let mut verifier = ChainVerifier::new(checkpoints.iter().map(|checkpoint| checkpoint.seq));
+        self.storage
+            .ledger_scan(&mut |record| verifier.push(record))?;
+        Ok(verifier.finish(&checkpoints, &self.signer.public_key()))
+    }
+
+    /// Signs a checkpoint at the current head now (e.g. before a shutdown or a backup).
+    pub fn checkpoint_ledger(&self) -> Result<()> {
+        let head = self.storage.ledger_head()?;
+        if head.seq > self.last_checkpoint_seq.load(Ordering::SeqCst) {
+            self.sign_checkpoint(head)?;
+        }
+        Ok(())
+    }
+
+    fn after_write(&self, head: LedgerHead) -> Result<()> {
+        let last = self.last_checkpoint_seq.load(Ordering::SeqCst);
+        if head.seq / CHECKPOINT_INTERVAL > last / CHECKPOINT_INTERVAL {
+            self.sign_checkpoint(head)?;
+        }
+        Ok(())
+    }
+
+    fn sign_checkpoint(&self, head: LedgerHead) -> Result<()> {
+        let at = now_millis();
+        let signature = self
+            .signer
+            .sign(&checkpoint_message(head.seq, &head.hash, at));
+        self.storage.add_checkpoint(&Checkpoint {
+            seq: head.seq,
+            hash: head.hash,
+            at,
+            key_id: self.signer.key_id().to_owned(),
+            signature,
+        })?;
+        self.last_checkpoint_seq
+            .fetch_max(head.seq, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes a consistent data-only backup (no keys) to `dest`, which must not exist.
+    pub fn backup(&self, dest: &Path) -> Result<()> {
+        self.checkpoint_ledger()?;
+        self.storage.backup(dest)
+    }
+
+    /// Writes a copy of the key store (keys stay wrapped by the KEK) to `dest`. Keep such
+    /// copies short-lived: a forgotten subject's key lives on in them until they are deleted.
+    pub fn backup_keys(&self, dest: &Path) -> Result<()> {
+        self.keys.backup(dest)
+    }
+
+    /// Re-wraps every data key and secret with `next` while the vault keeps serving.
+    pub fn rotate_kek(&self, next: Kek, actor: &str) -> Result<RotationReport> {
+        let from_kek = self
+            .keks
+            .read()
+            .map_err(|_| poisoned())?
+            .current()
+            .id()
+            .to_owned();
+        let to_kek = next.id().to_owned();
+        if from_kek != to_kek {
+            self.keks.write().map_err(|_| poisoned())?.rotate_to(next);
+        }
+        let mut rewrapped = 0u64;
+        let mut idle_rounds = 0;
+        loop {
+            let batch = self.keys.keys_not_wrapped_by(&to_kek, ROTATION_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            let updates = {
+                let ring = self.keks.read().map_err(|_| poisoned())?;
+                batch
+                    .into_iter()
+                    .map(|(key_ref, old)| {
+                        let context = key_context(&key_ref);
+                        let secret = ring.unwrap_key(&context, &old)?;
+                        let new = ring.wrap(&context, &secret)?;
+                        Ok((key_ref, old, new))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let changed = self.keys.rewrap(&updates)?;
+            rewrapped += changed;
+            idle_rounds = if changed == 0 { idle_rounds + 1 } else { 0 };
+            if idle_rounds > 3 {
+                return Err(Error::Storage {
+                    detail: "KEK rotation made no progress".into(),
+                });
+            }
+        }
+        self.keks.write().map_err(|_| poisoned())?.drop_previous();
+        self.record_access(vec![
+            LedgerDraft::new(now_millis(), actor, "kek.rotated")
+                .detail(format!("from={from_kek} to={to_kek} rewrapped={rewrapped}")),
+        ])?;
+        Ok(RotationReport {
+            from_kek,
+            to_kek,
+            rewrapped,
+        })
+    }
+
+    /// Events of one subject by internal id, with the keys of `subject`, for tests that
+    /// check a restored backup: opening fails once the key is destroyed.
+    pub fn open_events_of_subject(&self, subject: SubjectId) -> Result<Vec<Event>> {
+        let key = self.data_key(subject)?;
+        self.storage
+            .events_of(subject)?
+            .into_iter()
+            .map(|row| self.open_event(&key, row))
+            .collect()
+    }
+}
+
+fn hash_array(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn poisoned() -> Error {
+    Error::Storage {
+        detail: "a lock was poisoned by a panic".into(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|error| Error::io("creating data folder", dir, error))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}

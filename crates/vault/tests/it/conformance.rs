@@ -1,0 +1,35 @@
+//! The storage conformance suite on the embedded SQLite backend.
+
+use discreet_vault::conformance::ConformanceBackend;
+use discreet_vault::{Kek, KekRing, SqliteOptions, Vault};
+
+pub struct SqliteBackend {
+    pub dir: tempfile::TempDir,
+    pub kek_hex: String,
+}
+
+impl SqliteBackend {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kek_hex = (0..32)
+            .map(|i| format!("{:02x}", (i * 7 + 3) as u8))
+            .collect();
+        SqliteBackend { dir, kek_hex }
+    }
+
+    pub fn options(&self) -> SqliteOptions {
+        SqliteOptions::new(self.dir.path().join("data"), None)
+    }
+}
+
+impl ConformanceBackend for SqliteBackend {
+    fn open_with(&self, keks: KekRing) -> discreet_vault::Result<Vault> {
+        Vault::open_sqlite(&self.options(), keks)
+    }
+
+    fn kek_hex(&self) -> String {
+        self.kek_hex.clone()
+    }
+}
+
+discreet_vault::conformance_tests!(Some(SqliteBackend::new()));

@@ -1,0 +1,4 @@
+//! The vault's one integration test binary.
+
+mod conformance;
+mod sqlite;
