@@ -1,0 +1,396 @@
+//! EASE: closed-form item-item regression (Steck, 2019). With `X` the binary subject×item
+//! matrix, `G = XᵀX`, and `P = (G + λI)⁻¹`, the weights are `B_ij = -P_ij / P_jj` and a
+//! subject's score for item `j` is `Σ_i w_i B_ij` over their history. Only `P` is kept;
+//! scores read the history's columns of `P`, so `B` is never materialised.
+//!
+//! Learning and unlearning are exact: a subject whose row changes from `x` to `x'` is a
+//! rank-1 downdate by `x` and a rank-1 update by `x'` of `P` (Sherman–Morrison). Changes are
+//! collected and applied by `refresh`; after many updates the accumulated rounding is
+//! measured (residual of `(G + λI)P = I` on sampled columns) and `P` is refactorised when
+//! it passes a bound. Never holds more than the subjects' histories and `P`.
+
+use std::collections::BTreeMap;
+
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{Accum, Col, Mat, Par, Side};
+
+use crate::error::{ModelError, Result};
+use crate::history::{HeldChange, HeldItem, SubjectHistories};
+use crate::ids::{ItemId, SubjectId};
+use crate::interaction::{Interaction, KindSet, UnixSeconds};
+use crate::ranking::top_n;
+use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
+
+/// Settings of the EASE model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EaseConfig {
+    /// Which interaction kinds make an item held by a subject.
+    pub held_kinds: KindSet,
+    /// The ridge regularisation λ added to the Gram diagonal.
+    pub regularisation: f64,
+    /// Half-life of a history item's weight, in days; `None` weighs all items equally.
+    pub history_half_life_days: Option<f64>,
+    /// Only the most recent this-many history items score (0 = all); bounds latency.
+    pub max_history_items: usize,
+    /// Refactorise when the measured residual of `(G + λI)P = I` exceeds this.
+    pub drift_bound: f64,
+    /// Measure the residual after this many rank-1 updates since the last measurement.
+    pub drift_check_every_updates: usize,
+}
+
+impl Default for EaseConfig {
+    fn default() -> Self {
+        EaseConfig {
+            held_kinds: KindSet::engagement(),
+            regularisation: 300.0,
+            history_half_life_days: Some(120.0),
+            max_history_items: 200,
+            drift_bound: 1e-9,
+            drift_check_every_updates: 64,
+        }
+    }
+}
+
+/// Reusable buffers for scoring.
+#[derive(Default)]
+pub struct EaseScratch {
+    history_weights: Vec<(ItemId, f32)>,
+    accumulated: Vec<f64>,
+}
+
+/// What `refresh` did, for benchmarks and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RefreshReport {
+    pub rank_one_updates: usize,
+    pub refactorised: bool,
+    /// Residual measured during this refresh, if one was measured.
+    pub measured_drift: Option<f64>,
+}
+
+/// The EASE model.
+#[derive(Clone, Debug)]
+pub struct EaseModel {
+    config: EaseConfig,
+    histories: SubjectHistories,
+    /// `(G + λI)⁻¹` as of the last refresh; dimension = items known at that refresh.
+    gram_inverse: Mat<f64>,
+    /// Subjects changed since the last refresh, with what they held at that refresh.
+    pending_changes: BTreeMap<SubjectId, Vec<u32>>,
+    item_bound: usize,
+    updates_since_drift_check: usize,
+    factorised_once: bool,
+}
+
+impl EaseModel {
+    /// An empty model.
+    pub fn new(config: EaseConfig) -> EaseModel {
+        let histories = SubjectHistories::new(config.held_kinds);
+        EaseModel {
+            config,
+            histories,
+            gram_inverse: Mat::zeros(0, 0),
+            pending_changes: BTreeMap::new(),
+            item_bound: 0,
+            updates_since_drift_check: 0,
+            factorised_once: false,
+        }
+    }
+
+    /// The model of `interactions`, factorised once.
+    pub fn build(config: EaseConfig, interactions: &[Interaction]) -> Result<EaseModel> {
+        check_config(&config)?;
+        let mut model = EaseModel::new(config);
+        for interaction in interactions {
+            model.histories.learn(interaction);
+            model.item_bound = model.item_bound.max(interaction.item.index() + 1);
+        }
+        model.refactorise()?;
+        Ok(model)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EaseConfig {
+        &self.config
+    }
+
+    /// The subjects' histories this model holds.
+    pub fn histories(&self) -> &SubjectHistories {
+        &self.histories
+    }
+
+    /// One past the largest item id known.
+    pub fn item_bound(&self) -> usize {
+        self.item_bound
+    }
+
+    /// True when learned changes are waiting for `refresh`.
+    pub fn needs_refresh(&self) -> bool {
+        !self.pending_changes.is_empty() || self.gram_inverse.nrows() != self.item_bound
+    }
+
+    /// The Gram inverse `(G + λI)⁻¹` as of the last refresh.
+    pub fn gram_inverse(&self) -> &Mat<f64> {
+        &self.gram_inverse
+    }
+
+    fn note_change(&mut self, subject: SubjectId) {
+        if !self.pending_changes.contains_key(&subject) {
+            let held_at_refresh: Vec<u32> = self.histories.held(subject).iter().map(|held| held.item.0).collect();
+            self.pending_changes.insert(subject, held_at_refresh);
+        }
+    }
+
+    /// Learns one interaction; takes effect at the next `refresh`.
+    pub fn learn(&mut self, interaction: &Interaction) {
+        self.item_bound = self.item_bound.max(interaction.item.index() + 1);
+        if !self.histories.held_kinds().contains(interaction.kind) {
+            return;
+        }
+        if !self.histories.holds(interaction.subject, interaction.item) {
+            self.note_change(interaction.subject);
+        }
+        self.histories.learn(interaction);
+    }
+
+    /// Unlearns one previously learned interaction; takes effect at the next `refresh`.
+    pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
+        let held_before: Option<Vec<u32>> = (!self.pending_changes.contains_key(&interaction.subject))
+            .then(|| self.histories.held(interaction.subject).iter().map(|held| held.item.0).collect());
+        if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
+            if let Some(held_before) = held_before {
+                self.pending_changes.insert(interaction.subject, held_before);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything learned from `subject` (takes effect at the next `refresh`).
+    pub fn forget_subject(&mut self, subject: SubjectId) -> Vec<HeldItem> {
+        self.note_change(subject);
+        self.histories.take_subject(subject)
+    }
+
+    /// Applies pending changes to the Gram inverse: rank-1 downdates and updates, or a new
+    /// factorisation when there are so many that it is cheaper, or when drift is too large.
+    pub fn refresh(&mut self) -> Result<RefreshReport> {
+        let mut report = RefreshReport::default();
+        if !self.factorised_once {
+            self.refactorise()?;
+            report.refactorised = true;
+            return Ok(report);
+        }
+        self.grow_inverse();
+        // A factorisation costs about n³/3 flops; one rank-1 update about 2n².
+        let updates_worth_a_factorisation = (self.item_bound / 6).max(8);
+        let changes = std::mem::take(&mut self.pending_changes);
+        if 2 * changes.len() > updates_worth_a_factorisation {
+            self.refactorise()?;
+            report.refactorised = true;
+            return Ok(report);
+        }
+        for (subject, held_at_refresh) in changes {
+            let held_now: Vec<u32> = self.histories.held(subject).iter().map(|held| held.item.0).collect();
+            if held_now == held_at_refresh {
+                continue;
+            }
+            if !held_at_refresh.is_empty() {
+                self.rank_one_update(&held_at_refresh, -1.0)?;
+                report.rank_one_updates += 1;
+            }
+            if !held_now.is_empty() {
+                self.rank_one_update(&held_now, 1.0)?;
+                report.rank_one_updates += 1;
+            }
+        }
+        self.updates_since_drift_check += report.rank_one_updates;
+        if self.updates_since_drift_check >= self.config.drift_check_every_updates {
+            self.updates_since_drift_check = 0;
+            let drift = self.measure_drift(4);
+            report.measured_drift = Some(drift);
+            if drift > self.config.drift_bound {
+                self.refactorise()?;
+                report.refactorised = true;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Extends the inverse to items first seen since the last refresh: nobody held them
+    /// at that refresh, so their Gram rows were zero and their inverse block is `1/λ`.
+    fn grow_inverse(&mut self) {
+        let old_dimension = self.gram_inverse.nrows();
+        if self.item_bound > old_dimension {
+            let diagonal = 1.0 / self.config.regularisation;
+            self.gram_inverse.resize_with(self.item_bound, self.item_bound, |row, column| {
+                if row == column && row >= old_dimension { diagonal } else { 0.0 }
+            });
+        }
+    }
+
+    /// `P ← P - s·(Px)(Px)ᵀ / (1 + s·xᵀPx)` for binary `x` over `items`: adds (`s = 1`)
+    /// or removes (`s = -1`) one subject row of `X`.
+    fn rank_one_update(&mut self, items: &[u32], sign: f64) -> Result<()> {
+        let dimension = self.gram_inverse.nrows();
+        let mut projected = Col::<f64>::zeros(dimension);
+        for &item in items {
+            let column = self.gram_inverse.col_as_slice(item as usize);
+            for (sum, value) in projected.as_mut().iter_mut().zip(column) {
+                *sum += value;
+            }
+        }
+        let quadratic: f64 = items.iter().map(|&item| projected[item as usize]).sum();
+        let denominator = 1.0 + sign * quadratic;
+        if denominator <= 0.0 || !denominator.is_finite() {
+            return Err(ModelError::Numerical {
+                detail: format!("rank-1 update denominator {denominator} is not positive"),
+            });
+        }
+        faer::linalg::matmul::matmul(
+            self.gram_inverse.as_mut(),
+            Accum::Add,
+            projected.as_mat(),
+            projected.transpose().as_mat(),
+            -sign / denominator,
+            Par::rayon(0),
+        );
+        Ok(())
+    }
+
+    /// Largest absolute entry of `(G + λI)P - I` over `n_columns` sampled columns.
+    pub fn measure_drift(&self, n_columns: usize) -> f64 {
+        let dimension = self.gram_inverse.nrows();
+        if dimension == 0 {
+            return 0.0;
+        }
+        let mut worst = 0.0f64;
+        let mut residual = vec![0.0f64; dimension];
+        for sample in 0..n_columns {
+            // Spread the sampled columns over the catalogue deterministically.
+            let column_index = (sample * 7919 + self.histories.n_events()) % dimension;
+            let column = self.gram_inverse.col_as_slice(column_index);
+            for (value, inverse_value) in residual.iter_mut().zip(column) {
+                *value = self.config.regularisation * inverse_value;
+            }
+            for (_, held) in self.histories.subjects() {
+                let dot: f64 = held.iter().filter(|h| h.item.index() < dimension).map(|h| column[h.item.index()]).sum();
+                for held_item in held {
+                    if let Some(value) = residual.get_mut(held_item.item.index()) {
+                        *value += dot;
+                    }
+                }
+            }
+            residual[column_index] -= 1.0;
+            worst = residual.iter().fold(worst, |worst, value| worst.max(value.abs()));
+        }
+        worst
+    }
+
+    /// Recomputes `P = (G + λI)⁻¹` from the histories by a Cholesky factorisation.
+    pub fn refactorise(&mut self) -> Result<()> {
+        check_config(&self.config)?;
+        let dimension = self.item_bound;
+        let mut regularised_gram = Mat::<f64>::zeros(dimension, dimension);
+        let mut held_items: Vec<usize> = Vec::new();
+        for (_, held) in self.histories.subjects() {
+            held_items.clear();
+            held_items.extend(held.iter().map(|held_item| held_item.item.index()));
+            for &column in &held_items {
+                let column_values = regularised_gram.col_as_slice_mut(column);
+                for &row in &held_items {
+                    column_values[row] += 1.0;
+                }
+            }
+        }
+        for index in 0..dimension {
+            regularised_gram[(index, index)] += self.config.regularisation;
+        }
+        let factor = regularised_gram.as_ref().llt(Side::Lower).map_err(|error| ModelError::Numerical {
+            detail: format!("Cholesky factorisation of the regularised Gram matrix failed: {error:?}"),
+        })?;
+        self.gram_inverse = factor.inverse();
+        self.pending_changes.clear();
+        self.updates_since_drift_check = 0;
+        self.factorised_once = true;
+        Ok(())
+    }
+
+    /// Writes the subject's scores into `scores` (length ≥ `item_bound()`; overwritten).
+    /// Held items get scores too; callers exclude them. Needs a refreshed model.
+    pub fn score_into(&self, subject: SubjectId, now: UnixSeconds, scores: &mut [f32], scratch: &mut EaseScratch) -> Result<()> {
+        if self.needs_refresh() {
+            return Err(ModelError::NotRefreshed);
+        }
+        let dimension = self.gram_inverse.nrows();
+        self.histories.recency_weights(
+            subject,
+            now,
+            self.config.history_half_life_days,
+            self.config.max_history_items,
+            &mut scratch.history_weights,
+        );
+        scratch.accumulated.clear();
+        scratch.accumulated.resize(dimension, 0.0);
+        for &(item, weight) in &scratch.history_weights {
+            let column = self.gram_inverse.col_as_slice(item.index());
+            let weight = weight as f64;
+            for (sum, value) in scratch.accumulated.iter_mut().zip(column) {
+                *sum += weight * value;
+            }
+        }
+        for (index, score) in scores.iter_mut().enumerate().take(dimension) {
+            *score = (-scratch.accumulated[index] / self.gram_inverse[(index, index)]) as f32;
+        }
+        Ok(())
+    }
+
+    /// Weight `B_source,target` of the regression.
+    pub fn weight(&self, source: ItemId, target: ItemId) -> f64 {
+        let dimension = self.gram_inverse.nrows();
+        if source.index() >= dimension || target.index() >= dimension || source == target {
+            return 0.0;
+        }
+        -self.gram_inverse[(source.index(), target.index())] / self.gram_inverse[(target.index(), target.index())]
+    }
+
+    /// The history items that contributed most to `item` in the last `score_into` call
+    /// with this scratch (strongest first, at most `limit`).
+    pub fn explain_from_scratch(&self, item: ItemId, scratch: &EaseScratch, limit: usize) -> Vec<Contribution> {
+        let contributions = scratch
+            .history_weights
+            .iter()
+            .map(|&(source, weight)| Contribution { item: source, weight: weight * self.weight(source, item) as f32 });
+        strongest_contributions(contributions, limit)
+    }
+
+    /// Personal recommendations ("discover": excludes what the subject holds), each with
+    /// the subject's own items that contributed most. Needs a refreshed model.
+    pub fn recommend(&self, subject: SubjectId, n: usize, now: UnixSeconds) -> Result<Vec<Recommendation>> {
+        let mut scratch = EaseScratch::default();
+        let mut scores = vec![0.0f32; self.item_bound];
+        self.score_into(subject, now, &mut scores, &mut scratch)?;
+        let held = self.histories.held(subject);
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let best = top_n(&scores, n, |index| {
+            held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0).is_ok()
+        });
+        Ok(best
+            .into_iter()
+            .map(|scored| Recommendation {
+                item: scored.item,
+                score: scored.score,
+                because: self.explain_from_scratch(scored.item, &scratch, 3),
+            })
+            .collect())
+    }
+}
+
+fn check_config(config: &EaseConfig) -> Result<()> {
+    if !(config.regularisation > 0.0 && config.regularisation.is_finite()) {
+        return Err(ModelError::BadConfig {
+            detail: format!("EASE regularisation must be a positive number, got {}", config.regularisation),
+        });
+    }
+    Ok(())
+}

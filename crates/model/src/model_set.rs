@@ -1,0 +1,378 @@
+//! `ModelSet`: the facade that keeps every model consistent — interners, item-item, EASE
+//! and contextual popularity learn, unlearn and forget together — and blends their scores
+//! into one personal list with explanations. Each model stays usable alone; this type only
+//! routes calls and blends. Never does I/O and never keeps a forgotten subject's name.
+
+use crate::ease::{EaseConfig, EaseModel, EaseScratch, RefreshReport};
+use crate::error::{ModelError, Result};
+use crate::history::HeldItem;
+use crate::ids::{Catalogue, Interner, ItemId, SubjectId, Subjects};
+use crate::interaction::{Context, CountryId, Interaction, KindSet, UnixSeconds};
+use crate::item_item::{ItemItemConfig, ItemItemModel, ItemItemScratch};
+use crate::popularity::{PopularityConfig, PopularityModel};
+use crate::ranking::{ScoredItem, normalise_by_max, top_n};
+use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
+
+/// How the personal list blends the models (scores are each divided by their maximum).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlendConfig {
+    pub ease_weight: f32,
+    pub item_item_weight: f32,
+    pub trending_weight: f32,
+}
+
+impl Default for BlendConfig {
+    fn default() -> Self {
+        BlendConfig { ease_weight: 1.0, item_item_weight: 0.3, trending_weight: 0.3 }
+    }
+}
+
+/// Settings of every model in the set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSetConfig {
+    pub item_item: ItemItemConfig,
+    pub ease: EaseConfig,
+    pub popularity: PopularityConfig,
+    pub blend: BlendConfig,
+    /// EASE is kept only while the catalogue has at most this many items (memory is n²).
+    pub ease_max_items: usize,
+}
+
+impl Default for ModelSetConfig {
+    fn default() -> Self {
+        ModelSetConfig {
+            item_item: ItemItemConfig::default(),
+            ease: EaseConfig::default(),
+            popularity: PopularityConfig::default(),
+            blend: BlendConfig::default(),
+            ease_max_items: 20_000,
+        }
+    }
+}
+
+impl ModelSetConfig {
+    /// The same settings, with every model counting only `held_kinds`.
+    pub fn counting(mut self, held_kinds: KindSet) -> ModelSetConfig {
+        self.item_item.held_kinds = held_kinds;
+        self.ease.held_kinds = held_kinds;
+        self.popularity.counted_kinds = held_kinds;
+        self
+    }
+}
+
+/// Buffers for `recommend_with`, reused across calls by one thread.
+#[derive(Default)]
+pub struct RecommendScratch {
+    blended: Vec<f32>,
+    component: Vec<f32>,
+    ease: EaseScratch,
+    item_item: ItemItemScratch,
+}
+
+/// What forgetting a subject removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForgetReport {
+    pub events_removed: usize,
+    pub items_held: usize,
+}
+
+/// Everything the models hold about one subject, for data exports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubjectView {
+    /// Held items with the times of their events (item codes, not ids).
+    pub held_items: Vec<HeldItemView>,
+}
+
+/// One held item in a `SubjectView`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldItemView {
+    pub item_code: String,
+    pub event_times: Vec<UnixSeconds>,
+}
+
+/// Every model, kept consistent.
+pub struct ModelSet {
+    config: ModelSetConfig,
+    catalogue: Catalogue,
+    subjects: Subjects,
+    countries: Interner,
+    item_item: ItemItemModel,
+    ease: Option<EaseModel>,
+    popularity: PopularityModel,
+}
+
+impl ModelSet {
+    /// An empty set.
+    pub fn new(config: ModelSetConfig) -> Result<ModelSet> {
+        Ok(ModelSet {
+            item_item: ItemItemModel::new(config.item_item.clone()),
+            ease: Some(EaseModel::new(config.ease.clone())),
+            popularity: PopularityModel::new(config.popularity.clone())?,
+            catalogue: Catalogue::default(),
+            subjects: Subjects::default(),
+            countries: Interner::default(),
+            config,
+        })
+    }
+
+    /// The id of item `code` (added to the catalogue if new).
+    pub fn item(&mut self, code: &str) -> ItemId {
+        self.catalogue.intern(code)
+    }
+    /// The id of subject `name` (assigned if new).
+    pub fn subject(&mut self, name: &str) -> SubjectId {
+        self.subjects.intern(name)
+    }
+    /// The id of country `name` (assigned if new).
+    pub fn country(&mut self, name: &str) -> CountryId {
+        CountryId(self.countries.intern(name).min(u16::MAX as u32) as u16)
+    }
+    /// The catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+    /// The subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+    /// The item-item model.
+    pub fn item_item(&self) -> &ItemItemModel {
+        &self.item_item
+    }
+    /// The EASE model, if the catalogue is small enough to keep one.
+    pub fn ease(&self) -> Option<&EaseModel> {
+        self.ease.as_ref()
+    }
+    /// The popularity model.
+    pub fn popularity(&self) -> &PopularityModel {
+        &self.popularity
+    }
+    /// The configuration.
+    pub fn config(&self) -> &ModelSetConfig {
+        &self.config
+    }
+
+    /// Learns many interactions at once (ids from this set's interners) and refreshes.
+    /// On an empty set this builds each model in one pass.
+    pub fn learn_all(&mut self, interactions: &[Interaction]) -> Result<()> {
+        if self.item_item.histories().n_events() == 0 && self.popularity.item_bound() == 0 {
+            self.item_item = ItemItemModel::build(self.config.item_item.clone(), interactions);
+            for interaction in interactions {
+                self.popularity.learn(interaction);
+            }
+            self.ease = if self.catalogue.len() <= self.config.ease_max_items {
+                Some(EaseModel::build(self.config.ease.clone(), interactions)?)
+            } else {
+                None
+            };
+            return Ok(());
+        }
+        for interaction in interactions {
+            self.learn(interaction);
+        }
+        self.refresh().map(|_| ())
+    }
+
+    /// Learns one interaction. EASE applies it at the next `refresh`; until then personal
+    /// lists blend the other models only.
+    pub fn learn(&mut self, interaction: &Interaction) {
+        self.item_item.learn(interaction);
+        self.popularity.learn(interaction);
+        if let Some(ease) = self.ease.as_mut() {
+            ease.learn(interaction);
+        }
+    }
+
+    /// Unlearns one previously learned interaction from every model. Checked against the
+    /// item-item history first, so an interaction never learned changes nothing.
+    pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
+        let counted = self.item_item.histories().held_kinds().contains(interaction.kind);
+        if counted
+            && !self.item_item.histories().held(interaction.subject).iter().any(|held| {
+                held.item == interaction.item && held.event_times.binary_search(&interaction.at).is_ok()
+            })
+        {
+            return Err(ModelError::NotLearned { subject: interaction.subject.0, item: interaction.item.0, at: interaction.at });
+        }
+        self.popularity.unlearn(interaction)?;
+        self.item_item.unlearn(interaction)?;
+        if let Some(ease) = self.ease.as_mut() {
+            ease.unlearn(interaction)?;
+        }
+        Ok(())
+    }
+
+    /// Applies learned changes to EASE (rank-1 updates or a refactorisation).
+    pub fn refresh(&mut self) -> Result<RefreshReport> {
+        if self.ease.is_some() && self.catalogue.len() > self.config.ease_max_items {
+            self.ease = None;
+        }
+        match self.ease.as_mut() {
+            Some(ease) => ease.refresh(),
+            None => Ok(RefreshReport::default()),
+        }
+    }
+
+    /// Forgets a subject in every model: `interactions` are the subject's stored
+    /// interactions (popularity has no per-subject state, so it unlearns these); the
+    /// personal models drop what they hold; EASE is refreshed; the name is released.
+    pub fn forget_subject(&mut self, name: &str, interactions: &[Interaction]) -> Result<ForgetReport> {
+        let Some(subject) = self.subjects.get(name) else {
+            return Ok(ForgetReport { events_removed: 0, items_held: 0 });
+        };
+        for interaction in interactions.iter().filter(|interaction| interaction.subject == subject) {
+            self.popularity.unlearn(interaction)?;
+        }
+        let held: Vec<HeldItem> = self.item_item.forget_subject(subject);
+        if let Some(ease) = self.ease.as_mut() {
+            ease.forget_subject(subject);
+            ease.refresh()?;
+        }
+        self.subjects.release(name);
+        Ok(ForgetReport {
+            events_removed: held.iter().map(|held_item| held_item.event_times.len()).sum(),
+            items_held: held.len(),
+        })
+    }
+
+    /// Personal "discover" list for a subject: excludes what they hold; each entry says
+    /// which of their own items contributed most. Subjects with no history get the
+    /// contextual trending list (without explanations).
+    pub fn recommend(&self, subject: SubjectId, n: usize, now: UnixSeconds, context: &Context) -> Vec<Recommendation> {
+        let mut scratch = RecommendScratch::default();
+        self.recommend_with(&mut scratch, subject, n, now, context)
+    }
+
+    /// `recommend` with caller-owned buffers (no per-call allocation of score vectors).
+    pub fn recommend_with(
+        &self,
+        scratch: &mut RecommendScratch,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+        context: &Context,
+    ) -> Vec<Recommendation> {
+        let held = self.item_item.histories().held(subject);
+        if held.is_empty() {
+            return self
+                .popularity
+                .popular(context, n, now)
+                .into_iter()
+                .map(|scored| Recommendation { item: scored.item, score: scored.score, because: Vec::new() })
+                .collect();
+        }
+        let blend = &self.config.blend;
+        let item_bound = self.item_item.item_bound().max(self.popularity.item_bound());
+        scratch.blended.clear();
+        scratch.blended.resize(item_bound, 0.0);
+        let ease = self.ease.as_ref().filter(|ease| !ease.needs_refresh() && blend.ease_weight != 0.0);
+        let mut ease_scale = 0.0;
+        if let Some(ease) = ease {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            if ease.score_into(subject, now, &mut scratch.component, &mut scratch.ease).is_ok() {
+                ease_scale = blend.ease_weight / largest_unheld(&scratch.component, held);
+                add_scaled(&mut scratch.blended, &scratch.component, ease_scale);
+            }
+        }
+        let mut item_item_scale = 0.0;
+        if blend.item_item_weight != 0.0 {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            self.item_item.score_into(subject, now, &mut scratch.component, &mut scratch.item_item);
+            item_item_scale = blend.item_item_weight / largest_unheld(&scratch.component, held);
+            add_scaled(&mut scratch.blended, &scratch.component, item_item_scale);
+        }
+        if blend.trending_weight != 0.0 {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            self.popularity.trending_scores_into(context, &mut scratch.component);
+            normalise_by_max(&mut scratch.component);
+            add_scaled(&mut scratch.blended, &scratch.component, blend.trending_weight);
+        }
+        let best = top_n(&scratch.blended, n, |index| {
+            held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0).is_ok()
+        });
+        best.into_iter()
+            .map(|scored| {
+                let mut contributions: Vec<Contribution> = Vec::new();
+                if let Some(ease) = ease.filter(|_| ease_scale > 0.0) {
+                    for contribution in ease.explain_from_scratch(scored.item, &scratch.ease, usize::MAX) {
+                        merge_contribution(&mut contributions, contribution, ease_scale);
+                    }
+                }
+                if item_item_scale > 0.0 {
+                    for contribution in self.item_item.explain_from_scratch(scored.item, &scratch.item_item, usize::MAX) {
+                        merge_contribution(&mut contributions, contribution, item_item_scale);
+                    }
+                }
+                Recommendation {
+                    item: scored.item,
+                    score: scored.score,
+                    because: strongest_contributions(contributions.into_iter(), 3),
+                }
+            })
+            .collect()
+    }
+
+    /// Items similar to `item` (item-item neighbours), best first.
+    pub fn similar(&self, item: ItemId, n: usize) -> Vec<ScoredItem> {
+        self.item_item.similar(item, n)
+    }
+
+    /// Non-personal answer: trending items in `context` at `now`.
+    pub fn popular(&self, context: &Context, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
+        self.popularity.popular(context, n, now)
+    }
+
+    /// "Buy again": the subject's repeat purchases ranked by their own reorder rhythm.
+    pub fn buy_again(&self, subject: SubjectId, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
+        self.item_item.histories().buy_again(subject, now, n)
+    }
+
+    /// What the models hold about a subject (item codes and event times), for exports.
+    pub fn view_of(&self, subject: SubjectId) -> SubjectView {
+        let held_items = self
+            .item_item
+            .histories()
+            .held(subject)
+            .iter()
+            .map(|held_item| HeldItemView {
+                item_code: self.catalogue.code(held_item.item).unwrap_or_default().to_string(),
+                event_times: held_item.event_times.clone(),
+            })
+            .collect();
+        SubjectView { held_items }
+    }
+}
+
+/// Largest score among items the subject does not hold (1 when none is positive).
+fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {
+    let mut largest = 0.0f32;
+    let mut held_iter = held.iter().map(|held_item| held_item.item.index()).peekable();
+    for (index, &score) in scores.iter().enumerate() {
+        while held_iter.peek().is_some_and(|&held_index| held_index < index) {
+            held_iter.next();
+        }
+        if held_iter.peek() == Some(&index) {
+            continue;
+        }
+        if score.is_finite() {
+            largest = largest.max(score);
+        }
+    }
+    if largest > 0.0 { largest } else { 1.0 }
+}
+
+fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {
+    for (target, value) in into.iter_mut().zip(from) {
+        *target += scale * value;
+    }
+}
+
+fn merge_contribution(contributions: &mut Vec<Contribution>, contribution: Contribution, scale: f32) {
+    match contributions.iter_mut().find(|existing| existing.item == contribution.item) {
+        Some(existing) => existing.weight += scale * contribution.weight,
+        None => contributions.push(Contribution { item: contribution.item, weight: scale * contribution.weight }),
+    }
+}
