@@ -1,7 +1,7 @@
 //! The storage conformance suite on the embedded SQLite backend.
 
 use discreet_vault::conformance::ConformanceBackend;
-use discreet_vault::{Kek, KekRing, SqliteOptions, Vault};
+use discreet_vault::{KekRing, SqliteOptions, Vault};
 
 pub struct SqliteBackend {
     pub dir: tempfile::TempDir,

@@ -1,0 +1,251 @@
+//! `discreet bench`: benchmark programs that print figures. Nothing here asserts a time;
+//! it measures and reports, so that figures in issue notes and the README can be reproduced.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use discreet_vault::{Kek, KekRing, LedgerDraft, NewEvent, SqliteOptions, Vault};
+use serde::Serialize;
+
+/// Arguments of `discreet bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+/// What to measure.
+#[derive(clap::Subcommand)]
+pub enum BenchTarget {
+    /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification.
+    Vault(VaultBenchArgs),
+}
+
+/// Arguments of `discreet bench vault`.
+#[derive(clap::Args)]
+pub struct VaultBenchArgs {
+    /// Events appended for the ingest figure (in batches of --batch).
+    #[arg(long, default_value_t = 300_000)]
+    pub events: usize,
+    /// Events per durable batch.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Subjects forgotten for the erase-latency figure (each with --events-per-subject events).
+    #[arg(long, default_value_t = 200)]
+    pub erase_subjects: usize,
+    /// Events each forgotten subject holds.
+    #[arg(long, default_value_t = 1_000)]
+    pub events_per_subject: usize,
+    /// Ledger entries written before timing `verify`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ledger_entries: usize,
+    /// Folder for the benchmark's files (a fresh temporary folder when not set).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The figures `bench vault` prints.
+#[derive(Serialize)]
+struct VaultFigures {
+    events: usize,
+    batch: usize,
+    sealed_events_per_second: f64,
+    plain_events_per_second: f64,
+    sealed_to_plain_ratio: f64,
+    erase_subjects: usize,
+    events_per_erased_subject: usize,
+    erase_ms_p50: f64,
+    erase_ms_p99: f64,
+    ledger_entries: i64,
+    ledger_verify_seconds: f64,
+}
+
+/// Runs `discreet bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Vault(args) => bench_vault(args),
+    }
+}
+
+/// A retail-shaped stream: invoices of about twenty lines from one of 4,338 customers,
+/// payloads encoded as the engine encodes them.
+fn retail_shaped_events(count: usize, subject_prefix: &str) -> Vec<NewEvent> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut events = Vec::with_capacity(count);
+    let mut at = 1_291_191_960_000i64;
+    while events.len() < count {
+        let customer = 12_346 + next() % 4_338;
+        let lines = 1 + next() % 40;
+        at += 60_000 * (1 + (next() % 30) as i64);
+        for _ in 0..lines {
+            if events.len() == count {
+                break;
+            }
+            let item = 20_000 + next() % 3_665;
+            let payload = format!(
+                "{{\"type\":\"purchase\",\"item\":\"{item}\",\"quantity\":{},\"context\":{{\"country\":\"United Kingdom\"}}}}",
+                1 + next() % 24
+            );
+            events.push(NewEvent {
+                subject: format!("{subject_prefix}{customer}"),
+                category: "user.behavior.purchase_history".to_owned(),
+                at,
+                payload: payload.into_bytes(),
+            });
+        }
+    }
+    events
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn open_bench_vault(dir: &Path) -> anyhow::Result<Vault> {
+    let kek = Kek::generate()?;
+    Ok(Vault::open_sqlite(&SqliteOptions::new(dir.join("data"), None), KekRing::new(kek))?)
+}
+
+/// The same rows, unsealed and unlogged, into one plain table: the cost-of-privacy baseline.
+fn plain_inserts(dir: &Path, events: &[NewEvent], batch: usize) -> anyhow::Result<f64> {
+    let mut connection = rusqlite::Connection::open(dir.join("plain.sqlite"))?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE events(seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, category TEXT NOT NULL,
+                             at INTEGER NOT NULL, payload BLOB NOT NULL);
+         CREATE INDEX events_by_subject ON events(subject, seq);
+         CREATE INDEX events_by_category ON events(category, at);",
+    )?;
+    let started = Instant::now();
+    for chunk in events.chunks(batch) {
+        let transaction = connection.transaction()?;
+        {
+            let mut statement =
+                transaction.prepare_cached("INSERT INTO events(subject, category, at, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            for event in chunk {
+                statement.execute(rusqlite::params![event.subject, event.category, event.at, event.payload])?;
+            }
+        }
+        transaction.commit()?;
+    }
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch > 0 && args.events > 0, "--events and --batch must be positive");
+    let temporary = tempfile::tempdir().context("creating a temporary folder")?;
+    let dir = args.dir.clone().unwrap_or_else(|| temporary.path().to_owned());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let progress = |message: &str| {
+        if !args.json {
+            eprintln!("{message}");
+        }
+    };
+
+    progress(&format!("ingest: {} events in batches of {} (sealed, durable)…", args.events, args.batch));
+    let events = retail_shaped_events(args.events, "c-");
+    let sealed_per_second = {
+        let vault = open_bench_vault(&dir.join("sealed"))?;
+        // Create the subjects first: the figure is for steady-state appends.
+        let mut seen = std::collections::BTreeSet::new();
+        let first_events: Vec<NewEvent> = events.iter().filter(|event| seen.insert(event.subject.clone())).cloned().collect();
+        vault.append_events("bench", &first_events, None)?;
+        let started = Instant::now();
+        for chunk in events.chunks(args.batch) {
+            vault.append_events("bench", chunk, None)?;
+        }
+        events.len() as f64 / started.elapsed().as_secs_f64()
+    };
+    progress("ingest: the same rows as plain SQLite inserts…");
+    let plain_per_second = plain_inserts(&dir, &events, args.batch)?;
+    drop(events);
+
+    progress(&format!("erase: {} subjects with {} events each…", args.erase_subjects, args.events_per_subject));
+    let mut erase_ms = Vec::with_capacity(args.erase_subjects);
+    {
+        let vault = open_bench_vault(&dir.join("erase"))?;
+        vault.append_events("bench", &retail_shaped_events(50_000, "background-"), None)?;
+        for subject in 0..args.erase_subjects {
+            let customer = format!("leaver-{subject}");
+            let events: Vec<NewEvent> = retail_shaped_events(args.events_per_subject, "x-")
+                .into_iter()
+                .map(|mut event| {
+                    event.subject = customer.clone();
+                    event
+                })
+                .collect();
+            vault.append_events("bench", &events, None)?;
+            let started = Instant::now();
+            let receipt = vault.forget(&customer, "bench", 0)?;
+            erase_ms.push(started.elapsed().as_secs_f64() * 1_000.0);
+            anyhow::ensure!(receipt.erased.events == args.events_per_subject as u64, "forget erased {} events", receipt.erased.events);
+        }
+    }
+    erase_ms.sort_by(f64::total_cmp);
+
+    progress(&format!("ledger: writing {} entries, then verifying…", args.ledger_entries));
+    let (ledger_entries, verify_seconds) = {
+        let vault = open_bench_vault(&dir.join("ledger"))?;
+        let mut written = 0;
+        while written < args.ledger_entries {
+            let count = (args.ledger_entries - written).min(10_000);
+            let entries = (0..count)
+                .map(|i| {
+                    LedgerDraft::new(1_700_000_000_000 + (written + i) as i64, "bench", "recommendations.read")
+                        .subject(&format!("{:032x}", written + i))
+                        .purpose("personalization")
+                        .categories(["user.behavior.purchase_history"])
+                })
+                .collect();
+            vault.record_access(entries)?;
+            written += count;
+        }
+        let started = Instant::now();
+        let verification = vault.verify_ledger()?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(verification.ok, "the ledger did not verify: {:?}", verification.problem);
+        (verification.entries, seconds)
+    };
+
+    let figures = VaultFigures {
+        events: args.events,
+        batch: args.batch,
+        sealed_events_per_second: sealed_per_second,
+        plain_events_per_second: plain_per_second,
+        sealed_to_plain_ratio: sealed_per_second / plain_per_second,
+        erase_subjects: args.erase_subjects,
+        events_per_erased_subject: args.events_per_subject,
+        erase_ms_p50: percentile(&erase_ms, 0.50),
+        erase_ms_p99: percentile(&erase_ms, 0.99),
+        ledger_entries,
+        ledger_verify_seconds: verify_seconds,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        println!("figure                                   value");
+        println!("sealed durable appends (batch {:>5})    {:>10.0} events/s", figures.batch, figures.sealed_events_per_second);
+        println!("plain rusqlite inserts (batch {:>5})    {:>10.0} events/s", figures.batch, figures.plain_events_per_second);
+        println!("sealed / plain                           {:>10.2}", figures.sealed_to_plain_ratio);
+        println!(
+            "erase, {} events/subject (n={})       p50 {:.2} ms  p99 {:.2} ms",
+            figures.events_per_erased_subject, figures.erase_subjects, figures.erase_ms_p50, figures.erase_ms_p99
+        );
+        println!("ledger verify, {} entries          {:>10.3} s", figures.ledger_entries, figures.ledger_verify_seconds);
+    }
+    Ok(())
+}
