@@ -2,9 +2,15 @@
 
 use clap::{Parser, Subcommand};
 
+mod alloc_count;
 mod bench;
 mod eval;
+mod retail_csv;
 mod policy_command;
+
+/// Counts allocations so `discreet eval` can report each model's peak memory.
+#[global_allocator]
+static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
 
 /// discreet — personalization customers can trust.
 #[derive(Parser)]

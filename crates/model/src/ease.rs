@@ -113,6 +113,12 @@ impl EaseModel {
         &self.config
     }
 
+    /// Changes how history items are weighted when scoring (no refactorisation needed).
+    pub fn set_history_weighting(&mut self, history_half_life_days: Option<f64>, max_history_items: usize) {
+        self.config.history_half_life_days = history_half_life_days;
+        self.config.max_history_items = max_history_items;
+    }
+
     /// The subjects' histories this model holds.
     pub fn histories(&self) -> &SubjectHistories {
         &self.histories

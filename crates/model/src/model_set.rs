@@ -115,6 +115,15 @@ impl ModelSet {
         })
     }
 
+    /// A set whose interners are the given ones (interactions already carry their ids).
+    pub fn with_names(config: ModelSetConfig, catalogue: Catalogue, subjects: Subjects, countries: Interner) -> Result<ModelSet> {
+        let mut model_set = ModelSet::new(config)?;
+        model_set.catalogue = catalogue;
+        model_set.subjects = subjects;
+        model_set.countries = countries;
+        Ok(model_set)
+    }
+
     /// The id of item `code` (added to the catalogue if new).
     pub fn item(&mut self, code: &str) -> ItemId {
         self.catalogue.intern(code)
@@ -146,6 +155,10 @@ impl ModelSet {
     /// The popularity model.
     pub fn popularity(&self) -> &PopularityModel {
         &self.popularity
+    }
+    /// Changes the blend weights.
+    pub fn set_blend(&mut self, blend: BlendConfig) {
+        self.config.blend = blend;
     }
     /// The configuration.
     pub fn config(&self) -> &ModelSetConfig {
