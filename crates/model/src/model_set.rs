@@ -303,8 +303,12 @@ impl ModelSet {
             normalise_by_max(&mut scratch.component);
             add_scaled(&mut scratch.blended, &scratch.component, blend.trending_weight);
         }
+        // Items no model has any data on (e.g. known only from a forgotten subject) are
+        // never recommended, so a forget leaves no trace in what is offered.
         let best = top_n(&scratch.blended, n, |index| {
-            held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0).is_ok()
+            let item = ItemId(index as u32);
+            (self.item_item.holder_count(item) == 0 && self.popularity.event_count(item) == 0)
+                || held.binary_search_by_key(&item.0, |held_item| held_item.item.0).is_ok()
         });
         best.into_iter()
             .map(|scored| {
@@ -359,7 +363,11 @@ impl ModelSet {
     }
 }
 
-/// Largest score among items the subject does not hold (1 when none is positive).
+/// Below this a component's largest score is rounding noise (e.g. what a rank-1 downdate
+/// leaves of a forgotten subject's co-occurrences), and is not scaled up to 1.
+const NOISE_FLOOR: f32 = 1e-6;
+
+/// Largest score among items the subject does not hold (1 when none is above the noise floor).
 fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {
     let mut largest = 0.0f32;
     let mut held_iter = held.iter().map(|held_item| held_item.item.index()).peekable();
@@ -374,7 +382,7 @@ fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {
             largest = largest.max(score);
         }
     }
-    if largest > 0.0 { largest } else { 1.0 }
+    if largest > NOISE_FLOOR { largest } else { 1.0 }
 }
 
 fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {

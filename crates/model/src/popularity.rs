@@ -231,18 +231,19 @@ impl PopularityModel {
         top_n(&scores, n, |index| scores[index] <= 0.0)
     }
 
-    /// Largest relative difference between two models' decayed sums (for exactness checks).
+    /// Largest absolute difference between two models' decayed sums, in units of the weight
+    /// of one event at the reference time; infinite if any event count differs. Float sums
+    /// of weights `w` are exact up to about `1e-16 × Σ w`, so compare against that scale.
     pub fn largest_difference(&self, other: &PopularityModel) -> f64 {
         let mut worst = 0.0f64;
         let mut compare = |left: &BucketCounts, right: &BucketCounts| {
             let length = left.events.len().max(right.events.len());
-            let scale = left.decayed.iter().chain(&right.decayed).fold(f64::MIN_POSITIVE, |largest, value| largest.max(value.abs()));
             for index in 0..length {
                 if left.events.get(index).copied().unwrap_or(0) != right.events.get(index).copied().unwrap_or(0) {
                     worst = f64::INFINITY;
                 }
                 let difference = left.decayed.get(index).copied().unwrap_or(0.0) - right.decayed.get(index).copied().unwrap_or(0.0);
-                worst = worst.max(difference.abs() / scale);
+                worst = worst.max(difference.abs());
             }
         };
         compare(&self.global, &other.global);

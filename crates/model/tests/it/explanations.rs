@@ -1,0 +1,77 @@
+//! Explanations name only items from the subject's own history, in every model and in the
+//! blend; forgetting through the facade leaves models equal to a set built without them.
+
+use discreet_model::{
+    Context, EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelSet, ModelSetConfig,
+    SubjectId,
+};
+use proptest::prelude::*;
+
+use crate::streams::{N_ITEMS, N_SUBJECTS, stream, stream_subject_and_seed, without};
+
+fn small_config() -> ModelSetConfig {
+    let mut config = ModelSetConfig::default().counting(KindSet::engagement());
+    config.ease.regularisation = 2.0;
+    config.popularity.reference_time = 100 * 86_400;
+    config
+}
+
+/// A set whose interners map "subject-k" to `SubjectId(k)` and "item-k" to `ItemId(k)`.
+fn model_set(stream: &[Interaction]) -> ModelSet {
+    let mut model_set = ModelSet::new(small_config()).unwrap();
+    for subject in 0..N_SUBJECTS {
+        assert_eq!(model_set.subject(&format!("subject-{subject}")), SubjectId(subject));
+    }
+    for item in 0..N_ITEMS {
+        assert_eq!(model_set.item(&format!("item-{item}")).0, item);
+    }
+    model_set.learn_all(stream).unwrap();
+    model_set
+}
+
+proptest! {
+    #[test]
+    fn explanations_name_only_the_subjects_own_items(stream in stream()) {
+        let now = 200 * 86_400;
+        let item_item = ItemItemModel::build(ItemItemConfig { held_kinds: KindSet::engagement(), ..ItemItemConfig::default() }, &stream);
+        let ease = EaseModel::build(EaseConfig { regularisation: 2.0, held_kinds: KindSet::engagement(), ..EaseConfig::default() }, &stream).unwrap();
+        let model_set = model_set(&stream);
+        for subject in (0..N_SUBJECTS).map(SubjectId) {
+            let lists = [
+                item_item.recommend(subject, 5, now),
+                ease.recommend(subject, 5, now).unwrap(),
+                model_set.recommend(subject, 5, now, &Context::default()),
+            ];
+            for recommendation in lists.iter().flatten() {
+                prop_assert!(!item_item.histories().holds(subject, recommendation.item), "discover lists exclude held items");
+                for contribution in &recommendation.because {
+                    prop_assert!(item_item.histories().holds(subject, contribution.item));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forgetting_through_the_facade_equals_a_set_built_without_the_subject((stream, subject, _seed) in stream_subject_and_seed()) {
+        let now = 200 * 86_400;
+        let mut forgotten = model_set(&stream);
+        let name = format!("subject-{}", subject.0);
+        let subject_events: Vec<Interaction> = stream.iter().filter(|interaction| interaction.subject == subject).copied().collect();
+        forgotten.forget_subject(&name, &subject_events).unwrap();
+        prop_assert_eq!(forgotten.subjects().get(&name), None);
+        prop_assert!(forgotten.view_of(subject).held_items.is_empty());
+
+        let expected = model_set(&without(&stream, subject));
+        prop_assert_eq!(forgotten.item_item(), expected.item_item());
+        // Weights here are at most 2^(100/7) ≈ 2e4 times the reference weight.
+        prop_assert!(forgotten.popularity().largest_difference(expected.popularity()) < 1e-12 * 2e4);
+        for other in (0..N_SUBJECTS).map(SubjectId).filter(|other| *other != subject) {
+            let left = forgotten.recommend(other, 5, now, &Context::default());
+            let right = expected.recommend(other, 5, now, &Context::default());
+            prop_assert_eq!(left.len(), right.len());
+            for (left, right) in left.iter().zip(&right) {
+                prop_assert!((left.score - right.score).abs() < 1e-4, "{} vs {}", left.score, right.score);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Unlearning is the inverse of learning, and learning order does not matter: exactly for
+//! the counting models, within a stated tolerance for EASE and decayed popularity.
+
+use discreet_model::{
+    EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelError, PopularityConfig,
+    PopularityModel, SubjectId,
+};
+use proptest::prelude::*;
+
+use crate::streams::{shuffled, stream_subject_and_seed, without};
+
+/// Tolerance on Gram-inverse entries for EASE (λ = 2, a handful of rank-1 updates).
+const EASE_TOLERANCE: f64 = 1e-10;
+/// Tolerance on decayed popularity sums, relative to the largest single event weight
+/// learned (float addition then subtraction of that weight is exact to about 1e-16 of it).
+const POPULARITY_TOLERANCE: f64 = 1e-12;
+
+fn item_item_config() -> ItemItemConfig {
+    ItemItemConfig { held_kinds: KindSet::engagement(), ..ItemItemConfig::default() }
+}
+
+fn ease_config() -> EaseConfig {
+    EaseConfig { regularisation: 2.0, held_kinds: KindSet::engagement(), ..EaseConfig::default() }
+}
+
+fn learned_item_item(stream: &[Interaction]) -> ItemItemModel {
+    let mut model = ItemItemModel::new(item_item_config());
+    for interaction in stream {
+        model.learn(interaction);
+    }
+    model
+}
+
+/// Largest entry-wise difference of two Gram inverses over the smaller dimension, and
+/// whether the extra rows of the larger one are those of items nobody holds (`1/λ` diagonal).
+fn largest_inverse_difference(left: &EaseModel, right: &EaseModel) -> f64 {
+    let (left, right) = (left.gram_inverse(), right.gram_inverse());
+    let dimension = left.nrows().max(right.nrows());
+    let entry = |matrix: &faer::Mat<f64>, row: usize, column: usize| {
+        if row < matrix.nrows() && column < matrix.ncols() {
+            matrix[(row, column)]
+        } else if row == column {
+            1.0 / ease_config().regularisation
+        } else {
+            0.0
+        }
+    };
+    let mut worst = 0.0f64;
+    for column in 0..dimension {
+        for row in 0..dimension {
+            worst = worst.max((entry(left, row, column) - entry(right, row, column)).abs());
+        }
+    }
+    worst
+}
+
+proptest! {
+    #[test]
+    fn item_item_unlearning_a_subject_equals_never_learning_it((stream, subject, _seed) in stream_subject_and_seed()) {
+        let expected = learned_item_item(&without(&stream, subject));
+
+        let mut by_events = learned_item_item(&stream);
+        for interaction in stream.iter().filter(|interaction| interaction.subject == subject) {
+            by_events.unlearn(interaction).unwrap();
+        }
+        prop_assert_eq!(&by_events, &expected);
+
+        let mut by_forget = learned_item_item(&stream);
+        by_forget.forget_subject(subject);
+        prop_assert_eq!(&by_forget, &expected);
+    }
+
+    #[test]
+    fn item_item_learning_order_does_not_matter_and_build_equals_learn((stream, _subject, seed) in stream_subject_and_seed()) {
+        let in_order = learned_item_item(&stream);
+        prop_assert_eq!(&learned_item_item(&shuffled(&stream, seed)), &in_order);
+        prop_assert_eq!(&ItemItemModel::build(item_item_config(), &stream), &in_order);
+    }
+
+    #[test]
+    fn ease_unlearning_a_subject_matches_the_model_built_without_it((stream, subject, seed) in stream_subject_and_seed()) {
+        let expected = EaseModel::build(ease_config(), &without(&stream, subject)).unwrap();
+
+        let mut by_forget = EaseModel::build(ease_config(), &stream).unwrap();
+        by_forget.forget_subject(subject);
+        by_forget.refresh().unwrap();
+        prop_assert!(largest_inverse_difference(&by_forget, &expected) < EASE_TOLERANCE);
+        prop_assert_eq!(by_forget.histories(), expected.histories());
+
+        // Unlearning event by event, in a shuffled order, lands in the same place.
+        let mut by_events = EaseModel::build(ease_config(), &stream).unwrap();
+        for interaction in shuffled(&stream, seed).iter().filter(|interaction| interaction.subject == subject) {
+            by_events.unlearn(interaction).unwrap();
+        }
+        by_events.refresh().unwrap();
+        prop_assert!(largest_inverse_difference(&by_events, &expected) < EASE_TOLERANCE);
+    }
+
+    #[test]
+    fn ease_learning_incrementally_in_any_order_matches_one_factorisation((stream, _subject, seed) in stream_subject_and_seed()) {
+        let built = EaseModel::build(ease_config(), &stream).unwrap();
+        let half = stream.len() / 2;
+        let mut incremental = EaseModel::build(ease_config(), &stream[..half]).unwrap();
+        for interaction in shuffled(&stream[half..], seed) {
+            incremental.learn(&interaction);
+        }
+        incremental.refresh().unwrap();
+        prop_assert!(largest_inverse_difference(&incremental, &built) < EASE_TOLERANCE);
+    }
+
+    #[test]
+    fn popularity_unlearning_a_subject_equals_never_counting_it((stream, subject, seed) in stream_subject_and_seed()) {
+        let config = PopularityConfig { reference_time: 100 * 86_400, trend_half_life_days: 7.0, ..PopularityConfig::default() };
+        let mut expected = PopularityModel::new(config.clone()).unwrap();
+        for interaction in &without(&stream, subject) {
+            expected.learn(interaction);
+        }
+        let mut model = PopularityModel::new(config).unwrap();
+        for interaction in &shuffled(&stream, seed) {
+            model.learn(interaction);
+        }
+        for interaction in stream.iter().filter(|interaction| interaction.subject == subject) {
+            model.unlearn(interaction).unwrap();
+        }
+        let largest_event_weight = stream
+            .iter()
+            .map(|interaction| ((interaction.at - 100 * 86_400) as f64 / (7.0 * 86_400.0)).exp2())
+            .fold(1.0f64, f64::max);
+        prop_assert!(model.largest_difference(&expected) < POPULARITY_TOLERANCE * largest_event_weight);
+    }
+}
+
+#[test]
+fn unlearning_something_never_learned_is_an_error_and_changes_nothing() {
+    let interaction = Interaction {
+        subject: SubjectId(1),
+        item: discreet_model::ItemId(2),
+        at: 10,
+        kind: discreet_model::InteractionKind::Purchase,
+        quantity: 1,
+        context: discreet_model::Context::default(),
+    };
+    let mut item_item = learned_item_item(&[]);
+    let before = item_item.clone();
+    assert_eq!(item_item.unlearn(&interaction), Err(ModelError::NotLearned { subject: 1, item: 2, at: 10 }));
+    assert_eq!(item_item, before);
+    let mut popularity = PopularityModel::new(PopularityConfig::default()).unwrap();
+    assert!(popularity.unlearn(&interaction).is_err());
+}
+
+#[test]
+fn ease_rank_one_updates_stay_within_the_drift_bound_on_a_larger_catalogue() {
+    // 40 subjects over 60 items, then 30 subjects forgotten one by one: the measured drift
+    // of the Gram inverse stays below the bound that would trigger a refactorisation.
+    let mut stream = Vec::new();
+    for subject in 0..40u32 {
+        for step in 0..15u32 {
+            stream.push(Interaction {
+                subject: SubjectId(subject),
+                item: discreet_model::ItemId((subject * 7 + step * step) % 60),
+                at: (step as i64) * 86_400,
+                kind: discreet_model::InteractionKind::Purchase,
+                quantity: 1,
+                context: discreet_model::Context::default(),
+            });
+        }
+    }
+    let config = EaseConfig { regularisation: 5.0, ..EaseConfig::default() };
+    let mut model = EaseModel::build(config.clone(), &stream).unwrap();
+    for subject in 0..30u32 {
+        model.forget_subject(SubjectId(subject));
+        let report = model.refresh().unwrap();
+        assert!(!report.refactorised, "one forget should be a rank-1 downdate");
+    }
+    assert!(model.measure_drift(8) < config.drift_bound);
+    let rebuilt = EaseModel::build(config, &without_subjects(&stream, 30)).unwrap();
+    assert!(largest_inverse_difference(&model, &rebuilt) < 1e-9);
+}
+
+fn without_subjects(stream: &[Interaction], first_kept: u32) -> Vec<Interaction> {
+    stream.iter().filter(|interaction| interaction.subject.0 >= first_kept).copied().collect()
+}
