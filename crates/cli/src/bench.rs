@@ -31,6 +31,13 @@ pub struct VaultBenchArgs {
     /// Events per durable batch.
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
+    /// Concurrent callers appending batches (as concurrent HTTP requests do); 1 measures one
+    /// caller waiting for each commit before sealing the next batch.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Alternating sealed/plain rounds; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Subjects forgotten for the erase-latency figure (each with --events-per-subject events).
     #[arg(long, default_value_t = 200)]
     pub erase_subjects: usize,
@@ -53,6 +60,8 @@ pub struct VaultBenchArgs {
 struct VaultFigures {
     events: usize,
     batch: usize,
+    producers: usize,
+    rounds: usize,
     sealed_events_per_second: f64,
     plain_events_per_second: f64,
     sealed_to_plain_ratio: f64,
@@ -120,12 +129,44 @@ fn open_bench_vault(dir: &Path) -> anyhow::Result<Vault> {
     Ok(Vault::open_sqlite(&SqliteOptions::new(dir.join("data"), None), KekRing::new(kek))?)
 }
 
+/// Sealed, logged, durable appends through the vault, in batches, from `producers` threads.
+fn sealed_appends(dir: &Path, events: &[NewEvent], batch: usize, producers: usize) -> anyhow::Result<f64> {
+    let vault = open_bench_vault(dir)?;
+    // Create the subjects first: the figure is for steady-state appends.
+    let mut seen = std::collections::BTreeSet::new();
+    let first_events: Vec<NewEvent> = events.iter().filter(|event| seen.insert(event.subject.clone())).cloned().collect();
+    vault.append_events("bench", &first_events, None)?;
+    let chunks: Vec<&[NewEvent]> = events.chunks(batch).collect();
+    let next_chunk = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..producers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let index = next_chunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(index) else { return Ok(()) };
+                        vault.append_events("bench", chunk, None)?;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
 /// The same rows, unsealed and unlogged, into one plain table: the cost-of-privacy baseline.
 fn plain_inserts(dir: &Path, events: &[NewEvent], batch: usize) -> anyhow::Result<f64> {
+    std::fs::create_dir_all(dir)?;
     let mut connection = rusqlite::Connection::open(dir.join("plain.sqlite"))?;
+    // The vault's own connection settings: the two runs differ only by what privacy costs.
+    connection.execute_batch(discreet_vault::sqlite::DATA_PRAGMAS)?;
     connection.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-         CREATE TABLE events(seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, category TEXT NOT NULL,
+        "CREATE TABLE events(seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, category TEXT NOT NULL,
                              at INTEGER NOT NULL, payload BLOB NOT NULL);
          CREATE INDEX events_by_subject ON events(subject, seq);
          CREATE INDEX events_by_category ON events(category, at);",
@@ -156,22 +197,25 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         }
     };
 
-    progress(&format!("ingest: {} events in batches of {} (sealed, durable)…", args.events, args.batch));
+    progress(&format!(
+        "ingest: {} events in batches of {} from {} producer(s) (sealed, durable)…",
+        args.events, args.batch, args.producers
+    ));
     let events = retail_shaped_events(args.events, "c-");
-    let sealed_per_second = {
-        let vault = open_bench_vault(&dir.join("sealed"))?;
-        // Create the subjects first: the figure is for steady-state appends.
-        let mut seen = std::collections::BTreeSet::new();
-        let first_events: Vec<NewEvent> = events.iter().filter(|event| seen.insert(event.subject.clone())).cloned().collect();
-        vault.append_events("bench", &first_events, None)?;
-        let started = Instant::now();
-        for chunk in events.chunks(args.batch) {
-            vault.append_events("bench", chunk, None)?;
-        }
-        events.len() as f64 / started.elapsed().as_secs_f64()
-    };
-    progress("ingest: the same rows as plain SQLite inserts…");
-    let plain_per_second = plain_inserts(&dir, &events, args.batch)?;
+    // Sealed and plain runs alternate, each on fresh files, and the medians are reported,
+    // so that a change of load on the machine weighs on both sides alike.
+    let mut sealed_rates = Vec::with_capacity(args.rounds);
+    let mut plain_rates = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds.max(1) {
+        sealed_rates.push(sealed_appends(&dir.join(format!("sealed-{round}")), &events, args.batch, args.producers)?);
+        progress(&format!("  round {}: sealed {:.0} events/s", round + 1, sealed_rates[round]));
+        plain_rates.push(plain_inserts(&dir.join(format!("plain-{round}")), &events, args.batch)?);
+        progress(&format!("  round {}: plain  {:.0} events/s", round + 1, plain_rates[round]));
+    }
+    sealed_rates.sort_by(f64::total_cmp);
+    plain_rates.sort_by(f64::total_cmp);
+    let sealed_per_second = percentile(&sealed_rates, 0.5);
+    let plain_per_second = percentile(&plain_rates, 0.5);
     drop(events);
 
     progress(&format!("erase: {} subjects with {} events each…", args.erase_subjects, args.events_per_subject));
@@ -224,6 +268,8 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
     let figures = VaultFigures {
         events: args.events,
         batch: args.batch,
+        producers: args.producers,
+        rounds: args.rounds.max(1),
         sealed_events_per_second: sealed_per_second,
         plain_events_per_second: plain_per_second,
         sealed_to_plain_ratio: sealed_per_second / plain_per_second,
@@ -238,9 +284,15 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&figures)?);
     } else {
         println!("figure                                   value");
-        println!("sealed durable appends (batch {:>5})    {:>10.0} events/s", figures.batch, figures.sealed_events_per_second);
+        println!(
+            "sealed durable appends (batch {:>5}, {} producer{})  {:>10.0} events/s",
+            figures.batch,
+            figures.producers,
+            if figures.producers == 1 { "" } else { "s" },
+            figures.sealed_events_per_second
+        );
         println!("plain rusqlite inserts (batch {:>5})    {:>10.0} events/s", figures.batch, figures.plain_events_per_second);
-        println!("sealed / plain                           {:>10.2}", figures.sealed_to_plain_ratio);
+        println!("sealed / plain (medians of {} rounds)    {:>10.2}", figures.rounds, figures.sealed_to_plain_ratio);
         println!(
             "erase, {} events/subject (n={})       p50 {:.2} ms  p99 {:.2} ms",
             figures.events_per_erased_subject, figures.erase_subjects, figures.erase_ms_p50, figures.erase_ms_p99

@@ -109,6 +109,41 @@ pub fn writes_survive_reopen(backend: &dyn ConformanceBackend) {
     );
 }
 
+/// Sequence numbers are never handed out twice, even after the newest events were erased
+/// and the store reopened (a restored backup could otherwise hold two rows with one number).
+pub fn sequence_numbers_never_reused(backend: &dyn ConformanceBackend) {
+    let highest = {
+        let vault = backend.open();
+        vault
+            .append_events("conformance", &[event("c-keep", "a", 1)], None)
+            .expect("append");
+        vault
+            .append_events(
+                "conformance",
+                &[event("c-gone", "b", 2), event("c-gone", "c", 3)],
+                None,
+            )
+            .expect("append");
+        let highest = vault
+            .events_of("c-gone", READER)
+            .expect("read")
+            .last()
+            .expect("event")
+            .seq;
+        vault.forget("c-gone", "conformance", 0).expect("forget");
+        highest
+    };
+    let vault = backend.open();
+    vault
+        .append_events("conformance", &[event("c-new", "d", 4)], None)
+        .expect("append");
+    let next = vault.events_of("c-new", READER).expect("read")[0].seq;
+    assert!(
+        next > highest,
+        "sequence {next} reused (highest ever {highest})"
+    );
+}
+
 fn attribute(name: &str, category: &str, value: &str) -> NewAttribute {
     NewAttribute {
         name: name.to_owned(),
@@ -478,7 +513,7 @@ pub fn kek_rotation_rewraps_everything(backend: &dyn ConformanceBackend) {
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@cases $make;
-            events_round_trip, writes_survive_reopen, attributes_replace, consent_history_is_append_only,
+            events_round_trip, writes_survive_reopen, sequence_numbers_never_reused, attributes_replace, consent_history_is_append_only,
             idempotent_appends, forget_is_total, interrupted_forget_completes_on_open,
             retention_erases_only_expired, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
             kek_rotation_rewraps_everything);

@@ -86,18 +86,19 @@ impl AeadKey {
 
     /// `format || nonce || ciphertext || tag`.
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut in_out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        in_out.extend_from_slice(plaintext);
-        let nonce = self
+        // One allocation: header, then the plaintext encrypted in place, then the tag.
+        let mut sealed = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        sealed.push(SEALED_FORMAT_V1);
+        sealed.extend_from_slice(&[0u8; NONCE_LEN]);
+        sealed.extend_from_slice(plaintext);
+        let (nonce, tag) = self
             .0
-            .seal_in_place_append_tag(Aad::from(aad), &mut in_out)
+            .seal_in_place_separate_tag(Aad::from(aad), &mut sealed[1 + NONCE_LEN..])
             .map_err(|_| Error::Crypto {
                 detail: "sealing failed",
             })?;
-        let mut sealed = Vec::with_capacity(in_out.len() + 1 + NONCE_LEN);
-        sealed.push(SEALED_FORMAT_V1);
-        sealed.extend_from_slice(nonce.as_ref());
-        sealed.extend_from_slice(&in_out);
+        sealed[1..1 + NONCE_LEN].copy_from_slice(nonce.as_ref());
+        sealed.extend_from_slice(tag.as_ref());
         Ok(sealed)
     }
 
