@@ -38,7 +38,8 @@ pub struct EvalArgs {
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Also write the train/test split (CSV) into this folder, for other libraries.
+    /// Also write the train/test split (CSV: DIR/train.csv, DIR/test.csv, and the
+    /// validation month's under DIR/validation/) into this folder, for other libraries.
     #[arg(long, value_name = "DIR")]
     pub write_split: Option<PathBuf>,
     /// Skip the latency measurements (recommend, forget).
@@ -452,9 +453,7 @@ fn measure_latencies(
         let started = Instant::now();
         std::hint::black_box(item_item.forget_subject(subject));
         forget_item_item.push(started.elapsed());
-        for interaction in events {
-            item_item.learn(interaction);
-        }
+        item_item.learn_batch(events);
 
         let started = Instant::now();
         ease.forget_subject(subject);
@@ -477,10 +476,9 @@ fn measure_latencies(
             forget_all_large.push(elapsed);
         }
         let restored = model_set.subject(&name);
-        for interaction in events {
-            model_set.learn(&Interaction { subject: restored, ..*interaction });
-        }
-        model_set.refresh()?;
+        let restored_events: Vec<Interaction> =
+            events.iter().map(|interaction| Interaction { subject: restored, ..*interaction }).collect();
+        model_set.learn_all(&restored_events)?;
     }
     figures.push(latency(format!("forget customer, item-item ({} customers)", sample.len()), forget_item_item));
     figures.push(latency(format!("forget customer, EASE downdate ({} items)", ease.item_bound()), forget_ease));
@@ -572,6 +570,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(directory) = &args.write_split {
         write_split(directory, &split)?;
+        // The validation month too, so other libraries can be tuned the same way.
+        write_split(&directory.join("validation"), &validation)?;
     }
     progress.inc(1);
 

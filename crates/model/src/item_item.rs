@@ -189,6 +189,29 @@ impl ItemItemModel {
         }
     }
 
+    /// Learns many interactions; the same result as `learn` on each, but each affected
+    /// co-occurrence row is merged once instead of receiving one insert per pair.
+    pub fn learn_batch(&mut self, interactions: &[Interaction]) {
+        let mut newly_held: std::collections::BTreeMap<SubjectId, Vec<u32>> = std::collections::BTreeMap::new();
+        for interaction in interactions {
+            self.ensure_items(interaction.item.index() + 1);
+            if self.histories.learn(interaction) == HeldChange::BecameHeld {
+                newly_held.entry(interaction.subject).or_default().push(interaction.item.0);
+            }
+        }
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for (subject, mut new_items) in newly_held {
+            new_items.sort_unstable();
+            let held_items: Vec<u32> = self.histories.held(subject).iter().map(|held_item| held_item.item.0).collect();
+            for &item in &held_items {
+                self.holder_counts[item as usize] += u32::from(new_items.binary_search(&item).is_ok());
+                // A new item pairs with everything held; an old one only with the new items.
+                let partners: &[u32] = if new_items.binary_search(&item).is_ok() { &held_items } else { &new_items };
+                add_sorted(&mut self.cooccurrence_rows[item as usize], partners, item, &mut merged);
+            }
+        }
+    }
+
     /// Unlearns one previously learned interaction (an error if it was never learned).
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
         if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
@@ -340,6 +363,32 @@ fn increment_pair(row: &mut Vec<(u32, u32)>, other: u32) {
     }
 }
 
+/// Adds one to the count of every item of `sorted_items` (ascending) except `skip`, in one
+/// merge pass; `merged` is a reusable buffer.
+fn add_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32, merged: &mut Vec<(u32, u32)>) {
+    merged.clear();
+    merged.reserve(row.len() + sorted_items.len());
+    let mut existing = row.iter().peekable();
+    for &item in sorted_items.iter().filter(|&&item| item != skip) {
+        while let Some(&&(other, count)) = existing.peek() {
+            if other >= item {
+                break;
+            }
+            merged.push((other, count));
+            existing.next();
+        }
+        match existing.peek() {
+            Some(&&(other, count)) if other == item => {
+                merged.push((other, count + 1));
+                existing.next();
+            }
+            _ => merged.push((item, 1)),
+        }
+    }
+    merged.extend(existing.copied());
+    std::mem::swap(row, merged);
+}
+
 /// Subtracts one from the count of every item of `sorted_items` (ascending) except `skip`,
 /// dropping counts that reach zero; one merge pass over the row.
 fn subtract_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32) {
@@ -358,6 +407,14 @@ fn subtract_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_sorted_increments_matches_and_inserts_new_items_in_order() {
+        let mut row = vec![(1, 2), (5, 4)];
+        let mut buffer = Vec::new();
+        add_sorted(&mut row, &[0, 1, 3, 5, 7], 3, &mut buffer);
+        assert_eq!(row, vec![(0, 1), (1, 3), (5, 5), (7, 1)]);
+    }
 
     #[test]
     fn subtract_sorted_decrements_matches_and_drops_zeros() {

@@ -180,8 +180,12 @@ impl ModelSet {
             };
             return Ok(());
         }
+        self.item_item.learn_batch(interactions);
         for interaction in interactions {
-            self.learn(interaction);
+            self.popularity.learn(interaction);
+            if let Some(ease) = self.ease.as_mut() {
+                ease.learn(interaction);
+            }
         }
         self.refresh().map(|_| ())
     }

@@ -75,6 +75,10 @@ proptest! {
         let in_order = learned_item_item(&stream);
         prop_assert_eq!(&learned_item_item(&shuffled(&stream, seed)), &in_order);
         prop_assert_eq!(&ItemItemModel::build(item_item_config(), &stream), &in_order);
+        let half = stream.len() / 2;
+        let mut batched = ItemItemModel::build(item_item_config(), &stream[..half]);
+        batched.learn_batch(&shuffled(&stream[half..], seed));
+        prop_assert_eq!(&batched, &in_order);
     }
 
     #[test]
