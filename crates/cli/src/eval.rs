@@ -237,6 +237,21 @@ fn describe_half_life(half_life_days: Option<f64>) -> String {
     }
 }
 
+/// History caps tried (most recent items that score; 0 = all).
+const HISTORY_CAPS: [usize; 5] = [25, 50, 100, 200, 0];
+
+fn describe_cap(cap: usize) -> String {
+    if cap == 0 { "all".to_string() } else { format!("{cap} most recent") }
+}
+
+/// The smallest cap (0 = unbounded counts as largest) within 1% of the best NDCG.
+fn smallest_cap_within_one_percent(results: &[(usize, f64)]) -> usize {
+    let best = results.iter().fold(f64::MIN, |best, (_, ndcg)| best.max(*ndcg));
+    let mut by_size: Vec<(usize, f64)> = results.to_vec();
+    by_size.sort_by_key(|(cap, _)| if *cap == 0 { usize::MAX } else { *cap });
+    by_size.iter().find(|(_, ndcg)| *ndcg >= 0.99 * best).map(|(cap, _)| *cap).unwrap_or(0)
+}
+
 fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tuned> {
     let mut log = Vec::new();
     let purchases_only = KindSet::purchases();
@@ -294,6 +309,17 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
             }
         }
     }
+    // The history cap bounds recommend latency: take the smallest cap whose validation
+    // NDCG is within 1% of the best cap's.
+    let mut cap_results = Vec::new();
+    for cap in HISTORY_CAPS {
+        let config = ItemItemConfig { max_history_items: cap, ..item_item.clone() };
+        model.set_scoring(config);
+        let quality = evaluate_item_item(&model, split);
+        log.push((format!("item-item history cap {}", describe_cap(cap)), quality.ndcg_at_10));
+        cap_results.push((cap, quality.ndcg_at_10));
+    }
+    item_item.max_history_items = smallest_cap_within_one_percent(&cap_results);
     drop(model);
     progress.inc(1);
 
@@ -315,6 +341,16 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
             }
         }
     }
+    let mut model = EaseModel::build(ease.clone(), &split.train)?;
+    let mut cap_results = Vec::new();
+    for cap in HISTORY_CAPS {
+        model.set_history_weighting(ease.history_half_life_days, cap);
+        let quality = evaluate_ease(&model, split);
+        log.push((format!("EASE history cap {}", describe_cap(cap)), quality.ndcg_at_10));
+        cap_results.push((cap, quality.ndcg_at_10));
+    }
+    ease.max_history_items = smallest_cap_within_one_percent(&cap_results);
+    drop(model);
     progress.inc(1);
 
     progress.set_message("tuning the blend on the validation month");
@@ -641,16 +677,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (
             "item-item",
             format!(
-                "a={} b={} k={} history half-life {}",
+                "a={} b={} k={} history half-life {}, history cap {}",
                 tuned.item_item.source_popularity_exponent,
                 tuned.item_item.target_popularity_exponent,
                 tuned.item_item.neighbours_per_item,
-                describe_half_life(tuned.item_item.history_half_life_days)
+                describe_half_life(tuned.item_item.history_half_life_days),
+                describe_cap(tuned.item_item.max_history_items)
             ),
         ),
         (
             "EASE",
-            format!("λ={} history half-life {}", tuned.ease.regularisation, describe_half_life(tuned.ease.history_half_life_days)),
+            format!(
+                "λ={} history half-life {}, history cap {}",
+                tuned.ease.regularisation,
+                describe_half_life(tuned.ease.history_half_life_days),
+                describe_cap(tuned.ease.max_history_items)
+            ),
         ),
         (
             "blend",

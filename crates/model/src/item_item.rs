@@ -3,8 +3,9 @@
 //! unlearning are exact and order-independent. Similarity is computed from the counts at
 //! query time, `sim(i, j) = c_ij / (n_i^a * n_j^b)` (a = b = 1/2 is cosine; a = 1 is the
 //! conditional probability of RP3beta with a popularity penalty b), keeping each item's
-//! `k` strongest neighbours. No derived state is cached, so nothing about a forgotten
-//! subject can survive in it.
+//! `k` strongest neighbours. No neighbour list is cached, so nothing about a forgotten
+//! subject can survive in one; the only derived state, each item's popularity factor, is
+//! updated in the same call as its count.
 
 use crate::error::Result;
 use crate::history::{HeldChange, HeldItem, SubjectHistories};
@@ -12,6 +13,9 @@ use crate::ids::{ItemId, SubjectId};
 use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::{ScoredItem, top_n};
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
+
+/// Subjects holding at least this many items are forgotten on two threads.
+const PARALLEL_FORGET_ITEMS: usize = 256;
 
 /// Settings of the item-item model.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,13 +65,15 @@ pub struct ItemItemModel {
     cooccurrence_rows: Vec<Vec<(u32, u32)>>,
     /// For each item, how many subjects hold it.
     holder_counts: Vec<u32>,
+    /// Derived from `holder_counts`: `max(1, n_j)^-b`, so scoring needs no `powf` per pair.
+    target_factors: Vec<f32>,
 }
 
 impl ItemItemModel {
     /// An empty model.
     pub fn new(config: ItemItemConfig) -> ItemItemModel {
         let histories = SubjectHistories::new(config.held_kinds);
-        ItemItemModel { config, histories, cooccurrence_rows: Vec::new(), holder_counts: Vec::new() }
+        ItemItemModel { config, histories, cooccurrence_rows: Vec::new(), holder_counts: Vec::new(), target_factors: Vec::new() }
     }
 
     /// The model of `interactions`, built in one pass (same result as learning them one by one).
@@ -79,7 +85,20 @@ impl ItemItemModel {
         let n_items = interactions.iter().map(|interaction| interaction.item.index() + 1).max().unwrap_or(0);
         model.ensure_items(n_items);
         model.count_all_pairs();
+        model.recompute_target_factors();
         model
+    }
+
+    fn recompute_target_factors(&mut self) {
+        let exponent = -self.config.target_popularity_exponent;
+        self.target_factors = self.holder_counts.iter().map(|&count| (count.max(1) as f32).powf(exponent)).collect();
+    }
+
+    /// Adds `delta` to an item's holder count and keeps its derived factor in step.
+    fn change_holders(&mut self, item: u32, delta: i64) {
+        let count = (self.holder_counts[item as usize] as i64 + delta).max(0) as u32;
+        self.holder_counts[item as usize] = count;
+        self.target_factors[item as usize] = (count.max(1) as f32).powf(-self.config.target_popularity_exponent);
     }
 
     /// Counts pairs block by block into a dense counter, then compresses each row: much
@@ -137,6 +156,7 @@ impl ItemItemModel {
     pub fn set_scoring(&mut self, config: ItemItemConfig) {
         let held_kinds = self.config.held_kinds;
         self.config = ItemItemConfig { held_kinds, ..config };
+        self.recompute_target_factors();
     }
 
     /// The subjects' histories this model holds.
@@ -166,6 +186,7 @@ impl ItemItemModel {
         if n_items > self.cooccurrence_rows.len() {
             self.cooccurrence_rows.resize_with(n_items, Vec::new);
             self.holder_counts.resize(n_items, 0);
+            self.target_factors.resize(n_items, 1.0);
         }
     }
 
@@ -174,7 +195,7 @@ impl ItemItemModel {
         self.ensure_items(interaction.item.index() + 1);
         if self.histories.learn(interaction) == HeldChange::BecameHeld {
             let item = interaction.item.0;
-            self.holder_counts[item as usize] += 1;
+            self.change_holders(item, 1);
             let others: Vec<u32> = self
                 .histories
                 .held(interaction.subject)
@@ -204,7 +225,9 @@ impl ItemItemModel {
             new_items.sort_unstable();
             let held_items: Vec<u32> = self.histories.held(subject).iter().map(|held_item| held_item.item.0).collect();
             for &item in &held_items {
-                self.holder_counts[item as usize] += u32::from(new_items.binary_search(&item).is_ok());
+                if new_items.binary_search(&item).is_ok() {
+                    self.change_holders(item, 1);
+                }
                 // A new item pairs with everything held; an old one only with the new items.
                 let partners: &[u32] = if new_items.binary_search(&item).is_ok() { &held_items } else { &new_items };
                 add_sorted(&mut self.cooccurrence_rows[item as usize], partners, item, &mut merged);
@@ -216,7 +239,7 @@ impl ItemItemModel {
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
         if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
             let item = interaction.item.0;
-            self.holder_counts[item as usize] -= 1;
+            self.change_holders(item, -1);
             let others: Vec<u32> =
                 self.histories.held(interaction.subject).iter().map(|held_item| held_item.item.0).collect();
             subtract_sorted(&mut self.cooccurrence_rows[item as usize], &others, u32::MAX);
@@ -232,33 +255,66 @@ impl ItemItemModel {
         let held = self.histories.take_subject(subject);
         let items: Vec<u32> = held.iter().map(|held_item| held_item.item.0).collect();
         for &item in &items {
-            self.holder_counts[item as usize] -= 1;
-            subtract_sorted(&mut self.cooccurrence_rows[item as usize], &items, item);
+            self.change_holders(item, -1);
+        }
+        if items.len() < PARALLEL_FORGET_ITEMS {
+            for &item in &items {
+                subtract_sorted(&mut self.cooccurrence_rows[item as usize], &items, item);
+            }
+        } else {
+            // Rows are independent: split them in two halves, one per thread.
+            let middle = self.cooccurrence_rows.len() / 2;
+            let (low_rows, high_rows) = self.cooccurrence_rows.split_at_mut(middle);
+            let items = &items;
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    for &item in items.iter().filter(|&&item| (item as usize) < middle) {
+                        subtract_sorted(&mut low_rows[item as usize], items, item);
+                    }
+                });
+                for &item in items.iter().filter(|&&item| (item as usize) >= middle) {
+                    subtract_sorted(&mut high_rows[item as usize - middle], items, item);
+                }
+            });
         }
         held
     }
 
     /// Strongest neighbours of `source` by similarity, written into `similarities` (cleared
-    /// first), keeping the `keep` best (all when 0). Returns the weakest similarity kept.
+    /// first), keeping the `keep` best (all when 0), best first (ties: lower id first).
+    /// Returns the weakest similarity kept. One pass; most entries cost one comparison.
     fn neighbours_into(&self, source: ItemId, keep: usize, similarities: &mut Vec<(u32, f32)>) -> f32 {
         similarities.clear();
         let Some(row) = self.cooccurrence_rows.get(source.index()) else {
             return f32::INFINITY;
         };
-        let source_holders = self.holder_counts[source.index()].max(1) as f32;
-        let source_factor = source_holders.powf(-self.config.source_popularity_exponent);
-        let target_exponent = -self.config.target_popularity_exponent;
-        for &(target, count) in row {
-            let target_holders = self.holder_counts[target as usize].max(1) as f32;
-            similarities.push((target, count as f32 * source_factor * target_holders.powf(target_exponent)));
+        let source_factor = self.source_factor(source);
+        if keep == 0 {
+            similarities.extend(row.iter().map(|&(target, count)| (target, self.pair_similarity(count, target, source_factor))));
+            similarities.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+        } else {
+            for &(target, count) in row {
+                let similarity = self.pair_similarity(count, target, source_factor);
+                if similarities.len() == keep && similarities.last().is_some_and(|weakest| similarity <= weakest.1) {
+                    continue;
+                }
+                let position = similarities.partition_point(|kept| kept.1 >= similarity);
+                similarities.insert(position, (target, similarity));
+                if similarities.len() > keep {
+                    similarities.pop();
+                }
+            }
         }
-        if keep > 0 && similarities.len() > keep {
-            similarities.select_nth_unstable_by(keep - 1, |left, right| {
-                right.1.total_cmp(&left.1).then(left.0.cmp(&right.0))
-            });
-            similarities.truncate(keep);
-        }
-        similarities.iter().fold(f32::INFINITY, |weakest, (_, similarity)| weakest.min(*similarity))
+        similarities.last().map(|weakest| weakest.1).unwrap_or(f32::INFINITY)
+    }
+
+    fn source_factor(&self, source: ItemId) -> f32 {
+        (self.holder_counts[source.index()].max(1) as f32).powf(-self.config.source_popularity_exponent)
+    }
+
+    /// `c_ij * n_j^-b * n_i^-a`, computed the same way everywhere so thresholds compare exactly.
+    fn pair_similarity(&self, count: u32, target: u32, source_factor: f32) -> f32 {
+        count as f32 * self.target_factors[target as usize] * source_factor
     }
 
     /// Similarity of `source` to `target` counted in scoring (0 if `target` is not among
@@ -268,11 +324,7 @@ impl ItemItemModel {
         if count == 0 {
             return 0.0;
         }
-        let source_holders = self.holder_counts[source.index()].max(1) as f32;
-        let target_holders = self.holder_counts[target.index()].max(1) as f32;
-        let similarity = count as f32
-            * source_holders.powf(-self.config.source_popularity_exponent)
-            * target_holders.powf(-self.config.target_popularity_exponent);
+        let similarity = self.pair_similarity(count, target.0, self.source_factor(source));
         if similarity >= weakest_kept { similarity } else { 0.0 }
     }
 
@@ -333,11 +385,8 @@ impl ItemItemModel {
     pub fn similar(&self, item: ItemId, n: usize) -> Vec<ScoredItem> {
         let mut similarities = Vec::new();
         self.neighbours_into(item, 0, &mut similarities);
-        let mut ranked: Vec<ScoredItem> =
-            similarities.into_iter().map(|(target, score)| ScoredItem { item: ItemId(target), score }).collect();
-        ranked.sort_by(|left, right| right.score.total_cmp(&left.score).then(left.item.cmp(&right.item)));
-        ranked.truncate(n);
-        ranked
+        similarities.truncate(n);
+        similarities.into_iter().map(|(target, score)| ScoredItem { item: ItemId(target), score }).collect()
     }
 }
 

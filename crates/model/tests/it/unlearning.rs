@@ -184,3 +184,31 @@ fn ease_rank_one_updates_stay_within_the_drift_bound_on_a_larger_catalogue() {
 fn without_subjects(stream: &[Interaction], first_kept: u32) -> Vec<Interaction> {
     stream.iter().filter(|interaction| interaction.subject.0 >= first_kept).copied().collect()
 }
+
+#[test]
+fn forgetting_a_subject_with_hundreds_of_items_uses_both_halves_and_stays_exact() {
+    // A wholesaler holding 400 of 500 items (the two-thread path), among 30 small subjects.
+    let mut stream = Vec::new();
+    let mut push = |subject: u32, item: u32, at: i64| {
+        stream.push(Interaction {
+            subject: SubjectId(subject),
+            item: discreet_model::ItemId(item),
+            at,
+            kind: discreet_model::InteractionKind::Purchase,
+            quantity: 1,
+            context: discreet_model::Context::default(),
+        })
+    };
+    for item in 0..400u32 {
+        push(0, (item * 7) % 500, item as i64);
+    }
+    for subject in 1..31u32 {
+        for step in 0..12u32 {
+            push(subject, (subject * 31 + step * 17) % 500, step as i64);
+        }
+    }
+    let mut model = ItemItemModel::build(item_item_config(), &stream);
+    let held = model.forget_subject(SubjectId(0));
+    assert_eq!(held.len(), 400);
+    assert_eq!(model, ItemItemModel::build(item_item_config(), &without(&stream, SubjectId(0))));
+}
