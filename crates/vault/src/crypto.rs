@@ -183,6 +183,21 @@ impl Kek {
         }
     }
 
+    /// The KEK in environment variable `name` (64 hex characters), if it is set.
+    pub fn from_environment(name: &str) -> Result<Option<Self>> {
+        match std::env::var(name) {
+            Ok(text) => Self::from_hex(&Zeroizing::new(text))
+                .map(Some)
+                .map_err(|_| Error::Config {
+                    detail: format!("{name} must hold 64 hexadecimal characters (a 32-byte KEK)"),
+                }),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Config {
+                detail: format!("{name} must hold 64 hexadecimal characters (a 32-byte KEK)"),
+            }),
+        }
+    }
+
     /// A short public identifier of this KEK (not secret), stored beside every wrapped key.
     pub fn id(&self) -> &str {
         &self.id
@@ -404,6 +419,25 @@ mod tests {
         flipped[last] ^= 1;
         assert!(key.open(b"row-1", &flipped, "event").is_err());
         assert!(key.open(b"row-1", &sealed[..5], "event").is_err());
+    }
+
+    proptest::proptest! {
+        /// Sealing then opening returns the input; any other associated data fails to open.
+        #[test]
+        fn sealing_round_trips_and_binds_any_aad(
+            plaintext in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            aad in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            other_aad in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let key = DataKey::from_bytes(random_bytes::<KEY_LEN>().unwrap().as_ref()).unwrap();
+            let sealed = key.seal(&aad, &plaintext).unwrap();
+            proptest::prop_assert_eq!(sealed.len(), plaintext.len() + SEAL_OVERHEAD);
+            let opened = key.open(&aad, &sealed, "value").unwrap();
+            proptest::prop_assert_eq!(opened.as_slice(), plaintext.as_slice());
+            if other_aad != aad {
+                proptest::prop_assert!(key.open(&other_aad, &sealed, "value").is_err());
+            }
+        }
     }
 
     #[test]

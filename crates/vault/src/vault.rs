@@ -565,7 +565,9 @@ impl Vault {
         let mut per_subject: BTreeMap<SubjectId, (u64, BTreeSet<&str>)> = BTreeMap::new();
         let mut keys: HashMap<SubjectId, Arc<DataKey>> = HashMap::new();
         for (offset, event) in events.iter().enumerate() {
-            let subject = subjects[event.subject.as_str()];
+            let subject = *subjects
+                .get(event.subject.as_str())
+                .ok_or(Error::NotFound { what: "subject" })?;
             let key = match keys.get(&subject) {
                 Some(key) => key.clone(),
                 None => {
