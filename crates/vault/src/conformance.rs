@@ -338,6 +338,46 @@ pub fn forget_is_total(backend: &dyn ConformanceBackend) {
     assert_ne!(vault.subject_id("c-1").expect("lookup"), Some(subject));
 }
 
+/// A write that reaches storage after a forget began is refused and leaves nothing behind.
+pub fn writes_after_forget_began_are_refused(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    vault
+        .append_events("conformance", &[event("c-1", "a", 1)], None)
+        .expect("append");
+    let subject = vault.subject_id("c-1").expect("lookup").expect("known");
+    // A concurrent ingest sealed its rows before the forget began; they reach storage after.
+    let late = crate::storage::WriteBatch {
+        events: vec![crate::storage::EventRow {
+            seq: 1_000_000,
+            subject,
+            category: "x".into(),
+            at: 1,
+            sealed: vec![1, 2, 3],
+        }],
+        ..Default::default()
+    };
+    vault
+        .forget_until("c-1", "conformance", ForgetStep::IntentWritten)
+        .expect("begin");
+    assert!(matches!(
+        vault.storage_for_tests().write(late.clone()),
+        Err(Error::Forgetting)
+    ));
+    let receipt = vault.finish_forget(subject, "conformance").expect("finish");
+    assert_eq!(receipt.erased.events, 1);
+    assert!(matches!(
+        vault.storage_for_tests().write(late),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        vault
+            .storage_for_tests()
+            .events_of(subject)
+            .expect("events")
+            .is_empty()
+    );
+}
+
 /// A forget interrupted after any step completes when the vault opens again.
 pub fn interrupted_forget_completes_on_open(backend: &dyn ConformanceBackend) {
     for (round, step) in [
@@ -514,7 +554,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@cases $make;
             events_round_trip, writes_survive_reopen, sequence_numbers_never_reused, attributes_replace, consent_history_is_append_only,
-            idempotent_appends, forget_is_total, interrupted_forget_completes_on_open,
+            idempotent_appends, forget_is_total, writes_after_forget_began_are_refused, interrupted_forget_completes_on_open,
             retention_erases_only_expired, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
             kek_rotation_rewraps_everything);
     };

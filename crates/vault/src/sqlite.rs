@@ -540,6 +540,28 @@ impl Storage for SqliteStorage {
                     statement.execute(params![subject.id, subject.lookup, subject.sealed_external_id, subject.created_at])?;
                 }
             }
+            // Data only for live subjects: a write that lost the race to a forget must not
+            // leave rows behind it (this check and `begin_erasure` run on the one writer).
+            {
+                let mut subjects: Vec<SubjectId> = batch
+                    .events
+                    .iter()
+                    .map(|event| event.subject)
+                    .chain(batch.attributes.iter().map(|attribute| attribute.subject))
+                    .chain(batch.consents.iter().map(|consent| consent.subject))
+                    .collect();
+                subjects.sort_unstable();
+                subjects.dedup();
+                let mut statement = connection.prepare_cached("SELECT forgetting FROM subjects WHERE id = ?1")?;
+                for subject in subjects {
+                    let forgetting: Option<i64> = statement.query_row([subject], |row| row.get(0)).optional()?;
+                    match forgetting {
+                        Some(0) => {}
+                        Some(_) => return Err(Error::Forgetting),
+                        None => return Err(Error::NotFound { what: "subject" }),
+                    }
+                }
+            }
             {
                 let mut statement = connection
                     .prepare_cached("INSERT INTO events(seq, subject, category, at, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")?;

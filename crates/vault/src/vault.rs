@@ -1157,6 +1157,12 @@ impl Vault {
         })
     }
 
+    /// The backend underneath, for conformance cases that must act as a racing writer.
+    #[doc(hidden)]
+    pub fn storage_for_tests(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
     /// Events of one subject by internal id, with the keys of `subject`, for tests that
     /// check a restored backup: opening fails once the key is destroyed.
     pub fn open_events_of_subject(&self, subject: SubjectId) -> Result<Vec<Event>> {
