@@ -24,6 +24,9 @@ pub enum Error {
     /// The same idempotency key was used with a different body.
     #[error("idempotency key reused with a different body")]
     IdempotencyConflict,
+    /// Data changed under an operation that needed it still (retry the operation).
+    #[error("conflict: {detail}")]
+    Conflict { detail: String },
     /// A value given to the vault is not acceptable.
     #[error("bad input: {detail}")]
     BadInput { detail: String },

@@ -80,10 +80,7 @@ CREATE TABLE IF NOT EXISTS erasures(
     subject INTEGER PRIMARY KEY,
     subject_token TEXT NOT NULL,
     requested_at INTEGER NOT NULL,
-    model_interactions INTEGER NOT NULL,
-    events INTEGER NOT NULL DEFAULT 0,
-    attributes INTEGER NOT NULL DEFAULT 0,
-    consents INTEGER NOT NULL DEFAULT 0);
+    model_interactions INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts(
     id TEXT PRIMARY KEY,
     subject_token TEXT NOT NULL,
@@ -437,9 +434,6 @@ fn intent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ErasureIntent> {
         subject_token: row.get(1)?,
         requested_at: row.get(2)?,
         model_interactions: row.get::<_, i64>(3)? as u64,
-        events: row.get::<_, i64>(4)? as u64,
-        attributes: row.get::<_, i64>(5)? as u64,
-        consents: row.get::<_, i64>(6)? as u64,
     })
 }
 
@@ -448,8 +442,7 @@ const EVENT_COLUMNS: &str = "seq, subject, category, at, sealed";
 const ATTRIBUTE_COLUMNS: &str = "subject, name, category, updated_at, sealed";
 const LEDGER_COLUMNS: &str =
     "seq, at, actor, action, subject_token, purpose, categories, outcome, detail, prev_hash, hash";
-const INTENT_COLUMNS: &str =
-    "subject, subject_token, requested_at, model_interactions, events, attributes, consents";
+const INTENT_COLUMNS: &str = "subject, subject_token, requested_at, model_interactions";
 
 fn intent_of(connection: &Connection, subject: SubjectId) -> Result<Option<ErasureIntent>> {
     Ok(connection
@@ -699,28 +692,50 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn erase_subject_rows(&self, subject: SubjectId) -> Result<ErasureIntent> {
-        self.submit(move |connection, _state| {
-            let events = connection.execute("DELETE FROM events WHERE subject = ?1", [subject])?;
-            let attributes = connection.execute("DELETE FROM attributes WHERE subject = ?1", [subject])?;
-            let consents = connection.execute("DELETE FROM consents WHERE subject = ?1", [subject])?;
-            connection.execute(
-                "UPDATE erasures SET events = events + ?2, attributes = attributes + ?3, consents = consents + ?4
-                 WHERE subject = ?1",
-                params![subject, events as i64, attributes as i64, consents as i64],
-            )?;
-            intent_of(connection, subject)?.ok_or(Error::NotFound { what: "erasure intent" })
+    fn erasure_intent(&self, subject: SubjectId) -> Result<Option<ErasureIntent>> {
+        self.read(|connection| intent_of(connection, subject))
+    }
+
+    fn count_subject_rows(&self, subject: SubjectId) -> Result<SubjectRowCounts> {
+        self.read(|connection| {
+            let count = |table: &str| -> Result<u64> {
+                let sql = format!("SELECT count(*) FROM {table} WHERE subject = ?1");
+                Ok(connection
+                    .prepare_cached(&sql)?
+                    .query_row([subject], |row| row.get::<_, i64>(0))? as u64)
+            };
+            Ok(SubjectRowCounts {
+                events: count("events")?,
+                attributes: count("attributes")?,
+                consents: count("consents")?,
+            })
         })
     }
 
     fn complete_erasure(
         &self,
         subject: SubjectId,
+        expected: SubjectRowCounts,
         receipt: &StoredReceipt,
         entry: LedgerDraft,
     ) -> Result<()> {
         let receipt = receipt.clone();
         self.submit(move |connection, state| {
+            let erased = SubjectRowCounts {
+                events: connection.execute("DELETE FROM events WHERE subject = ?1", [subject])?
+                    as u64,
+                attributes: connection
+                    .execute("DELETE FROM attributes WHERE subject = ?1", [subject])?
+                    as u64,
+                consents: connection
+                    .execute("DELETE FROM consents WHERE subject = ?1", [subject])?
+                    as u64,
+            };
+            if erased != expected {
+                return Err(Error::Conflict {
+                    detail: "the subject's rows changed while its receipt was signed".into(),
+                });
+            }
             connection.execute(
                 "INSERT OR IGNORE INTO receipts(id, subject_token, json) VALUES (?1, ?2, ?3)",
                 params![receipt.id, receipt.subject_token, receipt.json],

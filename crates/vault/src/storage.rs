@@ -88,6 +88,11 @@ pub struct ErasureIntent {
     /// Unix milliseconds.
     pub requested_at: i64,
     pub model_interactions: u64,
+}
+
+/// How many rows of each kind a subject holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubjectRowCounts {
     pub events: u64,
     pub attributes: u64,
     pub consents: u64,
@@ -163,12 +168,17 @@ pub trait Storage: Send + Sync {
     fn begin_erasure(&self, intent: &ErasureIntent, entry: LedgerDraft) -> Result<ErasureIntent>;
     /// Every unfinished erasure.
     fn erasure_intents(&self) -> Result<Vec<ErasureIntent>>;
-    /// Deletes the subject's events, attributes and consents, adding the counts to its intent.
-    fn erase_subject_rows(&self, subject: SubjectId) -> Result<ErasureIntent>;
-    /// Stores the receipt, removes the intent and the subject row, with the ledger entry.
+    /// The unfinished erasure of one subject.
+    fn erasure_intent(&self, subject: SubjectId) -> Result<Option<ErasureIntent>>;
+    /// How many events, attributes and consents the subject holds.
+    fn count_subject_rows(&self, subject: SubjectId) -> Result<SubjectRowCounts>;
+    /// In one transaction: deletes the subject's events, attributes and consents (failing
+    /// with `Conflict` if they are not `expected`), stores the receipt, removes the intent
+    /// and the subject row, and appends the ledger entry.
     fn complete_erasure(
         &self,
         subject: SubjectId,
+        expected: SubjectRowCounts,
         receipt: &StoredReceipt,
         entry: LedgerDraft,
     ) -> Result<()>;

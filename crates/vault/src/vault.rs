@@ -189,7 +189,6 @@ pub struct RotationReport {
 pub enum ForgetStep {
     IntentWritten,
     KeyDestroyed,
-    RowsErased,
 }
 
 /// Where an embedded vault keeps its files.
@@ -860,9 +859,6 @@ impl Vault {
             subject_token: token.clone(),
             requested_at: now_millis(),
             model_interactions,
-            events: 0,
-            attributes: 0,
-            consents: 0,
         };
         let entry =
             LedgerDraft::new(intent.requested_at, actor, "forget.requested").subject(&token);
@@ -898,53 +894,68 @@ impl Vault {
         stop_after: Option<ForgetStep>,
     ) -> Result<Option<ForgetReceipt>> {
         // Shred first: from this commit on, every copy of the subject's data is unreadable.
-        let key_was_live = self.keys.destroy_data_key(subject, now_millis())?;
+        self.keys.destroy_data_key(subject, now_millis())?;
         if let Ok(mut cache) = self.key_cache.lock() {
             cache.remove(&subject);
         }
         if stop_after == Some(ForgetStep::KeyDestroyed) {
             return Ok(None);
         }
-        let intent = self.storage.erase_subject_rows(subject)?;
-        if stop_after == Some(ForgetStep::RowsErased) {
-            return Ok(None);
-        }
-        let _ = key_was_live;
-        let completed_at = now_millis();
-        let mut receipt = ForgetReceipt {
-            id: format!("rcpt_{}", to_hex(random_bytes::<12>()?.as_ref())),
-            subject_token: intent.subject_token.clone(),
-            requested_at: rfc3339(intent.requested_at),
-            completed_at: rfc3339(completed_at),
-            erased: ErasedCounts {
-                events: intent.events,
-                attributes: intent.attributes,
-                consents: intent.consents,
-                model_interactions: intent.model_interactions,
-                key_destroyed: true,
-            },
-            signature: String::new(),
-            key_id: self.signer.key_id().to_owned(),
+        let intent = self
+            .storage
+            .erasure_intent(subject)?
+            .ok_or(Error::NotFound {
+                what: "erasure intent",
+            })?;
+        // Count, sign, then erase in one transaction that checks the counts: the receipt says
+        // exactly what went. Writes to a forgetting subject are refused, so a recount is rare.
+        let mut attempts = 0;
+        let receipt = loop {
+            attempts += 1;
+            let counts = self.storage.count_subject_rows(subject)?;
+            let completed_at = now_millis();
+            let mut receipt = ForgetReceipt {
+                id: format!("rcpt_{}", to_hex(random_bytes::<12>()?.as_ref())),
+                subject_token: intent.subject_token.clone(),
+                requested_at: rfc3339(intent.requested_at),
+                completed_at: rfc3339(completed_at),
+                erased: ErasedCounts {
+                    events: counts.events,
+                    attributes: counts.attributes,
+                    consents: counts.consents,
+                    model_interactions: intent.model_interactions,
+                    key_destroyed: true,
+                },
+                signature: String::new(),
+                key_id: self.signer.key_id().to_owned(),
+            };
+            receipt.signature = to_hex(&self.signer.sign(&receipt.signed_message()));
+            let stored = StoredReceipt {
+                id: receipt.id.clone(),
+                subject_token: receipt.subject_token.clone(),
+                json: serde_json::to_string(&receipt).map_err(|error| Error::Storage {
+                    detail: error.to_string(),
+                })?,
+            };
+            let entry = LedgerDraft::new(completed_at, actor, "forget.completed")
+                .subject(&intent.subject_token)
+                .detail(format!(
+                    "receipt={} events={} attributes={} consents={} model_interactions={}",
+                    receipt.id,
+                    counts.events,
+                    counts.attributes,
+                    counts.consents,
+                    intent.model_interactions
+                ));
+            match self
+                .storage
+                .complete_erasure(subject, counts, &stored, entry)
+            {
+                Ok(()) => break receipt,
+                Err(Error::Conflict { .. }) if attempts < 5 => continue,
+                Err(error) => return Err(error),
+            }
         };
-        receipt.signature = to_hex(&self.signer.sign(&receipt.signed_message()));
-        let stored = StoredReceipt {
-            id: receipt.id.clone(),
-            subject_token: receipt.subject_token.clone(),
-            json: serde_json::to_string(&receipt).map_err(|error| Error::Storage {
-                detail: error.to_string(),
-            })?,
-        };
-        let entry = LedgerDraft::new(completed_at, actor, "forget.completed")
-            .subject(&intent.subject_token)
-            .detail(format!(
-                "receipt={} events={} attributes={} consents={} model_interactions={}",
-                receipt.id,
-                intent.events,
-                intent.attributes,
-                intent.consents,
-                intent.model_interactions
-            ));
-        self.storage.complete_erasure(subject, &stored, entry)?;
         self.after_write(self.storage.ledger_head()?)?;
         Ok(Some(receipt))
     }

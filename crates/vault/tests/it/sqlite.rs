@@ -364,7 +364,7 @@ fn backup_restored_after_forget_cannot_resurrect_the_subject() {
 /// when the vault opens again, and nothing of the subject remains.
 #[test]
 fn forget_killed_at_every_step_completes_on_next_open() {
-    for step in ["intent", "key", "rows"] {
+    for step in ["intent", "key"] {
         let backend = SqliteBackend::new();
         {
             let vault = backend.open();
@@ -395,9 +395,7 @@ fn forget_killed_at_every_step_completes_on_next_open() {
         assert_eq!(vault.recovered_forgets().len(), 1, "step {step}");
         let receipt = &vault.recovered_forgets()[0];
         assert!(receipt.erased.key_destroyed);
-        if step != "rows" {
-            assert_eq!(receipt.erased.events, 1_000, "step {step}");
-        }
+        assert_eq!(receipt.erased.events, 1_000, "step {step}");
         assert!(vault.subject_id("doomed").expect("lookup").is_none());
         assert_eq!(
             vault.events_of("survivor", READER).expect("survivor").len(),
@@ -430,10 +428,10 @@ fn crash_child() {
     ) else {
         return;
     };
-    let step = match step.as_str() {
-        "intent" => ForgetStep::IntentWritten,
-        "key" => ForgetStep::KeyDestroyed,
-        _ => ForgetStep::RowsErased,
+    let step = if step == "intent" {
+        ForgetStep::IntentWritten
+    } else {
+        ForgetStep::KeyDestroyed
     };
     let options = SqliteOptions::new(PathBuf::from(dir).join("data"), None);
     let vault = Vault::open_sqlite(
