@@ -15,7 +15,7 @@ use faer::linalg::solvers::DenseSolveCore;
 use faer::{Accum, Col, Mat, Par, Side};
 
 use crate::error::{ModelError, Result};
-use crate::history::{HeldChange, HeldItem, SubjectHistories};
+use crate::history::{HeldItem, SubjectHistories};
 use crate::ids::{ItemId, SubjectId};
 use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::top_n;
@@ -160,13 +160,15 @@ impl EaseModel {
 
     /// Unlearns one previously learned interaction; takes effect at the next `refresh`.
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
-        let held_before: Option<Vec<u32>> = (!self.pending_changes.contains_key(&interaction.subject))
-            .then(|| self.histories.held(interaction.subject).iter().map(|held| held.item.0).collect());
-        if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
-            if let Some(held_before) = held_before {
-                self.pending_changes.insert(interaction.subject, held_before);
-            }
+        let held = self.histories.held(interaction.subject);
+        let becomes_unheld = self.histories.held_kinds().contains(interaction.kind)
+            && held
+                .binary_search_by_key(&interaction.item, |held_item| held_item.item)
+                .is_ok_and(|position| held[position].event_times == [interaction.at]);
+        if becomes_unheld {
+            self.note_change(interaction.subject);
         }
+        self.histories.unlearn(interaction)?;
         Ok(())
     }
 

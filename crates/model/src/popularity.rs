@@ -175,7 +175,7 @@ impl PopularityModel {
         });
         let weather_ok = context.weather == Weather::Unknown
             || self.by_weather[context.weather.index()].events.get(item.index()).is_some_and(|count| *count > 0);
-        if !(country_ok && hour_ok && weather_ok) || !self.global.remove(item, weight) {
+        if !country_ok || !hour_ok || !weather_ok || !self.global.remove(item, weight) {
             return Err(not_learned);
         }
         if let Some(country) = context.country {
