@@ -156,6 +156,17 @@ impl ModelSet {
     pub fn popularity(&self) -> &PopularityModel {
         &self.popularity
     }
+    /// Caps how many of a subject's most recent items score in item-item and EASE
+    /// (0 = all): the lever between recommend latency and quality.
+    pub fn set_history_cap(&mut self, max_history_items: usize) {
+        self.config.item_item.max_history_items = max_history_items;
+        self.item_item.set_scoring(self.config.item_item.clone());
+        self.config.ease.max_history_items = max_history_items;
+        if let Some(ease) = self.ease.as_mut() {
+            ease.set_history_weighting(self.config.ease.history_half_life_days, max_history_items);
+        }
+    }
+
     /// Changes the blend weights.
     pub fn set_blend(&mut self, blend: BlendConfig) {
         self.config.blend = blend;
