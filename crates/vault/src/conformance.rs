@@ -206,7 +206,7 @@ pub fn consent_history_is_append_only(backend: &dyn ConformanceBackend) {
     vault
         .record_consent("c-1", "conformance", &consent("personalization", false, 12))
         .expect("withdraw");
-    let history = vault.consents_of("c-1").expect("history");
+    let history = vault.consents_of("c-1", READER).expect("history");
     assert_eq!(history.len(), 3);
     assert_eq!(
         (
@@ -518,8 +518,8 @@ pub fn scans_skip_forgetting_subjects(backend: &dyn ConformanceBackend) {
 
 /// After a KEK rotation everything opens with the new KEK alone, and not with the old one.
 pub fn kek_rotation_rewraps_everything(backend: &dyn ConformanceBackend) {
-    let next = Kek::generate().expect("kek");
-    let next_hex_probe = {
+    let next_hex = "a1".repeat(32);
+    {
         let vault = backend.open();
         vault
             .append_events(
@@ -528,20 +528,120 @@ pub fn kek_rotation_rewraps_everything(backend: &dyn ConformanceBackend) {
                 None,
             )
             .expect("append");
+        let next = Kek::from_hex(&next_hex).expect("kek");
         let report = vault.rotate_kek(next, "conformance").expect("rotate");
-        assert_eq!(report.rewrapped, 2 + 3, "two data keys and three secrets");
+        assert_eq!(report.rewrapped, 2 + 4, "two data keys and four secrets");
+        // A subject created after the rotation is wrapped by the new KEK as well.
+        vault
+            .append_events("conformance", &[event("c-3", "c", 3)], None)
+            .expect("append after rotation");
+    }
+    // The new KEK alone opens everything, keys not cached.
+    let new_only = Kek::from_hex(&next_hex).expect("new kek");
+    let vault = backend
+        .open_with(KekRing::new(new_only))
+        .expect("open with the new KEK");
+    for customer in ["c-1", "c-2", "c-3"] {
         assert_eq!(
-            vault.events_of("c-1", READER).expect("still serving").len(),
-            1
+            vault.events_of(customer, READER).expect("readable").len(),
+            1,
+            "{customer}"
         );
-        report.to_kek
-    };
+    }
+    assert!(vault.verify_ledger().expect("verify").ok);
+    drop(vault);
     let old_only = Kek::from_hex(&backend.kek_hex()).expect("old kek");
     assert!(matches!(
         backend.open_with(KekRing::new(old_only)),
         Err(Error::Config { .. })
     ));
-    let _ = next_hex_probe;
+}
+
+/// Retention erases the value that expired, never a newer one written since.
+pub fn retention_keeps_newer_attribute_values(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    vault
+        .put_attributes(
+            "c-1",
+            "conformance",
+            &[attribute("email", "user.contact.email", "old@example.com")],
+        )
+        .expect("put");
+    let far_future = now_millis() + 10_000_000;
+    let retention = |_: &str| Some(1);
+    let expired = vault.expired(far_future, &retention).expect("expired");
+    assert_eq!(expired.attributes.len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    vault
+        .put_attributes(
+            "c-1",
+            "conformance",
+            &[attribute("email", "user.contact.email", "new@example.com")],
+        )
+        .expect("put");
+    assert_eq!(
+        vault.erase_expired(&expired, "retention").expect("erase"),
+        0
+    );
+    assert_eq!(
+        vault.attributes_of("c-1", READER).expect("read")[0].value,
+        b"new@example.com"
+    );
+}
+
+/// A subject being forgotten is not offered to retention (it would be unlearned twice).
+pub fn retention_skips_subjects_being_forgotten(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    vault
+        .append_events(
+            "conformance",
+            &[event("c-1", "a", 1), event("c-2", "b", 1)],
+            None,
+        )
+        .expect("append");
+    vault
+        .forget_until("c-1", "conformance", ForgetStep::IntentWritten)
+        .expect("begin");
+    let expired = vault
+        .expired(now_millis(), &|_: &str| Some(1))
+        .expect("expired");
+    assert_eq!(expired.events.len(), 1);
+    assert_eq!(
+        Some(expired.events[0].subject),
+        vault.subject_id("c-2").expect("lookup")
+    );
+}
+
+/// Finishing a forget that was never begun changes nothing (no key is destroyed).
+pub fn finishing_an_unbegun_forget_changes_nothing(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    vault
+        .append_events("conformance", &[event("c-1", "a", 1)], None)
+        .expect("append");
+    let subject = vault.subject_id("c-1").expect("lookup").expect("known");
+    assert!(matches!(
+        vault.finish_forget(subject, "conformance"),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        vault
+            .events_of("c-1", READER)
+            .expect("still readable")
+            .len(),
+        1
+    );
+    vault
+        .forget_until("c-1", "conformance", ForgetStep::IntentWritten)
+        .expect("begin");
+    let first = vault.finish_forget(subject, "conformance").expect("finish");
+    assert_eq!(first.erased.events, 1);
+    assert!(
+        matches!(
+            vault.finish_forget(subject, "conformance"),
+            Err(Error::NotFound { .. })
+        ),
+        "one receipt per forget"
+    );
 }
 
 /// Expands to one `#[test]` per conformance case for a backend made by `$make`.
@@ -551,7 +651,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make;
             events_round_trip, writes_survive_reopen, sequence_numbers_never_reused, attributes_replace, consent_history_is_append_only,
             idempotent_appends, forget_is_total, writes_after_forget_began_are_refused, interrupted_forget_completes_on_open,
-            retention_erases_only_expired, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
+            retention_erases_only_expired, retention_keeps_newer_attribute_values,
+            retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
             kek_rotation_rewraps_everything);
     };
     (@cases $make:expr; $($case:ident),*) => {

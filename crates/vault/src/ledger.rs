@@ -1,12 +1,17 @@
 //! The ledger: an append-only, hash-chained record of every access to personal data.
 //!
-//! Each entry's hash covers its sequence number, its fields and the previous entry's hash,
-//! so altering, removing or reordering any entry breaks the chain at that entry. Signed
-//! checkpoints pin the head every `CHECKPOINT_INTERVAL` entries, so that rewriting the whole
-//! chain needs the signing key. Entries name subjects only by pseudonymous token; they must
+//! Each entry's hash is an HMAC (keyed by a secret kept in the key store) over its sequence
+//! number, its fields and the previous entry's hash, so altering, removing or reordering
+//! any entry breaks the chain at that entry, and nobody with only the data file can
+//! recompute a consistent chain. Signed checkpoints pin the head every
+//! `CHECKPOINT_INTERVAL` entries (anyone with the public key can check them), and the
+//! latest one is also anchored in the key store, so that deleting checkpoints or cutting
+//! the chain short is found. Entries name subjects only by pseudonymous token; they must
 //! never carry a personal value (no customer id, email, item history).
 
 use serde::Serialize;
+
+use aws_lc_rs::hmac;
 
 use crate::crypto::{sha256_parts, to_hex, verify_signature};
 
@@ -110,40 +115,62 @@ impl LedgerHead {
     };
 }
 
-/// The hash of entry `seq` following `prev_hash`.
-pub fn entry_hash(seq: i64, prev_hash: &[u8; 32], entry: &LedgerDraft) -> [u8; 32] {
-    let categories = entry.categories.join("\u{1f}");
-    sha256_parts(&[
-        b"discreet/ledger/v1",
-        &seq.to_be_bytes(),
-        prev_hash,
-        &entry.at.to_be_bytes(),
-        entry.actor.as_bytes(),
-        entry.action.as_bytes(),
-        entry
-            .subject_token
-            .as_deref()
-            .unwrap_or("\u{0}none")
-            .as_bytes(),
-        entry.purpose.as_deref().unwrap_or("\u{0}none").as_bytes(),
-        categories.as_bytes(),
-        entry.outcome.as_bytes(),
-        entry.detail.as_bytes(),
-    ])
-}
+/// The secret that keys the chain's hashes.
+pub struct LedgerKey(hmac::Key);
 
-/// Chains `entry` after `head`, advancing `head`.
-pub fn chain(head: &mut LedgerHead, entry: LedgerDraft) -> LedgerRecord {
-    let seq = head.seq + 1;
-    let hash = entry_hash(seq, &head.hash, &entry);
-    let record = LedgerRecord {
-        seq,
-        entry,
-        prev_hash: head.hash,
-        hash,
-    };
-    *head = LedgerHead { seq, hash };
-    record
+impl LedgerKey {
+    /// A ledger key from secret bytes.
+    pub fn new(secret: &[u8]) -> Self {
+        LedgerKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// The hash of entry `seq` following `prev_hash`: every field length-prefixed, each
+    /// category on its own, so no two different entries share an encoding.
+    pub fn entry_hash(&self, seq: i64, prev_hash: &[u8; 32], entry: &LedgerDraft) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.0);
+        let mut part = |bytes: &[u8]| {
+            context.update(&(bytes.len() as u64).to_be_bytes());
+            context.update(bytes);
+        };
+        part(b"discreet/ledger/v2");
+        part(&seq.to_be_bytes());
+        part(prev_hash);
+        part(&entry.at.to_be_bytes());
+        part(entry.actor.as_bytes());
+        part(entry.action.as_bytes());
+        for optional in [&entry.subject_token, &entry.purpose] {
+            match optional {
+                Some(text) => {
+                    part(b"some");
+                    part(text.as_bytes());
+                }
+                None => part(b"none"),
+            }
+        }
+        part(&(entry.categories.len() as u64).to_be_bytes());
+        for category in &entry.categories {
+            part(category.as_bytes());
+        }
+        part(entry.outcome.as_bytes());
+        part(entry.detail.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        out
+    }
+
+    /// Chains `entry` after `head`, advancing `head`.
+    pub fn chain(&self, head: &mut LedgerHead, entry: LedgerDraft) -> LedgerRecord {
+        let seq = head.seq + 1;
+        let hash = self.entry_hash(seq, &head.hash, &entry);
+        let record = LedgerRecord {
+            seq,
+            entry,
+            prev_hash: head.hash,
+            hash,
+        };
+        *head = LedgerHead { seq, hash };
+        record
+    }
 }
 
 /// A signed statement that the chain's entry `seq` has hash `hash`.
@@ -186,7 +213,9 @@ pub struct LedgerVerification {
 }
 
 /// Walks the chain entry by entry; feed it every record in sequence order, then `finish`.
-pub struct ChainVerifier {
+pub struct ChainVerifier<'key> {
+    key: &'key LedgerKey,
+    anchor: Option<LedgerHead>,
     expected_seq: i64,
     prev_hash: [u8; 32],
     entries: i64,
@@ -194,15 +223,23 @@ pub struct ChainVerifier {
     first_bad: Option<(i64, String)>,
 }
 
-impl ChainVerifier {
-    /// A verifier for a chain whose checkpoints are at `checkpoint_seqs`.
-    pub fn new(checkpoint_seqs: impl IntoIterator<Item = i64>) -> Self {
+impl<'key> ChainVerifier<'key> {
+    /// A verifier for a chain keyed by `key`, whose checkpoints are at `checkpoint_seqs`,
+    /// and whose head was last anchored (outside the data) at `anchor`.
+    pub fn new(
+        key: &'key LedgerKey,
+        checkpoint_seqs: impl IntoIterator<Item = i64>,
+        anchor: Option<LedgerHead>,
+    ) -> Self {
         ChainVerifier {
+            key,
+            anchor,
             expected_seq: 1,
             prev_hash: GENESIS_HASH,
             entries: 0,
             hashes_at_checkpoints: checkpoint_seqs
                 .into_iter()
+                .chain(anchor.map(|anchor| anchor.seq))
                 .map(|seq| (seq, GENESIS_HASH))
                 .collect(),
             first_bad: None,
@@ -233,7 +270,11 @@ impl ChainVerifier {
                 "entry {} does not follow the entry before it (removed or reordered)",
                 record.seq
             ))
-        } else if entry_hash(record.seq, &record.prev_hash, &record.entry) != record.hash {
+        } else if self
+            .key
+            .entry_hash(record.seq, &record.prev_hash, &record.entry)
+            != record.hash
+        {
             Some(format!(
                 "entry {} was altered: its content does not match its hash",
                 record.seq
@@ -258,6 +299,28 @@ impl ChainVerifier {
         let last_seq = self.expected_seq - 1;
         let mut checkpoints_verified = 0;
         let mut first_bad = self.first_bad;
+        if first_bad.is_none() {
+            if let Some(anchor) = self.anchor {
+                if anchor.seq > last_seq {
+                    first_bad = Some((
+                        last_seq + 1,
+                        format!(
+                            "entries {}..={} were removed (the key store's anchor covers them)",
+                            last_seq + 1,
+                            anchor.seq
+                        ),
+                    ));
+                } else if self.hashes_at_checkpoints.get(&anchor.seq) != Some(&anchor.hash) {
+                    first_bad = Some((
+                        anchor.seq,
+                        format!(
+                            "the chain up to entry {} was rewritten (the key store's anchor differs)",
+                            anchor.seq
+                        ),
+                    ));
+                }
+            }
+        }
         if first_bad.is_none() {
             for checkpoint in checkpoints {
                 let message = checkpoint_message(checkpoint.seq, &checkpoint.hash, checkpoint.at);
@@ -307,11 +370,16 @@ impl ChainVerifier {
 mod tests {
     use super::*;
 
+    fn key() -> LedgerKey {
+        LedgerKey::new(b"test ledger key")
+    }
+
     fn records(n: i64) -> Vec<LedgerRecord> {
+        let key = key();
         let mut head = LedgerHead::EMPTY;
         (0..n)
             .map(|i| {
-                chain(
+                key.chain(
                     &mut head,
                     LedgerDraft::new(i, "tester", "events.ingest").detail(format!("n={i}")),
                 )
@@ -320,13 +388,36 @@ mod tests {
     }
 
     fn verify(records: &[LedgerRecord]) -> LedgerVerification {
-        let mut verifier = ChainVerifier::new([]);
+        let key = key();
+        let mut verifier = ChainVerifier::new(&key, [], None);
         for record in records {
             if !verifier.push(record) {
                 break;
             }
         }
         verifier.finish(&[], &[])
+    }
+
+    #[test]
+    fn a_chain_recomputed_without_the_key_does_not_verify() {
+        let mut forged = records(3);
+        let other_key = LedgerKey::new(b"guessed key");
+        let mut head = LedgerHead::EMPTY;
+        for record in &mut forged {
+            *record = other_key.chain(&mut head, record.entry.clone());
+        }
+        assert_eq!(verify(&forged).first_bad_entry, Some(1));
+    }
+
+    #[test]
+    fn categories_cannot_shift_between_each_other() {
+        let key = key();
+        let one = LedgerDraft::new(1, "a", "b").categories(["x,y"]);
+        let two = LedgerDraft::new(1, "a", "b").categories(["x", "y"]);
+        assert_ne!(
+            key.entry_hash(1, &GENESIS_HASH, &one),
+            key.entry_hash(1, &GENESIS_HASH, &two)
+        );
     }
 
     #[test]

@@ -9,14 +9,14 @@
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::crypto::WrappedKey;
 use crate::error::{Error, Result};
-use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerRecord, chain};
+use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 use crate::storage::*;
 
 /// File name of the sealed data inside the data folder.
@@ -117,6 +117,10 @@ CREATE TABLE IF NOT EXISTS secrets(
     name TEXT PRIMARY KEY,
     kek_id TEXT NOT NULL,
     wrapped BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_anchor(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL);
 ";
 
 fn open_data_connection(path: &Path) -> Result<Connection> {
@@ -132,9 +136,10 @@ fn open_data_connection(path: &Path) -> Result<Connection> {
 }
 
 /// What the writer thread carries from one transaction to the next.
-#[derive(Clone, Copy)]
 struct WriterState {
     head: LedgerHead,
+    /// Keys the chain; attached by the vault before its first write.
+    ledger_key: Option<Arc<LedgerKey>>,
 }
 
 type AnyBox = Box<dyn Any + Send>;
@@ -171,7 +176,16 @@ impl SqliteStorage {
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("discreet-vault-writer".into())
-            .spawn(move || run_writer(connection, receiver, WriterState { head }))
+            .spawn(move || {
+                run_writer(
+                    connection,
+                    receiver,
+                    WriterState {
+                        head,
+                        ledger_key: None,
+                    },
+                )
+            })
             .map_err(|error| Error::io("starting the writer thread for", path, error))?;
         Ok(SqliteStorage {
             path: path.to_owned(),
@@ -239,6 +253,9 @@ impl Drop for SqliteStorage {
 }
 
 fn run_writer(connection: Connection, jobs: mpsc::Receiver<Job>, mut state: WriterState) {
+    let storage_error = |detail: &str| Error::Storage {
+        detail: detail.to_owned(),
+    };
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_JOBS_PER_TRANSACTION {
@@ -250,51 +267,67 @@ fn run_writer(connection: Connection, jobs: mpsc::Receiver<Job>, mut state: Writ
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
             let detail = error.to_string();
             for job in batch {
-                let _ = job.reply.send(Err(Error::Storage {
-                    detail: detail.clone(),
-                }));
+                let _ = job.reply.send(Err(storage_error(&detail)));
             }
             continue;
         }
-        let state_before_transaction = state;
+        let head_before_transaction = state.head;
+        let single = batch.len() == 1;
         let mut outcomes = Vec::with_capacity(batch.len());
-        if batch.len() == 1 {
+        let mut pending = batch.into_iter();
+        let mut aborted: Option<String> = None;
+        for job in pending.by_ref() {
+            let head_before_job = state.head;
             // Alone in its transaction, a job needs no savepoint (which would copy every page
             // it touches to a sub-journal): if it fails, the whole transaction rolls back.
-            if let Some(job) = batch.pop() {
-                match (job.operation)(&connection, &mut state) {
-                    Ok(value) => outcomes.push((job.reply, Ok(value))),
-                    Err(error) => {
-                        let _ = connection.execute_batch("ROLLBACK");
-                        state = state_before_transaction;
-                        let _ = job.reply.send(Err(error));
-                        continue;
-                    }
-                }
-            }
-        }
-        for job in batch {
-            let state_before_job = state;
-            let outcome = match connection.execute_batch("SAVEPOINT job") {
-                Err(error) => Err(Error::from(error)),
-                Ok(()) => {
-                    let outcome = (job.operation)(&connection, &mut state);
-                    let settle = if outcome.is_ok() {
-                        "RELEASE job"
-                    } else {
-                        "ROLLBACK TO job; RELEASE job"
-                    };
-                    match (outcome, connection.execute_batch(settle)) {
-                        (Ok(value), Ok(())) => Ok(value),
-                        (Err(error), _) => Err(error),
-                        (Ok(_), Err(error)) => Err(Error::from(error)),
+            let outcome = if single {
+                (job.operation)(&connection, &mut state)
+            } else {
+                match connection.execute_batch("SAVEPOINT job") {
+                    Err(error) => Err(Error::from(error)),
+                    Ok(()) => {
+                        let outcome = (job.operation)(&connection, &mut state);
+                        let settle = if outcome.is_ok() {
+                            "RELEASE job"
+                        } else {
+                            "ROLLBACK TO job; RELEASE job"
+                        };
+                        match (outcome, connection.execute_batch(settle)) {
+                            (Ok(value), Ok(())) => Ok(value),
+                            (Err(error), _) => Err(error),
+                            (Ok(_), Err(error)) => Err(Error::from(error)),
+                        }
                     }
                 }
             };
             if outcome.is_err() {
-                state = state_before_job;
+                state.head = head_before_job;
+                // SQLite may have rolled back the whole transaction itself (I/O error, full
+                // disk): then nothing before this job will be committed either.
+                if single || connection.is_autocommit() {
+                    aborted = Some(match &outcome {
+                        Err(error) => error.to_string(),
+                        Ok(_) => String::new(),
+                    });
+                    let _ = job.reply.send(outcome);
+                    break;
+                }
             }
             outcomes.push((job.reply, outcome));
+        }
+        if let Some(detail) = aborted {
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            let detail = format!("transaction rolled back: {detail}");
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(storage_error(&detail)));
+            }
+            for job in pending {
+                let _ = job.reply.send(Err(storage_error(&detail)));
+            }
+            state.head = read_ledger_head(&connection).unwrap_or(head_before_transaction);
+            continue;
         }
         // Acknowledge only after the commit is durable.
         match connection.execute_batch("COMMIT") {
@@ -304,13 +337,14 @@ fn run_writer(connection: Connection, jobs: mpsc::Receiver<Job>, mut state: Writ
                 }
             }
             Err(error) => {
-                let _ = connection.execute_batch("ROLLBACK");
-                state = state_before_transaction;
+                if !connection.is_autocommit() {
+                    let _ = connection.execute_batch("ROLLBACK");
+                }
+                // Read the head back rather than trust memory: it is whatever was committed.
+                state.head = read_ledger_head(&connection).unwrap_or(head_before_transaction);
                 let detail = error.to_string();
                 for (reply, _) in outcomes {
-                    let _ = reply.send(Err(Error::Storage {
-                        detail: detail.clone(),
-                    }));
+                    let _ = reply.send(Err(storage_error(&detail)));
                 }
             }
         }
@@ -347,13 +381,20 @@ fn append_ledger_entries(
     state: &mut WriterState,
     entries: Vec<LedgerDraft>,
 ) -> Result<()> {
+    let key = state.ledger_key.clone().ok_or_else(|| Error::Config {
+        detail: "the ledger key is not attached; open the storage through the vault".into(),
+    })?;
     let mut statement = connection.prepare_cached(
         "INSERT INTO ledger(seq, at, actor, action, subject_token, purpose, categories, outcome, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for entry in entries {
-        let record = chain(&mut state.head, entry);
+        let record = key.chain(&mut state.head, entry);
         let entry = &record.entry;
+        let categories =
+            serde_json::to_string(&entry.categories).map_err(|error| Error::Storage {
+                detail: error.to_string(),
+            })?;
         statement.execute(params![
             record.seq,
             entry.at,
@@ -361,7 +402,7 @@ fn append_ledger_entries(
             entry.action,
             entry.subject_token,
             entry.purpose,
-            entry.categories.join(","),
+            categories,
             entry.outcome,
             entry.detail,
             &record.prev_hash[..],
@@ -415,11 +456,8 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRecord> {
             action: row.get(3)?,
             subject_token: row.get(4)?,
             purpose: row.get(5)?,
-            categories: if categories.is_empty() {
-                Vec::new()
-            } else {
-                categories.split(',').map(str::to_owned).collect()
-            },
+            // Unparseable categories stay as they are, so verification reports the entry.
+            categories: serde_json::from_str(&categories).unwrap_or_else(|_| vec![categories]),
             outcome: row.get(7)?,
             detail: row.get(8)?,
         },
@@ -488,6 +526,43 @@ impl Storage for SqliteStorage {
                 }
             }
             Ok(present)
+        })
+    }
+
+    fn attach_ledger_key(&self, key: LedgerKey) -> Result<()> {
+        let key = Arc::new(key);
+        self.submit(move |_connection, state| {
+            state.ledger_key = Some(key);
+            Ok(())
+        })
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        self.read(|connection| {
+            Ok(connection
+                .query_row("SELECT value FROM meta WHERE key = ?1", [name], |row| {
+                    row.get(0)
+                })
+                .optional()?)
+        })
+    }
+
+    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.submit(move |connection, _state| {
+            connection.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        self.read(|connection| {
+            Ok(!connection
+                .prepare_cached("SELECT 1 FROM subjects UNION ALL SELECT 1 FROM ledger LIMIT 1")?
+                .exists([])?)
         })
     }
 
@@ -740,7 +815,12 @@ impl Storage for SqliteStorage {
                 "INSERT OR IGNORE INTO receipts(id, subject_token, json) VALUES (?1, ?2, ?3)",
                 params![receipt.id, receipt.subject_token, receipt.json],
             )?;
-            connection.execute("DELETE FROM erasures WHERE subject = ?1", [subject])?;
+            // Exactly one forget completes: another that raced here finds no intent left.
+            if connection.execute("DELETE FROM erasures WHERE subject = ?1", [subject])? != 1 {
+                return Err(Error::NotFound {
+                    what: "erasure intent",
+                });
+            }
             connection.execute("DELETE FROM subjects WHERE id = ?1", [subject])?;
             append_ledger_entries(connection, state, vec![entry])?;
             Ok(())
@@ -776,7 +856,9 @@ impl Storage for SqliteStorage {
     fn events_before(&self, category: &str, before: i64) -> Result<Vec<EventRow>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE category = ?1 AND at < ?2 ORDER BY seq"
+                "SELECT e.seq, e.subject, e.category, e.at, e.sealed FROM events e
+                 JOIN subjects s ON s.id = e.subject AND s.forgetting = 0
+                 WHERE e.category = ?1 AND e.at < ?2 ORDER BY e.seq"
             ))?;
             let rows = statement
                 .query_map(params![category, before], event_from_row)?
@@ -788,7 +870,9 @@ impl Storage for SqliteStorage {
     fn attributes_before(&self, category: &str, before: i64) -> Result<Vec<AttributeRow>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {ATTRIBUTE_COLUMNS} FROM attributes WHERE category = ?1 AND updated_at < ?2"
+                "SELECT a.subject, a.name, a.category, a.updated_at, a.sealed FROM attributes a
+                 JOIN subjects s ON s.id = a.subject AND s.forgetting = 0
+                 WHERE a.category = ?1 AND a.updated_at < ?2"
             ))?;
             let rows = statement
                 .query_map(params![category, before], attribute_from_row)?
@@ -800,7 +884,7 @@ impl Storage for SqliteStorage {
     fn erase_records(
         &self,
         events: &[i64],
-        attributes: &[(SubjectId, String)],
+        attributes: &[(SubjectId, String, i64)],
         ledger: Vec<LedgerDraft>,
     ) -> Result<u64> {
         let events = events.to_vec();
@@ -815,10 +899,12 @@ impl Storage for SqliteStorage {
                 }
             }
             {
-                let mut statement = connection
-                    .prepare_cached("DELETE FROM attributes WHERE subject = ?1 AND name = ?2")?;
-                for (subject, name) in &attributes {
-                    erased += statement.execute(params![subject, name])? as u64;
+                // Only the value that expired: a newer one written since stays.
+                let mut statement = connection.prepare_cached(
+                    "DELETE FROM attributes WHERE subject = ?1 AND name = ?2 AND updated_at = ?3",
+                )?;
+                for (subject, name, updated_at) in &attributes {
+                    erased += statement.execute(params![subject, name, updated_at])? as u64;
                 }
             }
             append_ledger_entries(connection, state, ledger)?;
@@ -942,6 +1028,12 @@ fn vacuum_into(source: &Path, dest: &Path) -> Result<()> {
     let connection = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     connection.busy_timeout(std::time::Duration::from_secs(30))?;
     connection.execute("VACUUM INTO ?1", [dest_text])?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
+            .map_err(|error| Error::io("restricting permissions of", dest, error))?;
+    }
     Ok(())
 }
 
@@ -1040,6 +1132,34 @@ impl KeyStorage for SqliteKeyStore {
                 )?;
             }
             Ok(changed > 0)
+        })
+    }
+
+    fn ledger_anchor(&self) -> Result<Option<LedgerHead>> {
+        self.with(|connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT seq, hash FROM ledger_anchor WHERE id = 1",
+                    [],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()?
+                .map(|(seq, hash)| LedgerHead {
+                    seq,
+                    hash: hash_array(hash),
+                }))
+        })
+    }
+
+    fn set_ledger_anchor(&self, head: &LedgerHead) -> Result<()> {
+        self.with(|connection| {
+            // Only forward: an anchor never moves back to an older head.
+            connection.execute(
+                "INSERT INTO ledger_anchor(id, seq, hash) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > seq",
+                params![head.seq, &head.hash[..]],
+            )?;
+            Ok(())
         })
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::crypto::WrappedKey;
 use crate::error::Result;
-use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerRecord};
+use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 
 /// Internal subject id: random, never the shop's customer id, never reused.
 pub type SubjectId = i64;
@@ -143,6 +143,14 @@ pub enum KeyState {
 
 /// Where sealed personal data, consents, receipts and the ledger live.
 pub trait Storage: Send + Sync {
+    /// Gives the storage the key that chains the ledger; called once, before any write.
+    fn attach_ledger_key(&self, key: LedgerKey) -> Result<()>;
+    /// A value from the data's own small key-value table (schema facts, key store identity).
+    fn meta(&self, name: &str) -> Result<Option<String>>;
+    /// Sets a value in that table.
+    fn set_meta(&self, name: &str, value: &str) -> Result<()>;
+    /// True when no subject and no ledger entry was ever stored.
+    fn is_empty(&self) -> Result<bool>;
     /// The subject whose lookup hash is `lookup`.
     fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectRow>>;
     /// The subject with internal id `id`.
@@ -190,11 +198,12 @@ pub trait Storage: Send + Sync {
     fn events_before(&self, category: &str, before: i64) -> Result<Vec<EventRow>>;
     /// Attributes of `category` last updated before `before`.
     fn attributes_before(&self, category: &str, before: i64) -> Result<Vec<AttributeRow>>;
-    /// Deletes the given events and attributes with their ledger entries; returns how many rows went.
+    /// Deletes the given events and the given attribute values (subject, name, updated_at),
+    /// with their ledger entries; returns how many rows went.
     fn erase_records(
         &self,
         events: &[i64],
-        attributes: &[(SubjectId, String)],
+        attributes: &[(SubjectId, String, i64)],
         ledger: Vec<LedgerDraft>,
     ) -> Result<u64>;
     /// A stored receipt.
@@ -225,6 +234,11 @@ pub trait KeyStorage: Send + Sync {
     fn destroy_data_key(&self, subject: SubjectId, at: i64) -> Result<bool>;
     /// Subjects whose keys were destroyed.
     fn destroyed_subjects(&self) -> Result<Vec<SubjectId>>;
+    /// The ledger head last anchored here (apart from the data, so cutting the chain short
+    /// or deleting its checkpoints in the data file is found).
+    fn ledger_anchor(&self) -> Result<Option<LedgerHead>>;
+    /// Moves the anchor forward to `head` (never back).
+    fn set_ledger_anchor(&self, head: &LedgerHead) -> Result<()>;
     /// A named vault secret (lookup key, token key, signing seed).
     fn secret(&self, name: &str) -> Result<Option<WrappedKey>>;
     /// Stores a named secret unless one exists; returns the one that is stored.

@@ -18,8 +18,8 @@ use zeroize::Zeroizing;
 use crate::crypto::{DataKey, Kek, KekRing, Signer, TokenKey, random_bytes, sha256_parts, to_hex};
 use crate::error::{Error, Result};
 use crate::ledger::{
-    CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerRecord,
-    LedgerVerification, checkpoint_message,
+    CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerKey,
+    LedgerRecord, LedgerVerification, checkpoint_message,
 };
 use crate::receipt::{ErasedCounts, ForgetReceipt, PublicKeyInfo};
 use crate::sqlite::{DATA_FILE, KEY_STORE_FILE, SqliteKeyStore, SqliteStorage};
@@ -33,6 +33,9 @@ const ROTATION_BATCH: usize = 512;
 const SECRET_LOOKUP: &str = "subject-lookup-key";
 const SECRET_TOKEN: &str = "subject-token-key";
 const SECRET_SIGNING: &str = "signing-seed";
+const SECRET_LEDGER: &str = "ledger-chain-key";
+/// The `meta` entry naming the signing key of the key store that belongs to this data.
+const META_SIGNING_KEY: &str = "signing_key_id";
 
 /// Unix milliseconds now.
 pub fn now_millis() -> i64 {
@@ -265,8 +268,16 @@ pub struct Vault {
     key_cache: Mutex<HashMap<SubjectId, Arc<DataKey>>>,
     subject_cache: Mutex<HashMap<[u8; 32], SubjectId>>,
     subject_creation: Mutex<()>,
+    /// Held while a data key is loaded into the cache or destroyed, so that a key read just
+    /// before its destruction never lands in the cache after it.
+    key_loading: Mutex<()>,
+    /// One KEK rotation at a time.
+    rotation: Mutex<()>,
+    ledger_key: LedgerKey,
     last_checkpoint_seq: AtomicI64,
     recovered: Vec<ForgetReceipt>,
+    /// Keeps other processes out of the data folder while this vault is open.
+    _folder_lock: Option<std::fs::File>,
 }
 
 impl Vault {
@@ -276,9 +287,12 @@ impl Vault {
             check_kek_outside(kek_file, &options.data_dir)?;
         }
         create_private_dir(&options.data_dir)?;
+        let folder_lock = lock_folder(&options.data_dir)?;
         let storage = SqliteStorage::open(&options.data_file())?;
         let keys = SqliteKeyStore::open(&options.key_store_file())?;
-        Vault::open(Box::new(storage), Box::new(keys), keks)
+        let mut vault = Vault::open(Box::new(storage), Box::new(keys), keks)?;
+        vault._folder_lock = Some(folder_lock);
+        Ok(vault)
     }
 
     /// Opens a vault over any backend; finishes interrupted forgets and re-applies forgets
@@ -288,6 +302,15 @@ impl Vault {
         keys: Box<dyn KeyStorage>,
         keks: KekRing,
     ) -> Result<Vault> {
+        // Fresh keys for data that already exists would make it unreadable for good: a lost
+        // or misplaced key store must stop the vault, not be silently replaced.
+        if keys.secret(SECRET_SIGNING)?.is_none() && !storage.is_empty()? {
+            return Err(Error::Config {
+                detail: "the key store is empty but the data is not: wrong key store path, or the key store \
+                         was lost (restore it from its backup); refusing to create new keys"
+                    .into(),
+            });
+        }
         let secret = |name: &str| -> Result<Zeroizing<Vec<u8>>> {
             let context = key_context(&KeyRef::Secret(name.to_owned()));
             let wrapped = match keys.secret(name)? {
@@ -310,6 +333,20 @@ impl Vault {
         let lookup_key = TokenKey::new(&secret(SECRET_LOOKUP)?);
         let token_key = TokenKey::new(&secret(SECRET_TOKEN)?);
         let signer = Signer::from_seed(&secret(SECRET_SIGNING)?)?;
+        let ledger_secret = secret(SECRET_LEDGER)?;
+        match storage.meta(META_SIGNING_KEY)? {
+            Some(key_id) if key_id != signer.key_id() => {
+                return Err(Error::Config {
+                    detail: format!(
+                        "the key store (signing key {}) does not belong to this data (signing key {key_id})",
+                        signer.key_id()
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => storage.set_meta(META_SIGNING_KEY, signer.key_id())?,
+        }
+        storage.attach_ledger_key(LedgerKey::new(&ledger_secret))?;
         let last_checkpoint_seq = storage
             .checkpoints()?
             .last()
@@ -325,8 +362,12 @@ impl Vault {
             key_cache: Mutex::new(HashMap::new()),
             subject_cache: Mutex::new(HashMap::new()),
             subject_creation: Mutex::new(()),
+            key_loading: Mutex::new(()),
+            rotation: Mutex::new(()),
+            ledger_key: LedgerKey::new(&ledger_secret),
             last_checkpoint_seq: AtomicI64::new(last_checkpoint_seq),
             recovered: Vec::new(),
+            _folder_lock: None,
         };
         vault.recovered = vault.recover()?;
         Ok(vault)
@@ -388,6 +429,15 @@ impl Vault {
     }
 
     fn data_key(&self, subject: SubjectId) -> Result<Arc<DataKey>> {
+        if let Some(key) = self
+            .key_cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&subject).cloned())
+        {
+            return Ok(key);
+        }
+        let _loading = self.key_loading.lock().map_err(|_| poisoned())?;
         if let Some(key) = self
             .key_cache
             .lock()
@@ -458,6 +508,9 @@ impl Vault {
         }
         // One creator at a time, so two batches naming the same new customer agree on its id.
         let _creating = self.subject_creation.lock().map_err(|_| poisoned())?;
+        // The ring stays read-locked from wrapping to storing the new keys, so a KEK rotation
+        // cannot retire the KEK they are wrapped with in between.
+        let ring = self.keks.read().map_err(|_| poisoned())?;
         let mut new_keys = Vec::new();
         let mut new_subjects = Vec::new();
         let now = now_millis();
@@ -469,11 +522,7 @@ impl Vault {
             }
             let id = (i64::from_be_bytes(*random_bytes::<8>()?) & i64::MAX).max(1);
             let key_bytes = random_bytes::<32>()?;
-            let wrapped = self
-                .keks
-                .read()
-                .map_err(|_| poisoned())?
-                .wrap(&key_context(&KeyRef::Subject(id)), key_bytes.as_ref())?;
+            let wrapped = ring.wrap(&key_context(&KeyRef::Subject(id)), key_bytes.as_ref())?;
             let key = DataKey::from_bytes(key_bytes.as_ref())?;
             let sealed_external_id = key.seal(&external_id_aad(id), external_id.as_bytes())?;
             new_keys.push((id, wrapped));
@@ -491,6 +540,7 @@ impl Vault {
         }
         // Keys first: a subject row never exists without its key.
         self.keys.insert_data_keys(&new_keys)?;
+        drop(ring);
         let entries = new_subjects
             .iter()
             .map(|subject| {
@@ -506,8 +556,15 @@ impl Vault {
         for subject in &new_subjects {
             self.remember_subject(hash_array(&subject.lookup), subject.id);
         }
-        self.after_write(head)?;
+        self.after_write(head);
         Ok(resolved)
+    }
+
+    /// Drops a subject from the lookup cache (after a forget, or when a write found it gone).
+    fn forget_cached_subject(&self, subject: SubjectId) {
+        if let Ok(mut cache) = self.subject_cache.lock() {
+            cache.retain(|_, cached| *cached != subject);
+        }
     }
 
     fn remember_subject(&self, lookup: [u8; 32], id: SubjectId) {
@@ -608,7 +665,14 @@ impl Vault {
             ..WriteBatch::default()
         };
         match self.storage.write(batch) {
-            Ok(head) => self.after_write(head)?,
+            Ok(head) => self.after_write(head),
+            Err(error @ (Error::Forgetting | Error::NotFound { .. })) => {
+                // A subject of the batch was forgotten meanwhile: look it up afresh next time.
+                for subject in per_subject.keys() {
+                    self.forget_cached_subject(*subject);
+                }
+                return Err(error);
+            }
             // Two identical requests raced: the other one stored the batch.
             Err(Error::IdempotencyConflict) => {
                 if let Some(record) = idempotency_record {
@@ -753,7 +817,8 @@ impl Vault {
             ledger: vec![entry],
             ..WriteBatch::default()
         })?;
-        self.after_write(head)
+        self.after_write(head);
+        Ok(())
     }
 
     /// A subject's attributes, opened; the read is written to the ledger.
@@ -816,17 +881,25 @@ impl Vault {
             ledger: vec![entry],
             ..WriteBatch::default()
         })?;
-        self.after_write(head)?;
+        self.after_write(head);
         Ok(row)
     }
 
-    /// A subject's consent history, oldest first.
-    pub fn consents_of(&self, external_id: &str) -> Result<Vec<ConsentRow>> {
+    /// A subject's consent history, oldest first; the read is written to the ledger.
+    pub fn consents_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<ConsentRow>> {
         let subject = self.active_subject(external_id)?;
-        self.storage.consents_of(subject)
+        let consents = self.storage.consents_of(subject)?;
+        self.record_access(vec![
+            LedgerDraft::new(now_millis(), access.actor, "consents.read")
+                .subject(&self.subject_token(subject))
+                .purpose(access.purpose)
+                .detail(format!("consents={}", consents.len())),
+        ])?;
+        Ok(consents)
     }
 
-    /// Every active subject's consent history is read by id by the engine at start-up.
+    /// A subject's consent history by internal id, for rebuilding consent state at start-up
+    /// (the caller writes one ledger entry for the whole rebuild).
     pub fn consents_of_subject(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
         self.storage.consents_of(subject)
     }
@@ -893,20 +966,25 @@ impl Vault {
         actor: &str,
         stop_after: Option<ForgetStep>,
     ) -> Result<Option<ForgetReceipt>> {
-        // Shred first: from this commit on, every copy of the subject's data is unreadable.
-        self.keys.destroy_data_key(subject, now_millis())?;
-        if let Ok(mut cache) = self.key_cache.lock() {
-            cache.remove(&subject);
-        }
-        if stop_after == Some(ForgetStep::KeyDestroyed) {
-            return Ok(None);
-        }
+        // Only a subject with a durable intent is shredded: the intent is what makes the
+        // forget finish after a crash.
         let intent = self
             .storage
             .erasure_intent(subject)?
             .ok_or(Error::NotFound {
                 what: "erasure intent",
             })?;
+        // Shred first: from this commit on, every copy of the subject's data is unreadable.
+        {
+            let _loading = self.key_loading.lock().map_err(|_| poisoned())?;
+            self.keys.destroy_data_key(subject, now_millis())?;
+            if let Ok(mut cache) = self.key_cache.lock() {
+                cache.remove(&subject);
+            }
+        }
+        if stop_after == Some(ForgetStep::KeyDestroyed) {
+            return Ok(None);
+        }
         // Count, sign, then erase in one transaction that checks the counts: the receipt says
         // exactly what went. Writes to a forgetting subject are refused, so a recount is rare.
         let mut attempts = 0;
@@ -951,12 +1029,17 @@ impl Vault {
                 .storage
                 .complete_erasure(subject, counts, &stored, entry)
             {
-                Ok(()) => break receipt,
+                Ok(()) => {
+                    self.forget_cached_subject(subject);
+                    break receipt;
+                }
                 Err(Error::Conflict { .. }) if attempts < 5 => continue,
                 Err(error) => return Err(error),
             }
         };
-        self.after_write(self.storage.ledger_head()?)?;
+        if let Ok(head) = self.storage.ledger_head() {
+            self.after_write(head);
+        }
         Ok(Some(receipt))
     }
 
@@ -1018,13 +1101,21 @@ impl Vault {
             })
             .collect();
         let seqs: Vec<i64> = expired.events.iter().map(|event| event.seq).collect();
-        let attributes: Vec<(SubjectId, String)> = expired
+        let attributes: Vec<(SubjectId, String, i64)> = expired
             .attributes
             .iter()
-            .map(|attribute| (attribute.subject, attribute.name.clone()))
+            .map(|attribute| {
+                (
+                    attribute.subject,
+                    attribute.name.clone(),
+                    attribute.updated_at,
+                )
+            })
             .collect();
         let erased = self.storage.erase_records(&seqs, &attributes, ledger)?;
-        self.after_write(self.storage.ledger_head()?)?;
+        if let Ok(head) = self.storage.ledger_head() {
+            self.after_write(head);
+        }
         Ok(erased)
     }
 
@@ -1052,7 +1143,8 @@ impl Vault {
     /// Appends entries for accesses the engine made (reads, denials).
     pub fn record_access(&self, entries: Vec<LedgerDraft>) -> Result<()> {
         let head = self.storage.append_ledger(entries)?;
-        self.after_write(head)
+        self.after_write(head);
+        Ok(())
     }
 
     /// Ledger entries, newest first.
@@ -1063,7 +1155,12 @@ impl Vault {
     /// Re-walks the whole chain and checks every signed checkpoint.
     pub fn verify_ledger(&self) -> Result<LedgerVerification> {
         let checkpoints = self.storage.checkpoints()?;
-        let mut verifier = ChainVerifier::new(checkpoints.iter().map(|checkpoint| checkpoint.seq));
+        let anchor = self.keys.ledger_anchor()?;
+        let mut verifier = ChainVerifier::new(
+            &self.ledger_key,
+            checkpoints.iter().map(|checkpoint| checkpoint.seq),
+            anchor,
+        );
         self.storage
             .ledger_scan(&mut |record| verifier.push(record))?;
         Ok(verifier.finish(&checkpoints, &self.signer.public_key()))
@@ -1078,12 +1175,14 @@ impl Vault {
         Ok(())
     }
 
-    fn after_write(&self, head: LedgerHead) -> Result<()> {
+    /// Signs a checkpoint when the head crossed an interval. Best effort: the write it
+    /// follows is committed whatever happens here, and a failed checkpoint is retried at the
+    /// next crossing check (the last checkpoint mark only moves on success).
+    fn after_write(&self, head: LedgerHead) {
         let last = self.last_checkpoint_seq.load(Ordering::SeqCst);
         if head.seq / CHECKPOINT_INTERVAL > last / CHECKPOINT_INTERVAL {
-            self.sign_checkpoint(head)?;
+            let _ = self.sign_checkpoint(head);
         }
-        Ok(())
     }
 
     fn sign_checkpoint(&self, head: LedgerHead) -> Result<()> {
@@ -1098,6 +1197,9 @@ impl Vault {
             key_id: self.signer.key_id().to_owned(),
             signature,
         })?;
+        // The anchor lives in the key store, apart from the data: cutting the chain short or
+        // deleting checkpoints in the data file cannot hide entries up to here.
+        self.keys.set_ledger_anchor(&head)?;
         self.last_checkpoint_seq
             .fetch_max(head.seq, Ordering::SeqCst);
         Ok(())
@@ -1117,6 +1219,7 @@ impl Vault {
 
     /// Re-wraps every data key and secret with `next` while the vault keeps serving.
     pub fn rotate_kek(&self, next: Kek, actor: &str) -> Result<RotationReport> {
+        let _rotating = self.rotation.lock().map_err(|_| poisoned())?;
         let from_kek = self
             .keks
             .read()
@@ -1133,7 +1236,14 @@ impl Vault {
         loop {
             let batch = self.keys.keys_not_wrapped_by(&to_kek, ROTATION_BATCH)?;
             if batch.is_empty() {
-                break;
+                // Retire the old KEKs only under the write lock, when no new key is being
+                // wrapped and none is left under them.
+                let mut ring = self.keks.write().map_err(|_| poisoned())?;
+                if self.keys.keys_not_wrapped_by(&to_kek, 1)?.is_empty() {
+                    ring.drop_previous();
+                    break;
+                }
+                continue;
             }
             let updates = {
                 let ring = self.keks.read().map_err(|_| poisoned())?;
@@ -1156,7 +1266,6 @@ impl Vault {
                 });
             }
         }
-        self.keks.write().map_err(|_| poisoned())?.drop_previous();
         self.record_access(vec![
             LedgerDraft::new(now_millis(), actor, "kek.rotated")
                 .detail(format!("from={from_kek} to={to_kek} rewrapped={rewrapped}")),
@@ -1174,8 +1283,9 @@ impl Vault {
         self.storage.as_ref()
     }
 
-    /// Events of one subject by internal id, with the keys of `subject`, for tests that
-    /// check a restored backup: opening fails once the key is destroyed.
+    /// Events of one subject by internal id, unlogged, for tests that check a restored
+    /// backup: opening fails once the key is destroyed.
+    #[doc(hidden)]
     pub fn open_events_of_subject(&self, subject: SubjectId) -> Result<Vec<Event>> {
         let key = self.data_key(subject)?;
         self.storage
@@ -1192,6 +1302,28 @@ fn hash_array(bytes: &[u8]) -> [u8; 32] {
         out.copy_from_slice(bytes);
     }
     out
+}
+
+/// Takes an exclusive lock on `DATA_DIR/LOCK` for as long as the returned file lives: two
+/// processes writing one data folder would each believe they own the ledger head.
+fn lock_folder(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| Error::io("opening lock file", &path, error))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
+            detail: format!(
+                "the data folder {} is in use by another discreet process",
+                dir.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("locking", &path, error)),
+    }
 }
 
 fn poisoned() -> Error {

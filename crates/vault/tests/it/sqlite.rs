@@ -373,6 +373,24 @@ fn forget_killed_at_every_step_completes_on_next_open() {
                 .chain([purchase("survivor", "S", 1)])
                 .collect();
             vault.append_events("test", &events, None).expect("append");
+            let email = NewAttribute {
+                name: "email".into(),
+                category: "user.contact.email".into(),
+                value: b"d@example.com".to_vec(),
+            };
+            vault
+                .put_attributes("doomed", "test", &[email])
+                .expect("attribute");
+            let consent = NewConsent {
+                purpose: "personalization".into(),
+                granted: true,
+                at: 1,
+                source: "banner".into(),
+                policy_version: "1".into(),
+            };
+            vault
+                .record_consent("doomed", "test", &consent)
+                .expect("consent");
         }
         let status = Command::new(std::env::current_exe().expect("test binary"))
             .args([
@@ -387,31 +405,55 @@ fn forget_killed_at_every_step_completes_on_next_open() {
             .env("DISCREET_TEST_CRASH_STEP", step)
             .status()
             .expect("run child");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "the child must die by SIGABRT at step {step}, got {status:?}"
+            );
+        }
+        #[cfg(not(unix))]
         assert!(
             !status.success(),
             "the child must die at step {step}, got {status:?}"
         );
         let vault = backend.open();
         assert_eq!(vault.recovered_forgets().len(), 1, "step {step}");
-        let receipt = &vault.recovered_forgets()[0];
-        assert!(receipt.erased.key_destroyed);
-        assert_eq!(receipt.erased.events, 1_000, "step {step}");
+        let erased = &vault.recovered_forgets()[0].erased;
+        assert_eq!(
+            (erased.events, erased.attributes, erased.consents),
+            (1_000, 1, 1),
+            "step {step}"
+        );
         assert!(vault.subject_id("doomed").expect("lookup").is_none());
         assert_eq!(
             vault.events_of("survivor", READER).expect("survivor").len(),
             1
         );
         let connection = Connection::open(backend.options().data_file()).expect("open");
-        let left: i64 = connection
+        let left: (i64, i64, i64, i64, i64) = connection
             .query_row(
-                "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM erasures)",
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM attributes),
+                        (SELECT count(*) FROM consents), (SELECT count(*) FROM erasures),
+                        (SELECT count(*) FROM subjects)",
                 [],
-                |row| row.get(0),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
             )
             .expect("count");
         assert_eq!(
-            left, 1,
-            "only the survivor's event remains after step {step}"
+            left,
+            (1, 0, 0, 0, 1),
+            "only the survivor remains after step {step}"
         );
         assert!(vault.verify_ledger().expect("verify").ok);
     }
@@ -517,13 +559,115 @@ fn ledger_tampering_is_found_at_the_entry() {
             );
         }
     }
-    // Rewriting the whole chain consistently is caught by the signed checkpoint.
-    let (_, rewritten) = tamper_and_verify(|connection, _| {
+    // Cutting the chain short and deleting the signed checkpoints that cover it is caught by
+    // the anchor kept in the key store.
+    let (_, truncated) = tamper_and_verify(|connection, _| {
         connection
-            .execute("DELETE FROM ledger WHERE seq > 3", [])
+            .execute_batch("DELETE FROM ledger WHERE seq > 3; DELETE FROM ledger_checkpoints;")
             .expect("truncate");
     });
-    assert_eq!(rewritten.first_bad_entry, Some(4));
+    assert_eq!(truncated.first_bad_entry, Some(4), "{truncated:?}");
+    // Altering an entry and recomputing every later hash needs the chain key, which only the
+    // key store holds: a chain recomputed without it is found at the altered entry.
+    let (_, rechained) = tamper_and_verify(|connection, _| {
+        connection
+            .execute("UPDATE ledger SET actor = 'mallory' WHERE seq = 2", [])
+            .expect("alter");
+        let mut previous: Vec<u8> = connection
+            .query_row("SELECT hash FROM ledger WHERE seq = 1", [], |row| {
+                row.get(0)
+            })
+            .expect("hash");
+        // The vault's own algorithm, with every field as stored, under a guessed key.
+        let guessed = discreet_vault::ledger::LedgerKey::new(b"a guessed chain key");
+        let rows: Vec<(i64, discreet_vault::LedgerDraft)> = connection
+            .prepare(
+                "SELECT seq, at, actor, action, subject_token, purpose, categories, outcome, detail
+                 FROM ledger WHERE seq >= 2 ORDER BY seq",
+            )
+            .expect("prepare")
+            .query_map([], |row| {
+                let categories: String = row.get(6)?;
+                Ok((
+                    row.get(0)?,
+                    discreet_vault::LedgerDraft {
+                        at: row.get(1)?,
+                        actor: row.get(2)?,
+                        action: row.get(3)?,
+                        subject_token: row.get(4)?,
+                        purpose: row.get(5)?,
+                        categories: serde_json::from_str(&categories).expect("categories"),
+                        outcome: row.get(7)?,
+                        detail: row.get(8)?,
+                    },
+                ))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for (seq, entry) in rows {
+            let previous_hash: [u8; 32] = previous.as_slice().try_into().expect("32 bytes");
+            let forged = guessed.entry_hash(seq, &previous_hash, &entry).to_vec();
+            connection
+                .execute(
+                    "UPDATE ledger SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                    rusqlite::params![previous, forged, seq],
+                )
+                .expect("rechain");
+            previous = forged;
+        }
+        connection
+            .execute("DELETE FROM ledger_checkpoints", [])
+            .expect("drop checkpoints");
+    });
+    assert_eq!(rechained.first_bad_entry, Some(2), "{rechained:?}");
+}
+
+/// Two processes on one data folder would each believe they own the ledger head: the
+/// second is refused while the first is open.
+#[test]
+fn a_data_folder_is_opened_by_one_vault_at_a_time() {
+    let backend = SqliteBackend::new();
+    let kek = || KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+    let first = backend.open();
+    let second = backend.open_with(kek());
+    assert!(
+        matches!(&second, Err(Error::Config { detail }) if detail.contains("in use")),
+        "{:?}",
+        second.err()
+    );
+    drop(first);
+    assert!(backend.open_with(kek()).is_ok());
+}
+
+/// A lost or misplaced key store stops the vault instead of being replaced by fresh keys
+/// (which would make the existing data unreadable for good).
+#[test]
+fn a_missing_key_store_is_refused_when_data_exists() {
+    let backend = SqliteBackend::new();
+    {
+        let vault = backend.open();
+        vault
+            .append_events("test", &[purchase("c-1", "A", 1)], None)
+            .expect("append");
+    }
+    let moved = backend.dir.path().join("moved-keystore.sqlite");
+    std::fs::rename(backend.options().key_store_file(), &moved).expect("move");
+    let kek = KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+    let error = backend.open_with(kek).err().expect("refused");
+    assert!(
+        matches!(&error, Error::Config { detail } if detail.contains("key store")),
+        "{error}"
+    );
+    std::fs::rename(&moved, backend.options().key_store_file()).expect("move back");
+    assert_eq!(
+        backend
+            .open()
+            .events_of("c-1", READER)
+            .expect("readable again")
+            .len(),
+        1
+    );
 }
 
 /// A KEK kept inside the data folder is refused, with a message that says why.
