@@ -74,6 +74,9 @@ pub struct EaseModel {
     histories: SubjectHistories,
     /// `(G + λI)⁻¹` as of the last refresh; dimension = items known at that refresh.
     gram_inverse: Mat<f64>,
+    /// Copy of the diagonal of `gram_inverse`, refreshed with it: scoring divides by it,
+    /// and reading it from the matrix is one cache miss per item.
+    inverse_diagonal: Vec<f64>,
     /// Subjects changed since the last refresh, with what they held at that refresh.
     pending_changes: BTreeMap<SubjectId, Vec<u32>>,
     item_bound: usize,
@@ -89,6 +92,7 @@ impl EaseModel {
             config,
             histories,
             gram_inverse: Mat::zeros(0, 0),
+            inverse_diagonal: Vec::new(),
             pending_changes: BTreeMap::new(),
             item_bound: 0,
             updates_since_drift_check: 0,
@@ -211,6 +215,7 @@ impl EaseModel {
             }
         }
         self.updates_since_drift_check += report.rank_one_updates;
+        self.copy_diagonal();
         if self.updates_since_drift_check >= self.config.drift_check_every_updates {
             self.updates_since_drift_check = 0;
             let drift = self.measure_drift(4);
@@ -221,6 +226,12 @@ impl EaseModel {
             }
         }
         Ok(report)
+    }
+
+    fn copy_diagonal(&mut self) {
+        let dimension = self.gram_inverse.nrows();
+        self.inverse_diagonal.clear();
+        self.inverse_diagonal.extend((0..dimension).map(|index| self.gram_inverse[(index, index)]));
     }
 
     /// Extends the inverse to items first seen since the last refresh: nobody held them
@@ -319,6 +330,7 @@ impl EaseModel {
         drop(regularised_gram);
         self.gram_inverse = Mat::zeros(0, 0);
         self.gram_inverse = factor.inverse();
+        self.copy_diagonal();
         self.pending_changes.clear();
         self.updates_since_drift_check = 0;
         self.factorised_once = true;
@@ -349,7 +361,7 @@ impl EaseModel {
             }
         }
         for (index, score) in scores.iter_mut().enumerate().take(dimension) {
-            *score = (-scratch.accumulated[index] / self.gram_inverse[(index, index)]) as f32;
+            *score = (-scratch.accumulated[index] / self.inverse_diagonal[index]) as f32;
         }
         Ok(())
     }
@@ -360,7 +372,7 @@ impl EaseModel {
         if source.index() >= dimension || target.index() >= dimension || source == target {
             return 0.0;
         }
-        -self.gram_inverse[(source.index(), target.index())] / self.gram_inverse[(target.index(), target.index())]
+        -self.gram_inverse[(source.index(), target.index())] / self.inverse_diagonal[target.index()]
     }
 
     /// The history items that contributed most to `item` in the last `score_into` call

@@ -223,9 +223,17 @@ impl ModelSet {
             return Err(ModelError::NotLearned { subject: interaction.subject.0, item: interaction.item.0, at: interaction.at });
         }
         self.popularity.unlearn(interaction)?;
-        self.item_item.unlearn(interaction)?;
+        if let Err(error) = self.item_item.unlearn(interaction) {
+            self.popularity.learn(interaction);
+            return Err(error);
+        }
         if let Some(ease) = self.ease.as_mut() {
-            ease.unlearn(interaction)?;
+            if let Err(error) = ease.unlearn(interaction) {
+                // Put back what was already removed, so a bad unlearn changes nothing.
+                self.popularity.learn(interaction);
+                self.item_item.learn(interaction);
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -248,8 +256,15 @@ impl ModelSet {
         let Some(subject) = self.subjects.get(name) else {
             return Ok(ForgetReport { events_removed: 0, items_held: 0 });
         };
-        for interaction in interactions.iter().filter(|interaction| interaction.subject == subject) {
-            self.popularity.unlearn(interaction)?;
+        let subject_interactions = interactions.iter().filter(|interaction| interaction.subject == subject);
+        for (done, interaction) in subject_interactions.clone().enumerate() {
+            if let Err(error) = self.popularity.unlearn(interaction) {
+                // An interaction that was never learned: restore the ones already removed.
+                for restored in subject_interactions.take(done) {
+                    self.popularity.learn(restored);
+                }
+                return Err(error);
+            }
         }
         let held: Vec<HeldItem> = self.item_item.forget_subject(subject);
         if let Some(ease) = self.ease.as_mut() {

@@ -75,3 +75,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn forgetting_with_an_interaction_never_learned_changes_nothing() {
+    let stream: Vec<Interaction> = (0..6u32)
+        .map(|step| Interaction {
+            subject: SubjectId(step % 2),
+            item: discreet_model::ItemId(step % 4),
+            at: step as i64 * 86_400,
+            kind: discreet_model::InteractionKind::Purchase,
+            quantity: 1,
+            context: Context::default(),
+        })
+        .collect();
+    let mut model_set = model_set(&stream);
+    let mut handed_in: Vec<Interaction> = stream.iter().filter(|interaction| interaction.subject == SubjectId(0)).copied().collect();
+    handed_in.push(Interaction { at: 99 * 86_400, ..handed_in[0] });
+    assert!(model_set.forget_subject("subject-0", &handed_in).is_err());
+    let untouched = crate::explanations::model_set(&stream);
+    assert_eq!(model_set.item_item(), untouched.item_item());
+    assert!(model_set.popularity().largest_difference(untouched.popularity()) < 1e-9);
+    assert_eq!(model_set.subjects().get("subject-0"), Some(SubjectId(0)));
+}
