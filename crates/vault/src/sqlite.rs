@@ -42,7 +42,6 @@ const DATA_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subjects(
     id INTEGER PRIMARY KEY,
-    lookup BLOB NOT NULL UNIQUE,
     sealed_external_id BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     forgetting INTEGER NOT NULL DEFAULT 0);
@@ -69,7 +68,8 @@ CREATE TABLE IF NOT EXISTS consents(
     granted INTEGER NOT NULL,
     at INTEGER NOT NULL,
     source TEXT NOT NULL,
-    policy_version TEXT NOT NULL);
+    policy_version TEXT NOT NULL,
+    tag BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject, id);
 CREATE TABLE IF NOT EXISTS idempotency(
     key_hash BLOB PRIMARY KEY,
@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS ledger_checkpoints(
 const KEY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS data_keys(
     subject INTEGER PRIMARY KEY,
+    lookup BLOB UNIQUE,
     kek_id TEXT,
     wrapped BLOB,
     destroyed_at INTEGER);
@@ -415,10 +416,9 @@ fn append_ledger_entries(
 fn subject_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SubjectRow> {
     Ok(SubjectRow {
         id: row.get(0)?,
-        lookup: row.get(1)?,
-        sealed_external_id: row.get(2)?,
-        created_at: row.get(3)?,
-        state: if row.get::<_, i64>(4)? != 0 {
+        sealed_external_id: row.get(1)?,
+        created_at: row.get(2)?,
+        state: if row.get::<_, i64>(3)? != 0 {
             SubjectState::Forgetting
         } else {
             SubjectState::Active
@@ -475,7 +475,7 @@ fn intent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ErasureIntent> {
     })
 }
 
-const SUBJECT_COLUMNS: &str = "id, lookup, sealed_external_id, created_at, forgetting";
+const SUBJECT_COLUMNS: &str = "id, sealed_external_id, created_at, forgetting";
 const EVENT_COLUMNS: &str = "seq, subject, category, at, sealed";
 const ATTRIBUTE_COLUMNS: &str = "subject, name, category, updated_at, sealed";
 const LEDGER_COLUMNS: &str =
@@ -493,17 +493,6 @@ fn intent_of(connection: &Connection, subject: SubjectId) -> Result<Option<Erasu
 }
 
 impl Storage for SqliteStorage {
-    fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectRow>> {
-        self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
-                    "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE lookup = ?1"
-                ))?
-                .query_row([lookup], subject_from_row)
-                .optional()?)
-        })
-    }
-
     fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>> {
         self.read(|connection| {
             Ok(connection
@@ -602,10 +591,10 @@ impl Storage for SqliteStorage {
             }
             {
                 let mut statement = connection.prepare_cached(
-                    "INSERT INTO subjects(id, lookup, sealed_external_id, created_at, forgetting) VALUES (?1, ?2, ?3, ?4, 0)",
+                    "INSERT INTO subjects(id, sealed_external_id, created_at, forgetting) VALUES (?1, ?2, ?3, 0)",
                 )?;
                 for subject in &batch.new_subjects {
-                    statement.execute(params![subject.id, subject.lookup, subject.sealed_external_id, subject.created_at])?;
+                    statement.execute(params![subject.id, subject.sealed_external_id, subject.created_at])?;
                 }
             }
             // Data only for live subjects: a write that lost the race to a forget must not
@@ -662,7 +651,8 @@ impl Storage for SqliteStorage {
             }
             {
                 let mut statement = connection.prepare_cached(
-                    "INSERT INTO consents(subject, purpose, granted, at, source, policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO consents(subject, purpose, granted, at, source, policy_version, tag)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for consent in &batch.consents {
                     statement.execute(params![
@@ -671,7 +661,8 @@ impl Storage for SqliteStorage {
                         consent.granted,
                         consent.at,
                         consent.source,
-                        consent.policy_version
+                        consent.policy_version,
+                        consent.tag
                     ])?;
                 }
             }
@@ -721,7 +712,7 @@ impl Storage for SqliteStorage {
     fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT subject, purpose, granted, at, source, policy_version FROM consents WHERE subject = ?1 ORDER BY id",
+                "SELECT subject, purpose, granted, at, source, policy_version, tag FROM consents WHERE subject = ?1 ORDER BY id",
             )?;
             let rows = statement
                 .query_map([subject], |row| {
@@ -732,6 +723,7 @@ impl Storage for SqliteStorage {
                         at: row.get(3)?,
                         source: row.get(4)?,
                         policy_version: row.get(5)?,
+                        tag: row.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1075,19 +1067,29 @@ impl SqliteKeyStore {
 }
 
 impl KeyStorage for SqliteKeyStore {
-    fn insert_data_keys(&self, keys: &[(SubjectId, WrappedKey)]) -> Result<()> {
+    fn insert_data_keys(&self, keys: &[NewDataKey]) -> Result<()> {
         self.with(|connection| {
             let transaction = connection.transaction()?;
             {
-                let mut statement = transaction.prepare_cached(
-                    "INSERT INTO data_keys(subject, kek_id, wrapped) VALUES (?1, ?2, ?3)",
-                )?;
-                for (subject, wrapped) in keys {
-                    statement.execute(params![subject, wrapped.kek_id, wrapped.bytes])?;
+                let mut statement = transaction
+                    .prepare_cached("INSERT INTO data_keys(subject, lookup, kek_id, wrapped) VALUES (?1, ?2, ?3, ?4)")?;
+                for key in keys {
+                    statement.execute(params![key.subject, key.lookup, key.wrapped.kek_id, key.wrapped.bytes])?;
                 }
             }
             transaction.commit()?;
             Ok(())
+        })
+    }
+
+    fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectId>> {
+        self.with(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT subject FROM data_keys WHERE lookup = ?1 AND destroyed_at IS NULL",
+                )?
+                .query_row([lookup], |row| row.get(0))
+                .optional()?)
         })
     }
 
@@ -1120,7 +1122,7 @@ impl KeyStorage for SqliteKeyStore {
     fn destroy_data_key(&self, subject: SubjectId, at: i64) -> Result<bool> {
         self.with(|connection| {
             let changed = connection.execute(
-                "UPDATE data_keys SET kek_id = NULL, wrapped = NULL, destroyed_at = ?2
+                "UPDATE data_keys SET lookup = NULL, kek_id = NULL, wrapped = NULL, destroyed_at = ?2
                  WHERE subject = ?1 AND destroyed_at IS NULL",
                 params![subject, at],
             )?;

@@ -26,9 +26,7 @@ pub enum SubjectState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubjectRow {
     pub id: SubjectId,
-    /// Keyed hash of the shop's customer id (how the subject is found).
-    pub lookup: Vec<u8>,
-    /// The shop's customer id, sealed with the subject's key.
+    /// The shop's customer id, sealed with the subject's key (checked on every lookup).
     pub sealed_external_id: Vec<u8>,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -69,6 +67,9 @@ pub struct ConsentRow {
     pub source: String,
     /// The policy version in force when it was given.
     pub policy_version: String,
+    /// AEAD tag under the subject's key over every field above: a consent row altered,
+    /// moved to another subject or invented fails to verify.
+    pub tag: Vec<u8>,
 }
 
 /// A remembered idempotency key: the same key and body are accepted once.
@@ -151,8 +152,6 @@ pub trait Storage: Send + Sync {
     fn set_meta(&self, name: &str, value: &str) -> Result<()>;
     /// True when no subject and no ledger entry was ever stored.
     fn is_empty(&self) -> Result<bool>;
-    /// The subject whose lookup hash is `lookup`.
-    fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectRow>>;
     /// The subject with internal id `id`.
     fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>>;
     /// Which of `ids` exist (in any state).
@@ -226,11 +225,15 @@ pub trait Storage: Send + Sync {
 
 /// Where wrapped data keys and vault secrets live, apart from the sealed data.
 pub trait KeyStorage: Send + Sync {
-    /// Stores new subjects' wrapped keys atomically; fails if any id is taken (live or destroyed).
-    fn insert_data_keys(&self, keys: &[(SubjectId, WrappedKey)]) -> Result<()>;
+    /// Stores new subjects' wrapped keys with their lookup hashes atomically; fails if any id
+    /// (live or destroyed) or lookup is taken. The lookup lives here, beside the key, so a
+    /// forget shreds the link from the shop's customer id everywhere, old data backups too.
+    fn insert_data_keys(&self, keys: &[NewDataKey]) -> Result<()>;
+    /// The live subject whose lookup hash (keyed hash of the shop's customer id) is `lookup`.
+    fn find_subject(&self, lookup: &[u8]) -> Result<Option<SubjectId>>;
     /// The state of a subject's key.
     fn data_key(&self, subject: SubjectId) -> Result<KeyState>;
-    /// Destroys a subject's wrapped key, leaving a tombstone; true if it was live.
+    /// Destroys a subject's wrapped key and lookup, leaving a tombstone; true if it was live.
     fn destroy_data_key(&self, subject: SubjectId, at: i64) -> Result<bool>;
     /// Subjects whose keys were destroyed.
     fn destroyed_subjects(&self) -> Result<Vec<SubjectId>>;
@@ -249,6 +252,14 @@ pub trait KeyStorage: Send + Sync {
     fn rewrap(&self, updates: &[(KeyRef, WrappedKey, WrappedKey)]) -> Result<u64>;
     /// Writes a consistent copy of the key store to `dest` (for short-lived key backups).
     fn backup(&self, dest: &Path) -> Result<()>;
+}
+
+/// A new subject's key-store row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDataKey {
+    pub subject: SubjectId,
+    pub lookup: Vec<u8>,
+    pub wrapped: WrappedKey,
 }
 
 /// A wrapped key's place in the key store.

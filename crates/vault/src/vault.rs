@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKey, Kek, KekRing, Signer, TokenKey, random_bytes, sha256_parts, to_hex};
+use crate::crypto::{
+    DataKey, Kek, KekRing, Signer, TokenKey, constant_time_eq, random_bytes, sha256_parts, to_hex,
+};
 use crate::error::{Error, Result};
 use crate::ledger::{
     CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerKey,
@@ -88,6 +90,19 @@ fn attribute_aad(subject: SubjectId, name: &str, category: &str, updated_at: i64
 
 fn external_id_aad(subject: SubjectId) -> Vec<u8> {
     associated_data(&[b"discreet/subject-id/v1", &subject.to_be_bytes()])
+}
+
+/// A consent row's fields (all but its tag) as associated data.
+fn consent_aad(consent: &ConsentRow) -> Vec<u8> {
+    associated_data(&[
+        b"discreet/consent/v1",
+        &consent.subject.to_be_bytes(),
+        consent.purpose.as_bytes(),
+        &[consent.granted as u8],
+        &consent.at.to_be_bytes(),
+        consent.source.as_bytes(),
+        consent.policy_version.as_bytes(),
+    ])
 }
 
 fn key_context(key_ref: &KeyRef) -> Vec<u8> {
@@ -417,7 +432,27 @@ impl Vault {
     }
 
     fn find_subject(&self, external_id: &str) -> Result<Option<SubjectRow>> {
-        self.storage.find_subject(&self.lookup_hash(external_id))
+        let Some(id) = self.keys.find_subject(&self.lookup_hash(external_id))? else {
+            return Ok(None);
+        };
+        // A key without its subject row is a creation cut short; it is finished on next use.
+        let Some(row) = self.storage.subject(id)? else {
+            return Ok(None);
+        };
+        self.check_external_id(&row, external_id)?;
+        Ok(Some(row))
+    }
+
+    /// The subject row must hold, sealed under its own key, the very customer id it was
+    /// found by: a row swapped or moved in the data file fails here.
+    fn check_external_id(&self, row: &SubjectRow, external_id: &str) -> Result<()> {
+        let key = self.data_key(row.id)?;
+        let stored = key.open(&external_id_aad(row.id), &row.sealed_external_id, "subject")?;
+        if constant_time_eq(&stored, external_id.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Tampered { what: "subject" })
+        }
     }
 
     fn active_subject(&self, external_id: &str) -> Result<SubjectId> {
@@ -492,7 +527,7 @@ impl Vault {
                 resolved.insert(external_id, id);
                 continue;
             }
-            match self.storage.find_subject(&lookup)? {
+            match self.find_subject(external_id)? {
                 Some(row) if row.state == SubjectState::Forgetting => {
                     return Err(Error::Forgetting);
                 }
@@ -514,10 +549,33 @@ impl Vault {
         let mut new_keys = Vec::new();
         let mut new_subjects = Vec::new();
         let now = now_millis();
+        let mut lookups = Vec::new();
         for external_id in missing {
             let lookup = self.lookup_hash(external_id);
-            if let Some(row) = self.storage.find_subject(&lookup)? {
-                resolved.insert(external_id, row.id);
+            if let Some(id) = self.keys.find_subject(&lookup)? {
+                match self.storage.subject(id)? {
+                    Some(row) if row.state == SubjectState::Forgetting => {
+                        return Err(Error::Forgetting);
+                    }
+                    Some(row) => {
+                        self.check_external_id(&row, external_id)?;
+                        resolved.insert(external_id, row.id);
+                    }
+                    // Its key was stored but the row never was (a crash in between): finish it.
+                    None => {
+                        let key = self.data_key(id)?;
+                        let sealed_external_id =
+                            key.seal(&external_id_aad(id), external_id.as_bytes())?;
+                        new_subjects.push(SubjectRow {
+                            id,
+                            sealed_external_id,
+                            created_at: now,
+                            state: SubjectState::Active,
+                        });
+                        lookups.push(lookup);
+                        resolved.insert(external_id, id);
+                    }
+                }
                 continue;
             }
             let id = (i64::from_be_bytes(*random_bytes::<8>()?) & i64::MAX).max(1);
@@ -525,21 +583,27 @@ impl Vault {
             let wrapped = ring.wrap(&key_context(&KeyRef::Subject(id)), key_bytes.as_ref())?;
             let key = DataKey::from_bytes(key_bytes.as_ref())?;
             let sealed_external_id = key.seal(&external_id_aad(id), external_id.as_bytes())?;
-            new_keys.push((id, wrapped));
+            new_keys.push(NewDataKey {
+                subject: id,
+                lookup: lookup.to_vec(),
+                wrapped,
+            });
             new_subjects.push(SubjectRow {
                 id,
-                lookup: lookup.to_vec(),
                 sealed_external_id,
                 created_at: now,
                 state: SubjectState::Active,
             });
+            lookups.push(lookup);
             resolved.insert(external_id, id);
         }
         if new_subjects.is_empty() {
             return Ok(resolved);
         }
         // Keys first: a subject row never exists without its key.
-        self.keys.insert_data_keys(&new_keys)?;
+        if !new_keys.is_empty() {
+            self.keys.insert_data_keys(&new_keys)?;
+        }
         drop(ring);
         let entries = new_subjects
             .iter()
@@ -553,8 +617,8 @@ impl Vault {
             ledger: entries,
             ..WriteBatch::default()
         })?;
-        for subject in &new_subjects {
-            self.remember_subject(hash_array(&subject.lookup), subject.id);
+        for (subject, lookup) in new_subjects.iter().zip(lookups) {
+            self.remember_subject(lookup, subject.id);
         }
         self.after_write(head);
         Ok(resolved)
@@ -856,14 +920,16 @@ impl Vault {
             .resolve_subjects(std::iter::once(external_id))?
             .get(external_id)
             .ok_or(Error::NotFound { what: "subject" })?;
-        let row = ConsentRow {
+        let mut row = ConsentRow {
             subject,
             purpose: consent.purpose.clone(),
             granted: consent.granted,
             at: consent.at,
             source: consent.source.clone(),
             policy_version: consent.policy_version.clone(),
+            tag: Vec::new(),
         };
+        row.tag = self.data_key(subject)?.seal(&consent_aad(&row), &[])?;
         let entry = LedgerDraft::new(
             now_millis(),
             actor,
@@ -888,7 +954,7 @@ impl Vault {
     /// A subject's consent history, oldest first; the read is written to the ledger.
     pub fn consents_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<ConsentRow>> {
         let subject = self.active_subject(external_id)?;
-        let consents = self.storage.consents_of(subject)?;
+        let consents = self.consents_of_subject(subject)?;
         self.record_access(vec![
             LedgerDraft::new(now_millis(), access.actor, "consents.read")
                 .subject(&self.subject_token(subject))
@@ -901,7 +967,15 @@ impl Vault {
     /// A subject's consent history by internal id, for rebuilding consent state at start-up
     /// (the caller writes one ledger entry for the whole rebuild).
     pub fn consents_of_subject(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
-        self.storage.consents_of(subject)
+        let consents = self.storage.consents_of(subject)?;
+        if consents.is_empty() {
+            return Ok(consents);
+        }
+        let key = self.data_key(subject)?;
+        for consent in &consents {
+            key.open(&consent_aad(consent), &consent.tag, "consent")?;
+        }
+        Ok(consents)
     }
 
     /// Forgets a subject completely: durable intent, key destroyed, rows erased, signed
@@ -937,7 +1011,7 @@ impl Vault {
             LedgerDraft::new(intent.requested_at, actor, "forget.requested").subject(&token);
         self.storage.begin_erasure(&intent, entry)?;
         if let Ok(mut cache) = self.subject_cache.lock() {
-            cache.remove(&hash_array(&row.lookup));
+            cache.remove(&self.lookup_hash(external_id));
         }
         Ok(row.id)
     }
@@ -1294,14 +1368,6 @@ impl Vault {
             .map(|row| self.open_event(&key, row))
             .collect()
     }
-}
-
-fn hash_array(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if bytes.len() == 32 {
-        out.copy_from_slice(bytes);
-    }
-    out
 }
 
 /// Takes an exclusive lock on `DATA_DIR/LOCK` for as long as the returned file lives: two

@@ -358,6 +358,30 @@ fn backup_restored_after_forget_cannot_resurrect_the_subject() {
             .iter()
             .all(|event| event.subject != forgotten_id)
     );
+    drop(vault);
+    // Nothing links the shop's customer id to the restored rows any more: the lookup hash
+    // lived in the key store, beside the destroyed key, and went with it.
+    let key_store = Connection::open(options.key_store_file()).expect("open key store");
+    let linked: i64 = key_store
+        .query_row(
+            "SELECT count(*) FROM data_keys WHERE subject = ?1 AND lookup IS NOT NULL",
+            [forgotten_id],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(linked, 0);
+    let data = Connection::open(&backup).expect("open backup");
+    let columns: String = data
+        .query_row(
+            "SELECT group_concat(name) FROM pragma_table_info('subjects')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("columns");
+    assert!(
+        !columns.contains("lookup"),
+        "the data file holds no lookup hash: {columns}"
+    );
 }
 
 /// Invariant 8: a forget killed (SIGABRT, no clean-up) after each of its steps completes
@@ -710,4 +734,59 @@ fn kek_file_inside_the_data_folder_is_refused() {
         )
         .is_ok()
     );
+}
+
+/// Consent is proof: a consent row altered in the data file (a withdrawal turned into a
+/// grant) or a subject row moved to another customer fails to verify instead of being served.
+#[test]
+fn altered_consents_and_swapped_subject_rows_are_refused() {
+    let backend = SqliteBackend::new();
+    {
+        let vault = backend.open();
+        let withdrawal = NewConsent {
+            purpose: "personalization".into(),
+            granted: false,
+            at: 5,
+            source: "settings".into(),
+            policy_version: "1".into(),
+        };
+        vault
+            .record_consent("alice", "test", &withdrawal)
+            .expect("consent");
+        vault
+            .append_events(
+                "test",
+                &[purchase("alice", "A", 1), purchase("bob", "B", 2)],
+                None,
+            )
+            .expect("append");
+        assert!(!vault.consents_of("alice", READER).expect("read")[0].granted);
+    }
+    let connection = Connection::open(backend.options().data_file()).expect("open");
+    connection
+        .execute("UPDATE consents SET granted = 1", [])
+        .expect("forge a grant");
+    drop(connection);
+    {
+        let vault = backend.open();
+        assert!(matches!(
+            vault.consents_of("alice", READER),
+            Err(Error::Tampered { what: "consent" })
+        ));
+    }
+    let connection = Connection::open(backend.options().data_file()).expect("open");
+    connection
+        .execute_batch(
+            "CREATE TEMP TABLE original AS SELECT id, sealed_external_id FROM subjects;
+             UPDATE subjects SET sealed_external_id =
+                 (SELECT original.sealed_external_id FROM original WHERE original.id <> subjects.id);",
+        )
+        .expect("swap subject rows");
+    let ids: i64 = connection
+        .query_row("SELECT count(*) FROM subjects", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(ids, 2);
+    drop(connection);
+    let vault = backend.open();
+    assert!(vault.events_of("alice", READER).is_err() && vault.events_of("bob", READER).is_err());
 }
