@@ -157,11 +157,21 @@ impl Kek {
 
     /// A KEK from its text form: 64 hexadecimal characters (surrounding white space ignored).
     pub fn from_hex(text: &str) -> Result<Self> {
-        let bytes = Zeroizing::new(from_hex(text.trim()).unwrap_or_default());
-        let bytes: &[u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| Error::Config {
+        // Decoded straight into a wiped buffer: no stray copy of the KEK is left behind.
+        let text = text.trim().as_bytes();
+        let invalid = || Error::Config {
             detail: "a KEK must be 64 hexadecimal characters (32 bytes)".into(),
-        })?;
-        Self::from_bytes(bytes)
+        };
+        if text.len() != KEY_LEN * 2 {
+            return Err(invalid());
+        }
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        for (byte, pair) in bytes.iter_mut().zip(text.chunks(2)) {
+            let high = (pair[0] as char).to_digit(16).ok_or_else(invalid)?;
+            let low = (pair[1] as char).to_digit(16).ok_or_else(invalid)?;
+            *byte = (high << 4 | low) as u8;
+        }
+        Self::from_bytes(&bytes)
     }
 
     /// Reads the KEK file, or creates it (mode 0600) with a new random KEK when missing.
@@ -232,7 +242,18 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(|error| Error::io("creating KEK file", path, error))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|error| Error::io("writing KEK file", path, error))
+        .map_err(|error| Error::io("writing KEK file", path, error))?;
+    // The new file's name must survive a power cut too: the key store will depend on it.
+    #[cfg(unix)]
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::File::open(parent)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|error| Error::io("syncing the folder of", path, error))?;
+    }
+    Ok(())
 }
 
 /// The KEKs a vault knows: the current one wraps; every one can unwrap, so that a
@@ -448,6 +469,29 @@ mod tests {
         );
         assert!(from_hex("abc").is_none());
         assert!(from_hex("zz").is_none());
+    }
+
+    #[test]
+    fn kek_text_form_is_exactly_64_hex_characters() {
+        let text = "0f".repeat(32);
+        assert_eq!(
+            Kek::from_hex(&text).unwrap().id(),
+            Kek::from_hex(&format!("  {}\n", text.to_uppercase()))
+                .unwrap()
+                .id()
+        );
+        for bad in [
+            "",
+            "0f",
+            &"0f".repeat(31),
+            &"0f".repeat(33),
+            &format!("{}zz", "0f".repeat(31)),
+        ] {
+            assert!(
+                matches!(Kek::from_hex(bad), Err(Error::Config { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
