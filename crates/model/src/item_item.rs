@@ -3,9 +3,11 @@
 //! unlearning are exact and order-independent. Similarity is computed from the counts at
 //! query time, `sim(i, j) = c_ij / (n_i^a * n_j^b)` (a = b = 1/2 is cosine; a = 1 is the
 //! conditional probability of RP3beta with a popularity penalty b), keeping each item's
-//! `k` strongest neighbours. No neighbour list is cached, so nothing about a forgotten
-//! subject can survive in one; the only derived state, each item's popularity factor, is
-//! updated in the same call as its count.
+//! `k` strongest neighbours. Derived state — each item's popularity factor and its lazily
+//! computed neighbour list — is updated or emptied in the same call that changes a count it
+//! depends on, so nothing about a forgotten subject survives in it.
+
+use std::sync::OnceLock;
 
 use crate::error::Result;
 use crate::history::{HeldChange, HeldItem, SubjectHistories};
@@ -51,9 +53,6 @@ impl Default for ItemItemConfig {
 #[derive(Default)]
 pub struct ItemItemScratch {
     history_weights: Vec<(ItemId, f32)>,
-    row_similarities: Vec<(u32, f32)>,
-    /// Per history item: the weakest similarity that made its neighbour list.
-    neighbour_thresholds: Vec<f32>,
 }
 
 /// The item-item model: exact co-occurrence counts plus the subjects' histories.
@@ -67,13 +66,24 @@ pub struct ItemItemModel {
     holder_counts: Vec<u32>,
     /// Derived from `holder_counts`: `max(1, n_j)^-b`, so scoring needs no `powf` per pair.
     target_factors: Vec<f32>,
+    /// Derived, lazily: each item's kept neighbours `(item, similarity)`, best first. Filled
+    /// on first use by a query; emptied by every change to an input of that list (the row's
+    /// counts or a member's holder count), so it never outlives the counts it came from.
+    neighbour_lists: Vec<OnceLock<Box<[(u32, f32)]>>>,
 }
 
 impl ItemItemModel {
     /// An empty model.
     pub fn new(config: ItemItemConfig) -> ItemItemModel {
         let histories = SubjectHistories::new(config.held_kinds);
-        ItemItemModel { config, histories, cooccurrence_rows: Vec::new(), holder_counts: Vec::new(), target_factors: Vec::new() }
+        ItemItemModel {
+            config,
+            histories,
+            cooccurrence_rows: Vec::new(),
+            holder_counts: Vec::new(),
+            target_factors: Vec::new(),
+            neighbour_lists: Vec::new(),
+        }
     }
 
     /// The model of `interactions`, built in one pass (same result as learning them one by one).
@@ -157,6 +167,36 @@ impl ItemItemModel {
         let held_kinds = self.config.held_kinds;
         self.config = ItemItemConfig { held_kinds, ..config };
         self.recompute_target_factors();
+        self.forget_all_neighbour_lists();
+    }
+
+    fn forget_all_neighbour_lists(&mut self) {
+        for list in &mut self.neighbour_lists {
+            list.take();
+        }
+    }
+
+    /// Empties the cached lists that depend on `item`'s row or holder count: its own and
+    /// those of every item it co-occurs with (call before counts drop, after they grow).
+    fn forget_neighbour_lists_around(&mut self, item: u32) {
+        let ItemItemModel { cooccurrence_rows, neighbour_lists, .. } = self;
+        if let Some(list) = neighbour_lists.get_mut(item as usize) {
+            list.take();
+        }
+        for &(other, _) in &cooccurrence_rows[item as usize] {
+            neighbour_lists[other as usize].take();
+        }
+    }
+
+    /// Many items changed: emptying every list is cheaper than walking their rows.
+    fn forget_neighbour_lists_around_all(&mut self, items: &[u32]) {
+        if items.len() > 32 {
+            self.forget_all_neighbour_lists();
+        } else {
+            for &item in items {
+                self.forget_neighbour_lists_around(item);
+            }
+        }
     }
 
     /// The subjects' histories this model holds.
@@ -187,6 +227,7 @@ impl ItemItemModel {
             self.cooccurrence_rows.resize_with(n_items, Vec::new);
             self.holder_counts.resize(n_items, 0);
             self.target_factors.resize(n_items, 1.0);
+            self.neighbour_lists.resize_with(n_items, OnceLock::new);
         }
     }
 
@@ -207,6 +248,7 @@ impl ItemItemModel {
                 increment_pair(&mut self.cooccurrence_rows[item as usize], other);
                 increment_pair(&mut self.cooccurrence_rows[other as usize], item);
             }
+            self.forget_neighbour_lists_around(item);
         }
     }
 
@@ -221,7 +263,9 @@ impl ItemItemModel {
             }
         }
         let mut merged: Vec<(u32, u32)> = Vec::new();
+        let mut changed_items: Vec<u32> = Vec::new();
         for (subject, mut new_items) in newly_held {
+            changed_items.extend_from_slice(&new_items);
             new_items.sort_unstable();
             let held_items: Vec<u32> = self.histories.held(subject).iter().map(|held_item| held_item.item.0).collect();
             for &item in &held_items {
@@ -233,12 +277,16 @@ impl ItemItemModel {
                 add_sorted(&mut self.cooccurrence_rows[item as usize], partners, item, &mut merged);
             }
         }
+        changed_items.sort_unstable();
+        changed_items.dedup();
+        self.forget_neighbour_lists_around_all(&changed_items);
     }
 
     /// Unlearns one previously learned interaction (an error if it was never learned).
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
         if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
             let item = interaction.item.0;
+            self.forget_neighbour_lists_around(item);
             self.change_holders(item, -1);
             let others: Vec<u32> =
                 self.histories.held(interaction.subject).iter().map(|held_item| held_item.item.0).collect();
@@ -254,6 +302,7 @@ impl ItemItemModel {
     pub fn forget_subject(&mut self, subject: SubjectId) -> Vec<HeldItem> {
         let held = self.histories.take_subject(subject);
         let items: Vec<u32> = held.iter().map(|held_item| held_item.item.0).collect();
+        self.forget_neighbour_lists_around_all(&items);
         for &item in &items {
             self.change_holders(item, -1);
         }
@@ -282,11 +331,11 @@ impl ItemItemModel {
 
     /// Strongest neighbours of `source` by similarity, written into `similarities` (cleared
     /// first), keeping the `keep` best (all when 0), best first (ties: lower id first).
-    /// Returns the weakest similarity kept. One pass; most entries cost one comparison.
-    fn neighbours_into(&self, source: ItemId, keep: usize, similarities: &mut Vec<(u32, f32)>) -> f32 {
+    /// One pass; most entries cost one comparison.
+    fn neighbours_into(&self, source: ItemId, keep: usize, similarities: &mut Vec<(u32, f32)>) {
         similarities.clear();
         let Some(row) = self.cooccurrence_rows.get(source.index()) else {
-            return f32::INFINITY;
+            return;
         };
         let source_factor = self.source_factor(source);
         if keep == 0 {
@@ -305,7 +354,6 @@ impl ItemItemModel {
                 }
             }
         }
-        similarities.last().map(|weakest| weakest.1).unwrap_or(f32::INFINITY)
     }
 
     fn source_factor(&self, source: ItemId) -> f32 {
@@ -317,15 +365,16 @@ impl ItemItemModel {
         count as f32 * self.target_factors[target as usize] * source_factor
     }
 
-    /// Similarity of `source` to `target` counted in scoring (0 if `target` is not among
-    /// the neighbours kept for `source`, given that source's weakest kept similarity).
-    fn similarity(&self, source: ItemId, target: ItemId, weakest_kept: f32) -> f32 {
-        let count = self.cooccurrence(source, target);
-        if count == 0 {
-            return 0.0;
+    /// The kept neighbours of `source`, best first (computed once per change of its inputs).
+    pub fn neighbours(&self, source: ItemId) -> &[(u32, f32)] {
+        match self.neighbour_lists.get(source.index()) {
+            Some(list) => list.get_or_init(|| {
+                let mut similarities = Vec::new();
+                self.neighbours_into(source, self.config.neighbours_per_item, &mut similarities);
+                similarities.into_boxed_slice()
+            }),
+            None => &[],
         }
-        let similarity = self.pair_similarity(count, target.0, self.source_factor(source));
-        if similarity >= weakest_kept { similarity } else { 0.0 }
     }
 
     /// Writes the subject's personal scores into `scores` (length = `item_bound()`, zeroed
@@ -338,12 +387,8 @@ impl ItemItemModel {
             self.config.max_history_items,
             &mut scratch.history_weights,
         );
-        scratch.neighbour_thresholds.clear();
-        for index in 0..scratch.history_weights.len() {
-            let (source, weight) = scratch.history_weights[index];
-            let weakest = self.neighbours_into(source, self.config.neighbours_per_item, &mut scratch.row_similarities);
-            scratch.neighbour_thresholds.push(weakest);
-            for &(target, similarity) in &scratch.row_similarities {
+        for &(source, weight) in &scratch.history_weights {
+            for &(target, similarity) in self.neighbours(source) {
                 if let Some(score) = scores.get_mut(target as usize) {
                     *score += weight * similarity;
                 }
@@ -354,11 +399,15 @@ impl ItemItemModel {
     /// The history items that contributed most to `item`'s score in the last
     /// `score_into` call with this scratch (strongest first, at most `limit`).
     pub fn explain_from_scratch(&self, item: ItemId, scratch: &ItemItemScratch, limit: usize) -> Vec<Contribution> {
-        let contributions = scratch
-            .history_weights
-            .iter()
-            .zip(&scratch.neighbour_thresholds)
-            .map(|(&(source, weight), &weakest)| Contribution { item: source, weight: weight * self.similarity(source, item, weakest) });
+        let contributions = scratch.history_weights.iter().map(|&(source, weight)| {
+            let similarity = self
+                .neighbours(source)
+                .iter()
+                .find(|(target, _)| *target == item.0)
+                .map(|(_, similarity)| *similarity)
+                .unwrap_or(0.0);
+            Contribution { item: source, weight: weight * similarity }
+        });
         strongest_contributions(contributions, limit)
     }
 

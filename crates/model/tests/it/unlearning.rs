@@ -23,6 +23,27 @@ fn ease_config() -> EaseConfig {
     EaseConfig { regularisation: 2.0, held_kinds: KindSet::engagement(), ..EaseConfig::default() }
 }
 
+/// Every subject's list and every item's neighbours, as comparable values.
+fn all_recommendations(model: &ItemItemModel) -> Vec<Vec<(u32, f32, Vec<u32>)>> {
+    let now = 200 * 86_400;
+    let mut lists: Vec<Vec<(u32, f32, Vec<u32>)>> = (0..crate::streams::N_SUBJECTS)
+        .map(|subject| {
+            model
+                .recommend(SubjectId(subject), 5, now)
+                .into_iter()
+                .map(|recommendation| {
+                    let because = recommendation.because.iter().map(|contribution| contribution.item.0).collect();
+                    (recommendation.item.0, recommendation.score, because)
+                })
+                .collect()
+        })
+        .collect();
+    lists.extend((0..crate::streams::N_ITEMS).map(|item| {
+        model.neighbours(discreet_model::ItemId(item)).iter().map(|&(other, similarity)| (other, similarity, Vec::new())).collect()
+    }));
+    lists
+}
+
 fn learned_item_item(stream: &[Interaction]) -> ItemItemModel {
     let mut model = ItemItemModel::new(item_item_config());
     for interaction in stream {
@@ -60,25 +81,38 @@ proptest! {
         let expected = learned_item_item(&without(&stream, subject));
 
         let mut by_events = learned_item_item(&stream);
+        // Warm the lazily computed neighbour lists, so stale ones would show below.
+        all_recommendations(&by_events);
         for interaction in stream.iter().filter(|interaction| interaction.subject == subject) {
             by_events.unlearn(interaction).unwrap();
         }
         prop_assert_eq!(&by_events, &expected);
+        prop_assert_eq!(all_recommendations(&by_events), all_recommendations(&expected));
 
         let mut by_forget = learned_item_item(&stream);
+        all_recommendations(&by_forget);
         by_forget.forget_subject(subject);
         prop_assert_eq!(&by_forget, &expected);
+        prop_assert_eq!(all_recommendations(&by_forget), all_recommendations(&expected));
     }
 
     #[test]
     fn item_item_learning_order_does_not_matter_and_build_equals_learn((stream, _subject, seed) in stream_subject_and_seed()) {
         let in_order = learned_item_item(&stream);
+        let mut warmed_then_learned = ItemItemModel::build(item_item_config(), &stream[..stream.len() / 3]);
+        all_recommendations(&warmed_then_learned);
+        for interaction in &stream[stream.len() / 3..] {
+            warmed_then_learned.learn(interaction);
+        }
+        prop_assert_eq!(all_recommendations(&warmed_then_learned), all_recommendations(&in_order));
         prop_assert_eq!(&learned_item_item(&shuffled(&stream, seed)), &in_order);
         prop_assert_eq!(&ItemItemModel::build(item_item_config(), &stream), &in_order);
         let half = stream.len() / 2;
         let mut batched = ItemItemModel::build(item_item_config(), &stream[..half]);
+        all_recommendations(&batched);
         batched.learn_batch(&shuffled(&stream[half..], seed));
         prop_assert_eq!(&batched, &in_order);
+        prop_assert_eq!(all_recommendations(&batched), all_recommendations(&in_order));
     }
 
     #[test]
