@@ -16,6 +16,9 @@ use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::{ScoredItem, top_n};
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
 
+/// An item's kept neighbours `(item, similarity)`, best first.
+type NeighbourList = Box<[(u32, f32)]>;
+
 /// Subjects holding at least this many items are forgotten on two threads.
 const PARALLEL_FORGET_ITEMS: usize = 256;
 
@@ -69,7 +72,7 @@ pub struct ItemItemModel {
     /// Derived, lazily: each item's kept neighbours `(item, similarity)`, best first. Filled
     /// on first use by a query; emptied by every change to an input of that list (the row's
     /// counts or a member's holder count), so it never outlives the counts it came from.
-    neighbour_lists: Vec<OnceLock<Box<[(u32, f32)]>>>,
+    neighbour_lists: Vec<OnceLock<NeighbourList>>,
 }
 
 impl ItemItemModel {

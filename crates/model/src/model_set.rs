@@ -227,13 +227,12 @@ impl ModelSet {
             self.popularity.learn(interaction);
             return Err(error);
         }
-        if let Some(ease) = self.ease.as_mut() {
-            if let Err(error) = ease.unlearn(interaction) {
-                // Put back what was already removed, so a bad unlearn changes nothing.
-                self.popularity.learn(interaction);
-                self.item_item.learn(interaction);
-                return Err(error);
-            }
+        let ease_outcome = self.ease.as_mut().map_or(Ok(()), |ease| ease.unlearn(interaction));
+        if let Err(error) = ease_outcome {
+            // Put back what was already removed, so a bad unlearn changes nothing.
+            self.popularity.learn(interaction);
+            self.item_item.learn(interaction);
+            return Err(error);
         }
         Ok(())
     }
