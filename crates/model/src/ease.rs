@@ -205,14 +205,16 @@ impl EaseModel {
             if held_now == held_at_refresh {
                 continue;
             }
-            if !held_at_refresh.is_empty() {
-                self.rank_one_update(&held_at_refresh, -1.0)?;
-                report.rank_one_updates += 1;
+            let downdated = held_at_refresh.is_empty() || self.rank_one_update(&held_at_refresh, -1.0).is_ok();
+            let updated = downdated && (held_now.is_empty() || self.rank_one_update(&held_now, 1.0).is_ok());
+            if !updated {
+                // Rounding made an update ill-conditioned: the exact path is a new factorisation
+                // from the histories, which already hold every change.
+                self.refactorise()?;
+                report.refactorised = true;
+                return Ok(report);
             }
-            if !held_now.is_empty() {
-                self.rank_one_update(&held_now, 1.0)?;
-                report.rank_one_updates += 1;
-            }
+            report.rank_one_updates += usize::from(!held_at_refresh.is_empty()) + usize::from(!held_now.is_empty());
         }
         self.updates_since_drift_check += report.rank_one_updates;
         self.copy_diagonal();

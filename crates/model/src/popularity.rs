@@ -260,3 +260,41 @@ impl PopularityModel {
         worst
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SubjectId;
+    use crate::interaction::{CountryId, InteractionKind};
+
+    fn purchase(item: u32, at: UnixSeconds, country: u16) -> Interaction {
+        Interaction {
+            subject: SubjectId(0),
+            item: ItemId(item),
+            at,
+            kind: InteractionKind::Purchase,
+            quantity: 1,
+            context: Context { country: Some(CountryId(country)), ..Context::default() },
+        }
+    }
+
+    #[test]
+    fn trending_prefers_recent_events_and_the_requests_country() {
+        let day = 86_400;
+        let config = PopularityConfig { reference_time: 100 * day, trend_half_life_days: 7.0, ..PopularityConfig::default() };
+        let mut model = PopularityModel::new(config).unwrap();
+        // Item 0: three old purchases in country 0. Item 1: one recent purchase in country 1.
+        for at in [10 * day, 11 * day, 12 * day] {
+            model.learn(&purchase(0, at, 0));
+        }
+        model.learn(&purchase(1, 99 * day, 1));
+        let now = 100 * day;
+        assert_eq!(model.popular(&Context::default(), 1, now)[0].item, ItemId(1));
+        assert_eq!(model.all_time_popular(1)[0].item, ItemId(0));
+        // One recent event in item 2 in country 0 beats item 1 for a request from country 0.
+        model.learn(&purchase(2, 98 * day, 0));
+        let from_country_zero = Context { country: Some(CountryId(0)), ..Context::default() };
+        assert_eq!(model.popular(&from_country_zero, 1, now)[0].item, ItemId(2));
+        assert!(PopularityModel::new(PopularityConfig { trend_half_life_days: 0.0, ..PopularityConfig::default() }).is_err());
+    }
+}
