@@ -21,6 +21,9 @@ use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::top_n;
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
 
+/// Subjects holding at least this many items have `P x` computed on two threads.
+const PARALLEL_PROJECTION_ITEMS: usize = 128;
+
 /// Settings of the EASE model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EaseConfig {
@@ -253,10 +256,30 @@ impl EaseModel {
     fn rank_one_update(&mut self, items: &[u32], sign: f64) -> Result<()> {
         let dimension = self.gram_inverse.nrows();
         let mut projected = Col::<f64>::zeros(dimension);
-        for &item in items {
-            let column = self.gram_inverse.col_as_slice(item as usize);
-            for (sum, value) in projected.as_mut().iter_mut().zip(column) {
-                *sum += value;
+        {
+            // `P x` is the sum of the subject's columns: split the rows over two threads
+            // when there are many columns to read.
+            let inverse = &self.gram_inverse;
+            let sum_rows = |first_row: usize, sums: &mut [f64]| {
+                for &item in items {
+                    let column = &inverse.col_as_slice(item as usize)[first_row..first_row + sums.len()];
+                    for (sum, value) in sums.iter_mut().zip(column) {
+                        *sum += value;
+                    }
+                }
+            };
+            let Some(sums) = projected.try_as_col_major_mut().map(|column| column.as_slice_mut()) else {
+                return Err(ModelError::Numerical { detail: "a new column vector is not contiguous".to_string() });
+            };
+            if items.len() >= PARALLEL_PROJECTION_ITEMS {
+                let middle = dimension / 2;
+                let (low_sums, high_sums) = sums.split_at_mut(middle);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| sum_rows(0, low_sums));
+                    sum_rows(middle, high_sums);
+                });
+            } else {
+                sum_rows(0, sums);
             }
         }
         let quadratic: f64 = items.iter().map(|&item| projected[item as usize]).sum();

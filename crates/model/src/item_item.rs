@@ -309,9 +309,15 @@ impl ItemItemModel {
         for &item in &items {
             self.change_holders(item, -1);
         }
+        // Membership by item id: one byte lookup per row entry instead of a merge.
+        let mut is_member = vec![false; self.cooccurrence_rows.len()];
+        for &item in &items {
+            is_member[item as usize] = true;
+        }
+        let is_member = &is_member;
         if items.len() < PARALLEL_FORGET_ITEMS {
             for &item in &items {
-                subtract_sorted(&mut self.cooccurrence_rows[item as usize], &items, item);
+                subtract_members(&mut self.cooccurrence_rows[item as usize], is_member);
             }
         } else {
             // Rows are independent: split them in two halves, one per thread.
@@ -321,11 +327,11 @@ impl ItemItemModel {
             std::thread::scope(|scope| {
                 scope.spawn(move || {
                     for &item in items.iter().filter(|&&item| (item as usize) < middle) {
-                        subtract_sorted(&mut low_rows[item as usize], items, item);
+                        subtract_members(&mut low_rows[item as usize], is_member);
                     }
                 });
                 for &item in items.iter().filter(|&&item| (item as usize) >= middle) {
-                    subtract_sorted(&mut high_rows[item as usize - middle], items, item);
+                    subtract_members(&mut high_rows[item as usize - middle], is_member);
                 }
             });
         }
@@ -488,6 +494,17 @@ fn add_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32, merged
     }
     merged.extend(existing.copied());
     std::mem::swap(row, merged);
+}
+
+/// Subtracts one from the count of every entry whose item is a member, dropping zeros
+/// (a row never holds its own item, so no skip is needed).
+fn subtract_members(row: &mut Vec<(u32, u32)>, is_member: &[bool]) {
+    row.retain_mut(|(item, count)| {
+        if is_member[*item as usize] {
+            *count -= 1;
+        }
+        *count > 0
+    });
 }
 
 /// Subtracts one from the count of every item of `sorted_items` (ascending) except `skip`,

@@ -246,3 +246,34 @@ fn forgetting_a_subject_with_hundreds_of_items_uses_both_halves_and_stays_exact(
     assert_eq!(held.len(), 400);
     assert_eq!(model, ItemItemModel::build(item_item_config(), &without(&stream, SubjectId(0))));
 }
+
+#[test]
+fn ease_forgetting_a_subject_with_hundreds_of_items_matches_the_rebuilt_model() {
+    // One subject holds 150 of 200 items (the two-thread projection), among 40 small ones.
+    let mut stream = Vec::new();
+    let mut push = |subject: u32, item: u32, at: i64| {
+        stream.push(Interaction {
+            subject: SubjectId(subject),
+            item: discreet_model::ItemId(item),
+            at,
+            kind: discreet_model::InteractionKind::Purchase,
+            quantity: 1,
+            context: discreet_model::Context::default(),
+        })
+    };
+    for item in 0..150u32 {
+        push(0, (item * 3) % 200, item as i64);
+    }
+    for subject in 1..41u32 {
+        for step in 0..10u32 {
+            push(subject, (subject * 13 + step * 29) % 200, step as i64);
+        }
+    }
+    let config = EaseConfig { regularisation: 5.0, ..EaseConfig::default() };
+    let mut model = EaseModel::build(config.clone(), &stream).unwrap();
+    model.forget_subject(SubjectId(0));
+    let report = model.refresh().unwrap();
+    assert_eq!(report.rank_one_updates, 1);
+    let rebuilt = EaseModel::build(config, &without(&stream, SubjectId(0))).unwrap();
+    assert!(largest_inverse_difference(&model, &rebuilt) < 1e-9);
+}
