@@ -419,6 +419,9 @@ fn percentiles(mut durations: Vec<Duration>) -> (f64, f64, f64) {
 /// only; never used to choose settings).
 const LATENCY_HISTORY_CAP: usize = 25;
 
+/// Weights per item of the pruned-EASE blend measured next to the chosen one (reported only).
+const LATENCY_KEPT_WEIGHTS: usize = 100;
+
 /// Latency figures of the final models.
 struct Latency {
     name: String,
@@ -489,6 +492,23 @@ fn measure_latencies(
     figures.push(latency(
         format!("recommend 10, blend, history cap {LATENCY_HISTORY_CAP} (test NDCG@10 {:.4})", capped_quality.ndcg_at_10),
         durations_capped,
+    ));
+    // The same blend with EASE pruned to each item's strongest weights (rows cached lazily;
+    // the first use of each row after a change is included in the timings).
+    model_set.set_ease_kept_weights(LATENCY_KEPT_WEIGHTS);
+    let mut durations_pruned = Vec::with_capacity(split.subjects.len());
+    for index in 0..split.held.len() {
+        let subject = SubjectId(index as u32);
+        let started = Instant::now();
+        let recommendations = model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
+        durations_pruned.push(started.elapsed());
+        std::hint::black_box(recommendations);
+    }
+    let pruned_quality = evaluate_model_set(model_set, split);
+    model_set.set_ease_kept_weights(0);
+    figures.push(latency(
+        format!("recommend 10, blend, EASE {LATENCY_KEPT_WEIGHTS} weights/item (test NDCG@10 {:.4})", pruned_quality.ndcg_at_10),
+        durations_pruned,
     ));
     figures.push(latency("recommend 10, item-item", durations_item_item));
     figures.push(latency("recommend 10, EASE", durations_ease));
@@ -790,11 +810,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if !latencies.is_empty() {
         writeln!(output)?;
-        writeln!(output, "{:<66} {:>6} {:>10} {:>10} {:>10}", "latency", "calls", "p50 µs", "p99 µs", "max µs")?;
+        writeln!(output, "{:<70} {:>6} {:>10} {:>10} {:>10}", "latency", "calls", "p50 µs", "p99 µs", "max µs")?;
         for figure in &latencies {
             writeln!(
                 output,
-                "{:<66} {:>6} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<70} {:>6} {:>10.1} {:>10.1} {:>10.1}",
                 figure.name, figure.n_calls, figure.p50_micros, figure.p99_micros, figure.max_micros
             )?;
         }

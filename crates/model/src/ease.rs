@@ -10,6 +10,7 @@
 //! it passes a bound. Never holds more than the subjects' histories and `P`.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Accum, Col, Mat, Par, Side};
@@ -35,6 +36,10 @@ pub struct EaseConfig {
     pub history_half_life_days: Option<f64>,
     /// Only the most recent this-many history items score (0 = all); bounds latency.
     pub max_history_items: usize,
+    /// Keep only each history item's this-many strongest weights when scoring (0 = use
+    /// every weight, exact EASE). Pruned rows are computed lazily and cached until `P`
+    /// changes: far fewer reads per recommendation, at some cost in quality.
+    pub kept_weights_per_item: usize,
     /// Refactorise when the measured residual of `(G + λI)P = I` exceeds this.
     pub drift_bound: f64,
     /// Measure the residual after this many rank-1 updates since the last measurement.
@@ -48,6 +53,7 @@ impl Default for EaseConfig {
             regularisation: 300.0,
             history_half_life_days: Some(120.0),
             max_history_items: 200,
+            kept_weights_per_item: 0,
             drift_bound: 1e-9,
             drift_check_every_updates: 64,
         }
@@ -59,6 +65,13 @@ impl Default for EaseConfig {
 pub struct EaseScratch {
     history_weights: Vec<(ItemId, f32)>,
     accumulated: Vec<f64>,
+}
+
+/// One item's kept weights, strongest first, and the weakest weight kept.
+#[derive(Clone, Debug)]
+struct WeightRow {
+    weights: Box<[(u32, f32)]>,
+    weakest_kept: f32,
 }
 
 /// What `refresh` did, for benchmarks and logs.
@@ -80,6 +93,9 @@ pub struct EaseModel {
     /// Copy of the diagonal of `gram_inverse`, refreshed with it: scoring divides by it,
     /// and reading it from the matrix is one cache miss per item.
     inverse_diagonal: Vec<f64>,
+    /// Derived, lazily, when `kept_weights_per_item > 0`: each item's strongest weights
+    /// `B_i·`; emptied whenever `P` changes.
+    weight_rows: Vec<OnceLock<WeightRow>>,
     /// Subjects changed since the last refresh, with what they held at that refresh.
     pending_changes: BTreeMap<SubjectId, Vec<u32>>,
     item_bound: usize,
@@ -96,6 +112,7 @@ impl EaseModel {
             histories,
             gram_inverse: Mat::zeros(0, 0),
             inverse_diagonal: Vec::new(),
+            weight_rows: Vec::new(),
             pending_changes: BTreeMap::new(),
             item_bound: 0,
             updates_since_drift_check: 0,
@@ -124,6 +141,12 @@ impl EaseModel {
     pub fn set_history_weighting(&mut self, history_half_life_days: Option<f64>, max_history_items: usize) {
         self.config.history_half_life_days = history_half_life_days;
         self.config.max_history_items = max_history_items;
+    }
+
+    /// Changes how many weights per history item score (0 = all, exact EASE).
+    pub fn set_kept_weights(&mut self, kept_weights_per_item: usize) {
+        self.config.kept_weights_per_item = kept_weights_per_item;
+        self.after_inverse_changed();
     }
 
     /// The subjects' histories this model holds.
@@ -194,7 +217,7 @@ impl EaseModel {
             report.refactorised = true;
             return Ok(report);
         }
-        self.grow_inverse();
+        let grew = self.grow_inverse();
         // A factorisation costs about n³/3 flops; one rank-1 update about 2n².
         let updates_worth_a_factorisation = (self.item_bound / 6).max(8);
         let changes = std::mem::take(&mut self.pending_changes);
@@ -220,7 +243,9 @@ impl EaseModel {
             report.rank_one_updates += usize::from(!held_at_refresh.is_empty()) + usize::from(!held_now.is_empty());
         }
         self.updates_since_drift_check += report.rank_one_updates;
-        self.copy_diagonal();
+        if grew || report.rank_one_updates > 0 {
+            self.after_inverse_changed();
+        }
         if self.updates_since_drift_check >= self.config.drift_check_every_updates {
             self.updates_since_drift_check = 0;
             let drift = self.measure_drift(4);
@@ -233,22 +258,53 @@ impl EaseModel {
         Ok(report)
     }
 
-    fn copy_diagonal(&mut self) {
+    /// Refreshes what is derived from `P`: its diagonal, and the pruned weight rows (emptied).
+    fn after_inverse_changed(&mut self) {
         let dimension = self.gram_inverse.nrows();
         self.inverse_diagonal.clear();
         self.inverse_diagonal.extend((0..dimension).map(|index| self.gram_inverse[(index, index)]));
+        self.weight_rows.clear();
+        self.weight_rows.resize_with(dimension, OnceLock::new);
+    }
+
+    /// The kept weights of `source` (computed on first use after `P` changed).
+    fn weight_row(&self, source: ItemId) -> Option<&WeightRow> {
+        let keep = self.config.kept_weights_per_item;
+        let cell = self.weight_rows.get(source.index())?;
+        Some(cell.get_or_init(|| {
+            let column = self.gram_inverse.col_as_slice(source.index());
+            let mut kept: Vec<(u32, f32)> = Vec::with_capacity(keep + 1);
+            for (target, (value, diagonal)) in column.iter().zip(&self.inverse_diagonal).enumerate() {
+                if target == source.index() {
+                    continue;
+                }
+                let weight = (-value / diagonal) as f32;
+                if kept.len() == keep && kept.last().is_some_and(|weakest| weight <= weakest.1) {
+                    continue;
+                }
+                let position = kept.partition_point(|existing| existing.1 >= weight);
+                kept.insert(position, (target as u32, weight));
+                if kept.len() > keep {
+                    kept.pop();
+                }
+            }
+            let weakest_kept = if kept.len() == keep { kept.last().map_or(f32::NEG_INFINITY, |weakest| weakest.1) } else { f32::NEG_INFINITY };
+            WeightRow { weights: kept.into_boxed_slice(), weakest_kept }
+        }))
     }
 
     /// Extends the inverse to items first seen since the last refresh: nobody held them
     /// at that refresh, so their Gram rows were zero and their inverse block is `1/λ`.
-    fn grow_inverse(&mut self) {
+    fn grow_inverse(&mut self) -> bool {
         let old_dimension = self.gram_inverse.nrows();
         if self.item_bound > old_dimension {
             let diagonal = 1.0 / self.config.regularisation;
             self.gram_inverse.resize_with(self.item_bound, self.item_bound, |row, column| {
                 if row == column && row >= old_dimension { diagonal } else { 0.0 }
             });
+            return true;
         }
+        false
     }
 
     /// `P ← P - s·(Px)(Px)ᵀ / (1 + s·xᵀPx)` for binary `x` over `items`: adds (`s = 1`)
@@ -355,7 +411,7 @@ impl EaseModel {
         drop(regularised_gram);
         self.gram_inverse = Mat::zeros(0, 0);
         self.gram_inverse = factor.inverse();
-        self.copy_diagonal();
+        self.after_inverse_changed();
         self.pending_changes.clear();
         self.updates_since_drift_check = 0;
         self.factorised_once = true;
@@ -376,6 +432,21 @@ impl EaseModel {
             self.config.max_history_items,
             &mut scratch.history_weights,
         );
+        if self.config.kept_weights_per_item > 0 {
+            for score in scores.iter_mut().take(dimension) {
+                *score = 0.0;
+            }
+            for &(item, weight) in &scratch.history_weights {
+                if let Some(row) = self.weight_row(item) {
+                    for &(target, item_weight) in row.weights.iter() {
+                        if let Some(score) = scores.get_mut(target as usize) {
+                            *score += weight * item_weight;
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
         scratch.accumulated.clear();
         scratch.accumulated.resize(dimension, 0.0);
         for &(item, weight) in &scratch.history_weights {
@@ -397,7 +468,20 @@ impl EaseModel {
         if source.index() >= dimension || target.index() >= dimension || source == target {
             return 0.0;
         }
-        -self.gram_inverse[(source.index(), target.index())] / self.inverse_diagonal[target.index()]
+        // Column `source`, as scoring reads it (P is symmetric up to rounding).
+        -self.gram_inverse[(target.index(), source.index())] / self.inverse_diagonal[target.index()]
+    }
+
+    /// The weight of `source → target` as scoring uses it (0 when pruned away).
+    fn scoring_weight(&self, source: ItemId, target: ItemId) -> f32 {
+        let weight = self.weight(source, target) as f32;
+        if self.config.kept_weights_per_item == 0 || source == target {
+            return weight;
+        }
+        match self.weight_row(source) {
+            Some(row) if weight >= row.weakest_kept => weight,
+            _ => 0.0,
+        }
     }
 
     /// The history items that contributed most to `item` in the last `score_into` call
@@ -406,7 +490,7 @@ impl EaseModel {
         let contributions = scratch
             .history_weights
             .iter()
-            .map(|&(source, weight)| Contribution { item: source, weight: weight * self.weight(source, item) as f32 });
+            .map(|&(source, weight)| Contribution { item: source, weight: weight * self.scoring_weight(source, item) });
         strongest_contributions(contributions, limit)
     }
 

@@ -167,6 +167,15 @@ impl ModelSet {
         }
     }
 
+    /// Prunes EASE scoring to each history item's strongest `kept_weights_per_item`
+    /// weights (0 = exact EASE).
+    pub fn set_ease_kept_weights(&mut self, kept_weights_per_item: usize) {
+        self.config.ease.kept_weights_per_item = kept_weights_per_item;
+        if let Some(ease) = self.ease.as_mut() {
+            ease.set_kept_weights(kept_weights_per_item);
+        }
+    }
+
     /// Changes the blend weights.
     pub fn set_blend(&mut self, blend: BlendConfig) {
         self.config.blend = blend;

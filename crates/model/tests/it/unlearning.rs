@@ -277,3 +277,36 @@ fn ease_forgetting_a_subject_with_hundreds_of_items_matches_the_rebuilt_model() 
     let rebuilt = EaseModel::build(config, &without(&stream, SubjectId(0))).unwrap();
     assert!(largest_inverse_difference(&model, &rebuilt) < 1e-9);
 }
+
+proptest! {
+    /// Pruned rows are cached: after a forget they must be recomputed from the new `P`, so
+    /// a model whose rows were warmed before the forget scores exactly like the same model
+    /// with its cache emptied.
+    #[test]
+    fn pruned_ease_rows_never_outlive_a_forget((stream, subject, _seed) in stream_subject_and_seed()) {
+        let config = EaseConfig { kept_weights_per_item: 3, ..ease_config() };
+        let now = 200 * 86_400;
+        let scores = |model: &EaseModel| -> Vec<Vec<f32>> {
+            (0..crate::streams::N_SUBJECTS)
+                .map(|other| {
+                    let mut scores = vec![0.0f32; model.item_bound()];
+                    let mut scratch = discreet_model::ease::EaseScratch::default();
+                    model.score_into(SubjectId(other), now, &mut scores, &mut scratch).unwrap();
+                    scores
+                })
+                .collect()
+        };
+        let mut model = EaseModel::build(config, &stream).unwrap();
+        let mut never_warmed = model.clone();
+        let before = scores(&model);
+        model.forget_subject(subject);
+        model.refresh().unwrap();
+        never_warmed.forget_subject(subject);
+        never_warmed.refresh().unwrap();
+        let after = scores(&model);
+        prop_assert_eq!(&after, &scores(&never_warmed));
+        // Whoever was forgotten now scores nothing, whatever they scored before.
+        prop_assert!(after[subject.index()].iter().all(|score| *score == 0.0));
+        prop_assert_eq!(before.len(), after.len());
+    }
+}
