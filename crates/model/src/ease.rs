@@ -67,11 +67,10 @@ pub struct EaseScratch {
     accumulated: Vec<f64>,
 }
 
-/// One item's kept weights, strongest first, and the weakest weight kept.
+/// One item's kept weights `(target, weight)`, ascending by target.
 #[derive(Clone, Debug)]
 struct WeightRow {
     weights: Box<[(u32, f32)]>,
-    weakest_kept: f32,
 }
 
 /// What `refresh` did, for benchmarks and logs.
@@ -288,8 +287,9 @@ impl EaseModel {
                     kept.pop();
                 }
             }
-            let weakest_kept = if kept.len() == keep { kept.last().map_or(f32::NEG_INFINITY, |weakest| weakest.1) } else { f32::NEG_INFINITY };
-            WeightRow { weights: kept.into_boxed_slice(), weakest_kept }
+            // By item id, so explanations find a weight by binary search.
+            kept.sort_unstable_by_key(|(target, _)| *target);
+            WeightRow { weights: kept.into_boxed_slice() }
         }))
     }
 
@@ -468,20 +468,21 @@ impl EaseModel {
         if source.index() >= dimension || target.index() >= dimension || source == target {
             return 0.0;
         }
-        // Column `source`, as scoring reads it (P is symmetric up to rounding).
-        -self.gram_inverse[(target.index(), source.index())] / self.inverse_diagonal[target.index()]
+        // Column `target` (P is symmetric up to rounding): explaining one recommended item
+        // then reads one column, sequentially, instead of one cache line per history item.
+        -self.gram_inverse[(source.index(), target.index())] / self.inverse_diagonal[target.index()]
     }
 
     /// The weight of `source → target` as scoring uses it (0 when pruned away).
     fn scoring_weight(&self, source: ItemId, target: ItemId) -> f32 {
-        let weight = self.weight(source, target) as f32;
-        if self.config.kept_weights_per_item == 0 || source == target {
-            return weight;
+        if self.config.kept_weights_per_item == 0 {
+            return self.weight(source, target) as f32;
         }
-        match self.weight_row(source) {
-            Some(row) if weight >= row.weakest_kept => weight,
-            _ => 0.0,
-        }
+        self.weight_row(source)
+            .and_then(|row| {
+                row.weights.binary_search_by_key(&target.0, |(kept, _)| *kept).ok().map(|position| row.weights[position].1)
+            })
+            .unwrap_or(0.0)
     }
 
     /// The history items that contributed most to `item` in the last `score_into` call

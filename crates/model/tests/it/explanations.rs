@@ -35,11 +35,14 @@ proptest! {
         let now = 200 * 86_400;
         let item_item = ItemItemModel::build(ItemItemConfig { held_kinds: KindSet::engagement(), ..ItemItemConfig::default() }, &stream);
         let ease = EaseModel::build(EaseConfig { regularisation: 2.0, held_kinds: KindSet::engagement(), ..EaseConfig::default() }, &stream).unwrap();
+        let mut pruned_ease = ease.clone();
+        pruned_ease.set_kept_weights(2);
         let model_set = model_set(&stream);
         for subject in (0..N_SUBJECTS).map(SubjectId) {
             let lists = [
                 item_item.recommend(subject, 5, now),
                 ease.recommend(subject, 5, now).unwrap(),
+                pruned_ease.recommend(subject, 5, now).unwrap(),
                 model_set.recommend(subject, 5, now, &Context::default()),
             ];
             for recommendation in lists.iter().flatten() {
