@@ -352,19 +352,17 @@ impl ModelSet {
             .map(|scored| {
                 let mut contributions: Vec<Contribution> = Vec::new();
                 if let Some(ease) = ease.filter(|_| ease_scale > 0.0) {
-                    for contribution in ease.explain_from_scratch(scored.item, &scratch.ease, usize::MAX) {
-                        merge_contribution(&mut contributions, contribution, ease_scale);
-                    }
+                    let explained = ease.explain_from_scratch(scored.item, &scratch.ease, usize::MAX);
+                    contributions.extend(scaled(explained, ease_scale));
                 }
                 if item_item_scale > 0.0 {
-                    for contribution in self.item_item.explain_from_scratch(scored.item, &scratch.item_item, usize::MAX) {
-                        merge_contribution(&mut contributions, contribution, item_item_scale);
-                    }
+                    let explained = self.item_item.explain_from_scratch(scored.item, &scratch.item_item, usize::MAX);
+                    contributions.extend(scaled(explained, item_item_scale));
                 }
                 Recommendation {
                     item: scored.item,
                     score: scored.score,
-                    because: strongest_contributions(contributions.into_iter(), 3),
+                    because: strongest_contributions(summed_by_item(contributions).into_iter(), 3),
                 }
             })
             .collect()
@@ -429,9 +427,19 @@ fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {
     }
 }
 
-fn merge_contribution(contributions: &mut Vec<Contribution>, contribution: Contribution, scale: f32) {
-    match contributions.iter_mut().find(|existing| existing.item == contribution.item) {
-        Some(existing) => existing.weight += scale * contribution.weight,
-        None => contributions.push(Contribution { item: contribution.item, weight: scale * contribution.weight }),
+fn scaled(contributions: Vec<Contribution>, scale: f32) -> impl Iterator<Item = Contribution> {
+    contributions.into_iter().map(move |contribution| Contribution { item: contribution.item, weight: scale * contribution.weight })
+}
+
+/// One contribution per history item, the models' shares added.
+fn summed_by_item(mut contributions: Vec<Contribution>) -> Vec<Contribution> {
+    contributions.sort_unstable_by_key(|contribution| contribution.item);
+    let mut summed: Vec<Contribution> = Vec::with_capacity(contributions.len());
+    for contribution in contributions {
+        match summed.last_mut() {
+            Some(last) if last.item == contribution.item => last.weight += contribution.weight,
+            _ => summed.push(contribution),
+        }
     }
+    summed
 }
