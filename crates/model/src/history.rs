@@ -171,16 +171,16 @@ impl SubjectHistories {
     ) {
         weights.clear();
         let held = self.held(subject);
-        for held_item in held {
-            weights.push((held_item.item, recency_weight(now, held_item.last_at(), half_life_days)));
-        }
-        if max_items > 0 && weights.len() > max_items {
-            // Keep the most recent; ties resolved by item id for determinism.
-            weights.select_nth_unstable_by(max_items - 1, |left, right| {
-                right.1.total_cmp(&left.1).then(left.0.cmp(&right.0))
-            });
-            weights.truncate(max_items);
-            weights.sort_unstable_by_key(|(item, _)| *item);
+        if max_items > 0 && held.len() > max_items {
+            // Choose the most recent by time first (ties: lower item id), so only the kept
+            // items pay for a `powf`.
+            let mut recent: Vec<(UnixSeconds, ItemId)> = held.iter().map(|held_item| (held_item.last_at(), held_item.item)).collect();
+            recent.select_nth_unstable_by(max_items - 1, |left, right| right.0.cmp(&left.0).then(left.1.cmp(&right.1)));
+            recent.truncate(max_items);
+            recent.sort_unstable_by_key(|(_, item)| *item);
+            weights.extend(recent.into_iter().map(|(at, item)| (item, recency_weight(now, at, half_life_days))));
+        } else {
+            weights.extend(held.iter().map(|held_item| (held_item.item, recency_weight(now, held_item.last_at(), half_life_days))));
         }
     }
 
@@ -257,6 +257,20 @@ mod tests {
         assert_eq!(histories.unlearn(&purchase(0, 3, 20)), Ok(HeldChange::NoLongerHeld));
         assert!(histories.held(SubjectId(0)).is_empty());
         assert_eq!(histories.n_events(), 0);
+    }
+
+    #[test]
+    fn a_history_cap_keeps_the_most_recent_items_even_without_decay() {
+        let mut histories = SubjectHistories::new(KindSet::purchases());
+        for (item, at) in [(1, 50), (2, 10), (3, 40), (4, 20)] {
+            histories.learn(&purchase(0, item, at));
+        }
+        let mut weights = Vec::new();
+        histories.recency_weights(SubjectId(0), 100, None, 2, &mut weights);
+        assert_eq!(weights, vec![(ItemId(1), 1.0), (ItemId(3), 1.0)]);
+        histories.recency_weights(SubjectId(0), 100 + 86_400, Some(1.0), 0, &mut weights);
+        assert_eq!(weights.len(), 4);
+        assert!((weights[0].1 - 0.5).abs() < 1e-3);
     }
 
     #[test]
