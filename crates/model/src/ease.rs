@@ -488,11 +488,16 @@ impl EaseModel {
     /// The history items that contributed most to `item` in the last `score_into` call
     /// with this scratch (strongest first, at most `limit`).
     pub fn explain_from_scratch(&self, item: ItemId, scratch: &EaseScratch, limit: usize) -> Vec<Contribution> {
-        let contributions = scratch
+        strongest_contributions(self.contributions(item, scratch), limit)
+    }
+
+    /// Every history item's share of `item`'s score in the last `score_into` call with this
+    /// scratch, ascending by history item.
+    pub fn contributions<'a>(&'a self, item: ItemId, scratch: &'a EaseScratch) -> impl Iterator<Item = Contribution> + 'a {
+        scratch
             .history_weights
             .iter()
-            .map(|&(source, weight)| Contribution { item: source, weight: weight * self.scoring_weight(source, item) });
-        strongest_contributions(contributions, limit)
+            .map(move |&(source, weight)| Contribution { item: source, weight: weight * self.scoring_weight(source, item) })
     }
 
     /// Personal recommendations ("discover": excludes what the subject holds), each with

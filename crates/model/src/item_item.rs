@@ -408,7 +408,13 @@ impl ItemItemModel {
     /// The history items that contributed most to `item`'s score in the last
     /// `score_into` call with this scratch (strongest first, at most `limit`).
     pub fn explain_from_scratch(&self, item: ItemId, scratch: &ItemItemScratch, limit: usize) -> Vec<Contribution> {
-        let contributions = scratch.history_weights.iter().map(|&(source, weight)| {
+        strongest_contributions(self.contributions(item, scratch), limit)
+    }
+
+    /// Every history item's share of `item`'s score in the last `score_into` call with this
+    /// scratch, ascending by history item.
+    pub fn contributions<'a>(&'a self, item: ItemId, scratch: &'a ItemItemScratch) -> impl Iterator<Item = Contribution> + 'a {
+        scratch.history_weights.iter().map(move |&(source, weight)| {
             let similarity = self
                 .neighbours(source)
                 .iter()
@@ -416,8 +422,7 @@ impl ItemItemModel {
                 .map(|(_, similarity)| *similarity)
                 .unwrap_or(0.0);
             Contribution { item: source, weight: weight * similarity }
-        });
-        strongest_contributions(contributions, limit)
+        })
     }
 
     /// Personal recommendations ("discover": excludes what the subject holds), each with

@@ -11,7 +11,7 @@ use crate::interaction::{Context, CountryId, Interaction, KindSet, UnixSeconds};
 use crate::item_item::{ItemItemConfig, ItemItemModel, ItemItemScratch};
 use crate::popularity::{PopularityConfig, PopularityModel};
 use crate::ranking::{ScoredItem, normalise_by_max, top_n};
-use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
+use crate::recommendation::{Contribution, Recommendation, strongest_contributions, sum_ascending};
 
 /// How the personal list blends the models (scores are each divided by their maximum).
 #[derive(Clone, Debug, PartialEq)]
@@ -350,19 +350,19 @@ impl ModelSet {
         });
         best.into_iter()
             .map(|scored| {
-                let mut contributions: Vec<Contribution> = Vec::new();
-                if let Some(ease) = ease.filter(|_| ease_scale > 0.0) {
-                    let explained = ease.explain_from_scratch(scored.item, &scratch.ease, usize::MAX);
-                    contributions.extend(scaled(explained, ease_scale));
-                }
-                if item_item_scale > 0.0 {
-                    let explained = self.item_item.explain_from_scratch(scored.item, &scratch.item_item, usize::MAX);
-                    contributions.extend(scaled(explained, item_item_scale));
-                }
+                // Each model's shares come ascending by history item; add them in one pass.
+                let from_ease = ease
+                    .filter(|_| ease_scale > 0.0)
+                    .into_iter()
+                    .flat_map(|ease| scaled(ease.contributions(scored.item, &scratch.ease), ease_scale));
+                let from_item_item = (item_item_scale > 0.0)
+                    .then(|| scaled(self.item_item.contributions(scored.item, &scratch.item_item), item_item_scale))
+                    .into_iter()
+                    .flatten();
                 Recommendation {
                     item: scored.item,
                     score: scored.score,
-                    because: strongest_contributions(summed_by_item(contributions).into_iter(), 3),
+                    because: strongest_contributions(sum_ascending(from_ease, from_item_item), 3),
                 }
             })
             .collect()
@@ -427,19 +427,7 @@ fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {
     }
 }
 
-fn scaled(contributions: Vec<Contribution>, scale: f32) -> impl Iterator<Item = Contribution> {
-    contributions.into_iter().map(move |contribution| Contribution { item: contribution.item, weight: scale * contribution.weight })
+fn scaled(contributions: impl Iterator<Item = Contribution>, scale: f32) -> impl Iterator<Item = Contribution> {
+    contributions.map(move |contribution| Contribution { item: contribution.item, weight: scale * contribution.weight })
 }
 
-/// One contribution per history item, the models' shares added.
-fn summed_by_item(mut contributions: Vec<Contribution>) -> Vec<Contribution> {
-    contributions.sort_unstable_by_key(|contribution| contribution.item);
-    let mut summed: Vec<Contribution> = Vec::with_capacity(contributions.len());
-    for contribution in contributions {
-        match summed.last_mut() {
-            Some(last) if last.item == contribution.item => last.weight += contribution.weight,
-            _ => summed.push(contribution),
-        }
-    }
-    summed
-}
