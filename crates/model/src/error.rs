@@ -16,6 +16,9 @@ pub enum ModelError {
     /// A model was asked to score before `refresh` applied its learned changes.
     #[error("the model has learned changes not yet applied; call refresh first")]
     NotRefreshed,
+    /// A step inside the model failed unexpectedly (a worker thread panicked).
+    #[error("internal model failure: {detail}")]
+    Internal { detail: String },
     /// The linear algebra failed (the regularised Gram matrix was not positive definite).
     #[error("numerical failure: {detail}")]
     Numerical { detail: String },

@@ -189,15 +189,20 @@ impl ModelSet {
     /// On an empty set this builds each model in one pass.
     pub fn learn_all(&mut self, interactions: &[Interaction]) -> Result<()> {
         if self.item_item.histories().n_events() == 0 && self.popularity.item_bound() == 0 {
-            self.item_item = ItemItemModel::build(self.config.item_item.clone(), interactions);
-            for interaction in interactions {
-                self.popularity.learn(interaction);
-            }
-            self.ease = if self.catalogue.len() <= self.config.ease_max_items {
-                Some(EaseModel::build(self.config.ease.clone(), interactions)?)
-            } else {
-                None
-            };
+            // The counting models build on one thread while EASE factorises on the others.
+            let keep_ease = self.catalogue.len() <= self.config.ease_max_items;
+            let (item_item, popularity, ease) = (&mut self.item_item, &mut self.popularity, &self.config.ease);
+            let item_item_config = self.config.item_item.clone();
+            let ease = std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    *item_item = ItemItemModel::build(item_item_config, interactions);
+                    for interaction in interactions {
+                        popularity.learn(interaction);
+                    }
+                });
+                keep_ease.then(|| EaseModel::build(ease.clone(), interactions)).transpose()
+            })?;
+            self.ease = ease;
             return Ok(());
         }
         self.item_item.learn_batch(interactions);
@@ -274,11 +279,21 @@ impl ModelSet {
                 return Err(error);
             }
         }
-        let held: Vec<HeldItem> = self.item_item.forget_subject(subject);
-        if let Some(ease) = self.ease.as_mut() {
-            ease.forget_subject(subject);
-            ease.refresh()?;
-        }
+        let held: Vec<HeldItem> = match self.ease.as_mut() {
+            None => self.item_item.forget_subject(subject),
+            Some(ease) => {
+                // Item-item and EASE are independent: forget in both at once.
+                let item_item = &mut self.item_item;
+                let (held, ease_outcome) = std::thread::scope(|scope| {
+                    let item_item_forget = scope.spawn(|| item_item.forget_subject(subject));
+                    ease.forget_subject(subject);
+                    let ease_outcome = ease.refresh();
+                    (item_item_forget.join(), ease_outcome)
+                });
+                ease_outcome?;
+                held.map_err(|_| ModelError::Internal { detail: "forgetting in the item-item model failed".to_string() })?
+            }
+        };
         self.subjects.release(name);
         Ok(ForgetReport {
             events_removed: held.iter().map(|held_item| held_item.event_times.len()).sum(),
