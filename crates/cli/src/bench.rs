@@ -67,6 +67,8 @@ struct VaultFigures {
     sealed_to_plain_ratio: f64,
     erase_subjects: usize,
     events_per_erased_subject: usize,
+    read_subject_ms_p50: f64,
+    read_subject_ms_p99: f64,
     erase_ms_p50: f64,
     erase_ms_p99: f64,
     ledger_entries: i64,
@@ -126,15 +128,27 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 fn open_bench_vault(dir: &Path) -> anyhow::Result<Vault> {
     let kek = Kek::generate()?;
-    Ok(Vault::open_sqlite(&SqliteOptions::new(dir.join("data"), None), KekRing::new(kek))?)
+    Ok(Vault::open_sqlite(
+        &SqliteOptions::new(dir.join("data"), None),
+        KekRing::new(kek),
+    )?)
 }
 
 /// Sealed, logged, durable appends through the vault, in batches, from `producers` threads.
-fn sealed_appends(dir: &Path, events: &[NewEvent], batch: usize, producers: usize) -> anyhow::Result<f64> {
+fn sealed_appends(
+    dir: &Path,
+    events: &[NewEvent],
+    batch: usize,
+    producers: usize,
+) -> anyhow::Result<f64> {
     let vault = open_bench_vault(dir)?;
     // Create the subjects first: the figure is for steady-state appends.
     let mut seen = std::collections::BTreeSet::new();
-    let first_events: Vec<NewEvent> = events.iter().filter(|event| seen.insert(event.subject.clone())).cloned().collect();
+    let first_events: Vec<NewEvent> = events
+        .iter()
+        .filter(|event| seen.insert(event.subject.clone()))
+        .cloned()
+        .collect();
     vault.append_events("bench", &first_events, None)?;
     let chunks: Vec<&[NewEvent]> = events.chunks(batch).collect();
     let next_chunk = std::sync::atomic::AtomicUsize::new(0);
@@ -145,14 +159,18 @@ fn sealed_appends(dir: &Path, events: &[NewEvent], batch: usize, producers: usiz
                 scope.spawn(|| -> anyhow::Result<()> {
                     loop {
                         let index = next_chunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(chunk) = chunks.get(index) else { return Ok(()) };
+                        let Some(chunk) = chunks.get(index) else {
+                            return Ok(());
+                        };
                         vault.append_events("bench", chunk, None)?;
                     }
                 })
             })
             .collect();
         for worker in workers {
-            worker.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
         }
         Ok(())
     })?;
@@ -175,10 +193,16 @@ fn plain_inserts(dir: &Path, events: &[NewEvent], batch: usize) -> anyhow::Resul
     for chunk in events.chunks(batch) {
         let transaction = connection.transaction()?;
         {
-            let mut statement =
-                transaction.prepare_cached("INSERT INTO events(subject, category, at, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut statement = transaction.prepare_cached(
+                "INSERT INTO events(subject, category, at, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for event in chunk {
-                statement.execute(rusqlite::params![event.subject, event.category, event.at, event.payload])?;
+                statement.execute(rusqlite::params![
+                    event.subject,
+                    event.category,
+                    event.at,
+                    event.payload
+                ])?;
             }
         }
         transaction.commit()?;
@@ -187,9 +211,15 @@ fn plain_inserts(dir: &Path, events: &[NewEvent], batch: usize) -> anyhow::Resul
 }
 
 fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.batch > 0 && args.events > 0, "--events and --batch must be positive");
+    anyhow::ensure!(
+        args.batch > 0 && args.events > 0,
+        "--events and --batch must be positive"
+    );
     let temporary = tempfile::tempdir().context("creating a temporary folder")?;
-    let dir = args.dir.clone().unwrap_or_else(|| temporary.path().to_owned());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_owned());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let progress = |message: &str| {
         if !args.json {
@@ -207,10 +237,27 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
     let mut sealed_rates = Vec::with_capacity(args.rounds);
     let mut plain_rates = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds.max(1) {
-        sealed_rates.push(sealed_appends(&dir.join(format!("sealed-{round}")), &events, args.batch, args.producers)?);
-        progress(&format!("  round {}: sealed {:.0} events/s", round + 1, sealed_rates[round]));
-        plain_rates.push(plain_inserts(&dir.join(format!("plain-{round}")), &events, args.batch)?);
-        progress(&format!("  round {}: plain  {:.0} events/s", round + 1, plain_rates[round]));
+        sealed_rates.push(sealed_appends(
+            &dir.join(format!("sealed-{round}")),
+            &events,
+            args.batch,
+            args.producers,
+        )?);
+        progress(&format!(
+            "  round {}: sealed {:.0} events/s",
+            round + 1,
+            sealed_rates[round]
+        ));
+        plain_rates.push(plain_inserts(
+            &dir.join(format!("plain-{round}")),
+            &events,
+            args.batch,
+        )?);
+        progress(&format!(
+            "  round {}: plain  {:.0} events/s",
+            round + 1,
+            plain_rates[round]
+        ));
     }
     sealed_rates.sort_by(f64::total_cmp);
     plain_rates.sort_by(f64::total_cmp);
@@ -218,8 +265,12 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
     let plain_per_second = percentile(&plain_rates, 0.5);
     drop(events);
 
-    progress(&format!("erase: {} subjects with {} events each…", args.erase_subjects, args.events_per_subject));
+    progress(&format!(
+        "erase: {} subjects with {} events each…",
+        args.erase_subjects, args.events_per_subject
+    ));
     let mut erase_ms = Vec::with_capacity(args.erase_subjects);
+    let mut read_ms = Vec::with_capacity(args.erase_subjects);
     {
         let vault = open_bench_vault(&dir.join("erase"))?;
         vault.append_events("bench", &retail_shaped_events(50_000, "background-"), None)?;
@@ -233,15 +284,33 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             vault.append_events("bench", &events, None)?;
+            // Reading everything the vault holds of one customer (what an export starts with).
+            let started = Instant::now();
+            let access = discreet_vault::Access {
+                actor: "bench",
+                purpose: "subject_rights",
+            };
+            let read = vault.events_of(&customer, access)?.len()
+                + vault.attributes_of(&customer, access)?.len();
+            read_ms.push(started.elapsed().as_secs_f64() * 1_000.0);
+            anyhow::ensure!(read == args.events_per_subject, "read {read} values back");
             let started = Instant::now();
             let receipt = vault.forget(&customer, "bench", 0)?;
             erase_ms.push(started.elapsed().as_secs_f64() * 1_000.0);
-            anyhow::ensure!(receipt.erased.events == args.events_per_subject as u64, "forget erased {} events", receipt.erased.events);
+            anyhow::ensure!(
+                receipt.erased.events == args.events_per_subject as u64,
+                "forget erased {} events",
+                receipt.erased.events
+            );
         }
     }
     erase_ms.sort_by(f64::total_cmp);
+    read_ms.sort_by(f64::total_cmp);
 
-    progress(&format!("ledger: writing {} entries, then verifying…", args.ledger_entries));
+    progress(&format!(
+        "ledger: writing {} entries, then verifying…",
+        args.ledger_entries
+    ));
     let (ledger_entries, verify_seconds) = {
         let vault = open_bench_vault(&dir.join("ledger"))?;
         let mut written = 0;
@@ -249,10 +318,14 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             let count = (args.ledger_entries - written).min(10_000);
             let entries = (0..count)
                 .map(|i| {
-                    LedgerDraft::new(1_700_000_000_000 + (written + i) as i64, "bench", "recommendations.read")
-                        .subject(&format!("{:032x}", written + i))
-                        .purpose("personalization")
-                        .categories(["user.behavior.purchase_history"])
+                    LedgerDraft::new(
+                        1_700_000_000_000 + (written + i) as i64,
+                        "bench",
+                        "recommendations.read",
+                    )
+                    .subject(&format!("{:032x}", written + i))
+                    .purpose("personalization")
+                    .categories(["user.behavior.purchase_history"])
                 })
                 .collect();
             vault.record_access(entries)?;
@@ -261,7 +334,11 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let verification = vault.verify_ledger()?;
         let seconds = started.elapsed().as_secs_f64();
-        anyhow::ensure!(verification.ok, "the ledger did not verify: {:?}", verification.problem);
+        anyhow::ensure!(
+            verification.ok,
+            "the ledger did not verify: {:?}",
+            verification.problem
+        );
         (verification.entries, seconds)
     };
 
@@ -275,6 +352,8 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         sealed_to_plain_ratio: sealed_per_second / plain_per_second,
         erase_subjects: args.erase_subjects,
         events_per_erased_subject: args.events_per_subject,
+        read_subject_ms_p50: percentile(&read_ms, 0.50),
+        read_subject_ms_p99: percentile(&read_ms, 0.99),
         erase_ms_p50: percentile(&erase_ms, 0.50),
         erase_ms_p99: percentile(&erase_ms, 0.99),
         ledger_entries,
@@ -291,13 +370,32 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             if figures.producers == 1 { "" } else { "s" },
             figures.sealed_events_per_second
         );
-        println!("plain rusqlite inserts (batch {:>5})    {:>10.0} events/s", figures.batch, figures.plain_events_per_second);
-        println!("sealed / plain (medians of {} rounds)    {:>10.2}", figures.rounds, figures.sealed_to_plain_ratio);
+        println!(
+            "plain rusqlite inserts (batch {:>5})    {:>10.0} events/s",
+            figures.batch, figures.plain_events_per_second
+        );
+        println!(
+            "sealed / plain (medians of {} rounds)    {:>10.2}",
+            figures.rounds, figures.sealed_to_plain_ratio
+        );
+        println!(
+            "read a subject, {} events (n={})      p50 {:.2} ms  p99 {:.2} ms",
+            figures.events_per_erased_subject,
+            figures.erase_subjects,
+            figures.read_subject_ms_p50,
+            figures.read_subject_ms_p99
+        );
         println!(
             "erase, {} events/subject (n={})       p50 {:.2} ms  p99 {:.2} ms",
-            figures.events_per_erased_subject, figures.erase_subjects, figures.erase_ms_p50, figures.erase_ms_p99
+            figures.events_per_erased_subject,
+            figures.erase_subjects,
+            figures.erase_ms_p50,
+            figures.erase_ms_p99
         );
-        println!("ledger verify, {} entries          {:>10.3} s", figures.ledger_entries, figures.ledger_verify_seconds);
+        println!(
+            "ledger verify, {} entries          {:>10.3} s",
+            figures.ledger_entries, figures.ledger_verify_seconds
+        );
     }
     Ok(())
 }
