@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 mod alloc_count;
 mod bench;
 mod eval;
-mod retail_csv;
 mod policy_command;
+mod retail_csv;
 
 /// Counts allocations so `discreet eval` can report each model's peak memory.
 #[global_allocator]

@@ -41,7 +41,8 @@ pub enum PolicyCommand {
 pub fn load_policy(path: Option<&PathBuf>) -> Result<Policy, crate::CommandError> {
     match path {
         None => Ok(Policy::builtin_retail()),
-        Some(path) => Policy::from_file(path).map_err(|error| crate::CommandError::BadInput(error.to_string())),
+        Some(path) => Policy::from_file(path)
+            .map_err(|error| crate::CommandError::BadInput(error.to_string())),
     }
 }
 
@@ -50,7 +51,8 @@ pub fn run_records(args: RecordsArgs) -> Result<(), crate::CommandError> {
     let policy = load_policy(args.policy.as_ref())?;
     let records = policy.records_of_processing();
     if args.json {
-        let text = serde_json::to_string_pretty(&records).map_err(|error| crate::CommandError::Failed(error.into()))?;
+        let text = serde_json::to_string_pretty(&records)
+            .map_err(|error| crate::CommandError::Failed(error.into()))?;
         println!("{text}");
     } else {
         print!("{}", records.to_markdown());
