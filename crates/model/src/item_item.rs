@@ -504,12 +504,15 @@ fn add_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32, merged
 /// Subtracts one from the count of every entry whose item is a member, dropping zeros
 /// (a row never holds its own item, so no skip is needed).
 fn subtract_members(row: &mut Vec<(u32, u32)>, is_member: &[bool]) {
-    row.retain_mut(|(item, count)| {
-        if is_member[*item as usize] {
-            *count -= 1;
-        }
-        *count > 0
-    });
+    // Branch-free compaction: a forgotten wholesaler touches millions of entries.
+    let mut kept = 0;
+    for index in 0..row.len() {
+        let (item, count) = row[index];
+        let count = count - u32::from(is_member[item as usize]);
+        row[kept] = (item, count);
+        kept += usize::from(count > 0);
+    }
+    row.truncate(kept);
 }
 
 /// Subtracts one from the count of every item of `sorted_items` (ascending) except `skip`,
