@@ -7,7 +7,9 @@
 //! rank-1 downdate by `x` and a rank-1 update by `x'` of `P` (Sherman–Morrison). Changes are
 //! collected and applied by `refresh`; after many updates the accumulated rounding is
 //! measured (residual of `(G + λI)P = I` on sampled columns) and `P` is refactorised when
-//! it passes a bound. Never holds more than the subjects' histories and `P`.
+//! it passes a bound. Optionally (`kept_weights_per_item`), scoring uses only each history
+//! item's strongest weights, computed lazily from `P` and emptied whenever `P` changes.
+//! Never holds more than the subjects' histories, `P` and what is derived from `P`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
