@@ -18,9 +18,9 @@ use anyhow::{Context as _, bail};
 use discreet_model::ids::Interner;
 use discreet_model::metrics::{coverage_at, ndcg_at, recall_at};
 use discreet_model::{
-    BlendConfig, Catalogue, Context, EaseConfig, EaseModel, Interaction, InteractionKind, ItemId, ItemItemConfig,
-    ItemItemModel, KindSet, ModelSet, ModelSetConfig, PopularityConfig, PopularityModel, RecommendScratch, SubjectId,
-    Subjects,
+    BlendConfig, Catalogue, Context, EaseConfig, EaseModel, Interaction, InteractionKind, ItemId,
+    ItemItemConfig, ItemItemModel, KindSet, ModelSet, ModelSetConfig, PopularityConfig,
+    PopularityModel, RecommendScratch, SubjectId, Subjects,
 };
 
 use crate::alloc_count;
@@ -81,14 +81,20 @@ impl Split {
         for purchase in purchases.iter().filter(|purchase| purchase.at < cutoff) {
             let subject = subjects.intern(purchase.customer);
             let item = catalogue.intern(purchase.stock_code);
-            let country = discreet_model::CountryId(countries.intern(purchase.country).min(u16::MAX as u32) as u16);
+            let country = discreet_model::CountryId(
+                countries.intern(purchase.country).min(u16::MAX as u32) as u16,
+            );
             train.push(Interaction {
                 subject,
                 item,
                 at: purchase.at,
                 kind: InteractionKind::Purchase,
                 quantity: 1,
-                context: Context { country: Some(country), hour_of_day: Some(purchase.hour_of_day), ..Context::default() },
+                context: Context {
+                    country: Some(country),
+                    hour_of_day: Some(purchase.hour_of_day),
+                    ..Context::default()
+                },
             });
         }
         let mut held: Vec<Vec<ItemId>> = vec![Vec::new(); subjects.len()];
@@ -100,8 +106,14 @@ impl Split {
             items.dedup();
         }
         let mut test_sets: HashMap<SubjectId, HashSet<ItemId>> = HashMap::new();
-        for purchase in purchases.iter().filter(|purchase| purchase.at >= cutoff && purchase.at < test_end) {
-            let (Some(subject), Some(item)) = (subjects.get(purchase.customer), catalogue.get(purchase.stock_code)) else {
+        for purchase in purchases
+            .iter()
+            .filter(|purchase| purchase.at >= cutoff && purchase.at < test_end)
+        {
+            let (Some(subject), Some(item)) = (
+                subjects.get(purchase.customer),
+                catalogue.get(purchase.stock_code),
+            ) else {
                 continue;
             };
             if held[subject.index()].binary_search(&item).is_err() {
@@ -110,7 +122,15 @@ impl Split {
         }
         let mut test: Vec<(SubjectId, HashSet<ItemId>)> = test_sets.into_iter().collect();
         test.sort_by_key(|(subject, _)| *subject);
-        Split { cutoff, train, catalogue, subjects, countries, held, test }
+        Split {
+            cutoff,
+            train,
+            catalogue,
+            subjects,
+            countries,
+            held,
+            test,
+        }
     }
 
     fn is_held(&self, subject: SubjectId, item: ItemId) -> bool {
@@ -118,8 +138,12 @@ impl Split {
     }
 
     fn model_set(&self, config: ModelSetConfig) -> anyhow::Result<ModelSet> {
-        let mut model_set =
-            ModelSet::with_names(config, self.catalogue.clone(), self.subjects.clone(), self.countries.clone())?;
+        let mut model_set = ModelSet::with_names(
+            config,
+            self.catalogue.clone(),
+            self.subjects.clone(),
+            self.countries.clone(),
+        )?;
         model_set.learn_all(&self.train)?;
         Ok(model_set)
     }
@@ -138,7 +162,10 @@ fn evaluate<F>(split: &Split, recommend: F) -> Quality
 where
     F: Fn(SubjectId, &mut Vec<ItemId>) + Sync,
 {
-    let n_threads = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1).clamp(1, 4);
+    let n_threads = std::thread::available_parallelism()
+        .map(|count| count.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
     let chunk_length = split.test.len().div_ceil(n_threads).max(1);
     let per_thread: Vec<(f64, f64, Vec<Vec<ItemId>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = split
@@ -162,12 +189,18 @@ where
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|handle| handle.join().ok()).collect()
+        handles
+            .into_iter()
+            .filter_map(|handle| handle.join().ok())
+            .collect()
     });
     let n_subjects = split.test.len().max(1) as f64;
     let ndcg_sum: f64 = per_thread.iter().map(|(ndcg, _, _)| ndcg).sum();
     let recall_sum: f64 = per_thread.iter().map(|(_, recall, _)| recall).sum();
-    let lists: Vec<&[ItemId]> = per_thread.iter().flat_map(|(_, _, lists)| lists.iter().map(Vec::as_slice)).collect();
+    let lists: Vec<&[ItemId]> = per_thread
+        .iter()
+        .flat_map(|(_, _, lists)| lists.iter().map(Vec::as_slice))
+        .collect();
     Quality {
         ndcg_at_10: ndcg_sum / n_subjects,
         recall_at_20: recall_sum / n_subjects,
@@ -178,7 +211,13 @@ where
 /// A global ranking (all items, best first) served to everyone minus what they hold.
 fn evaluate_global_ranking(split: &Split, ranking: &[ItemId]) -> Quality {
     evaluate(split, |subject, ranked| {
-        ranked.extend(ranking.iter().copied().filter(|item| !split.is_held(subject, *item)).take(LIST_LENGTH));
+        ranked.extend(
+            ranking
+                .iter()
+                .copied()
+                .filter(|item| !split.is_held(subject, *item))
+                .take(LIST_LENGTH),
+        );
     })
 }
 
@@ -191,23 +230,40 @@ fn popularity_model(config: &PopularityConfig, split: &Split) -> anyhow::Result<
 }
 
 fn all_time_ranking(model: &PopularityModel, split: &Split) -> Vec<ItemId> {
-    model.all_time_popular(split.catalogue.len()).into_iter().map(|scored| scored.item).collect()
+    model
+        .all_time_popular(split.catalogue.len())
+        .into_iter()
+        .map(|scored| scored.item)
+        .collect()
 }
 
 fn trending_ranking(model: &PopularityModel, split: &Split) -> Vec<ItemId> {
-    model.popular(&Context::default(), split.catalogue.len(), split.cutoff).into_iter().map(|scored| scored.item).collect()
+    model
+        .popular(&Context::default(), split.catalogue.len(), split.cutoff)
+        .into_iter()
+        .map(|scored| scored.item)
+        .collect()
 }
 
 fn evaluate_item_item(model: &ItemItemModel, split: &Split) -> Quality {
     evaluate(split, |subject, ranked| {
-        ranked.extend(model.recommend(subject, LIST_LENGTH, split.cutoff).into_iter().map(|recommendation| recommendation.item));
+        ranked.extend(
+            model
+                .recommend(subject, LIST_LENGTH, split.cutoff)
+                .into_iter()
+                .map(|recommendation| recommendation.item),
+        );
     })
 }
 
 fn evaluate_ease(model: &EaseModel, split: &Split) -> Quality {
     evaluate(split, |subject, ranked| {
         if let Ok(recommendations) = model.recommend(subject, LIST_LENGTH, split.cutoff) {
-            ranked.extend(recommendations.into_iter().map(|recommendation| recommendation.item));
+            ranked.extend(
+                recommendations
+                    .into_iter()
+                    .map(|recommendation| recommendation.item),
+            );
         }
     })
 }
@@ -215,8 +271,18 @@ fn evaluate_ease(model: &EaseModel, split: &Split) -> Quality {
 fn evaluate_model_set(model_set: &ModelSet, split: &Split) -> Quality {
     evaluate(split, |subject, ranked| {
         let mut scratch = RecommendScratch::default();
-        let recommendations = model_set.recommend_with(&mut scratch, subject, LIST_LENGTH, split.cutoff, &Context::default());
-        ranked.extend(recommendations.into_iter().map(|recommendation| recommendation.item));
+        let recommendations = model_set.recommend_with(
+            &mut scratch,
+            subject,
+            LIST_LENGTH,
+            split.cutoff,
+            &Context::default(),
+        );
+        ranked.extend(
+            recommendations
+                .into_iter()
+                .map(|recommendation| recommendation.item),
+        );
     })
 }
 
@@ -241,15 +307,25 @@ fn describe_half_life(half_life_days: Option<f64>) -> String {
 const HISTORY_CAPS: [usize; 5] = [25, 50, 100, 200, 0];
 
 fn describe_cap(cap: usize) -> String {
-    if cap == 0 { "all".to_string() } else { format!("{cap} most recent") }
+    if cap == 0 {
+        "all".to_string()
+    } else {
+        format!("{cap} most recent")
+    }
 }
 
 /// The smallest cap (0 = unbounded counts as largest) within 1% of the best NDCG.
 fn smallest_cap_within_one_percent(results: &[(usize, f64)]) -> usize {
-    let best = results.iter().fold(f64::MIN, |best, (_, ndcg)| best.max(*ndcg));
+    let best = results
+        .iter()
+        .fold(f64::MIN, |best, (_, ndcg)| best.max(*ndcg));
     let mut by_size: Vec<(usize, f64)> = results.to_vec();
     by_size.sort_by_key(|(cap, _)| if *cap == 0 { usize::MAX } else { *cap });
-    by_size.iter().find(|(_, ndcg)| *ndcg >= 0.99 * best).map(|(cap, _)| *cap).unwrap_or(0)
+    by_size
+        .iter()
+        .find(|(_, ndcg)| *ndcg >= 0.99 * best)
+        .map(|(cap, _)| *cap)
+        .unwrap_or(0)
 }
 
 fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tuned> {
@@ -257,13 +333,23 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
     let purchases_only = KindSet::purchases();
 
     progress.set_message("tuning trending half-life on the validation month");
-    let mut popularity = PopularityConfig { counted_kinds: purchases_only, reference_time: split.cutoff, ..PopularityConfig::default() };
+    let mut popularity = PopularityConfig {
+        counted_kinds: purchases_only,
+        reference_time: split.cutoff,
+        ..PopularityConfig::default()
+    };
     let mut best = f64::MIN;
     for half_life_days in [3.0, 7.0, 14.0, 30.0] {
-        let config = PopularityConfig { trend_half_life_days: half_life_days, ..popularity.clone() };
+        let config = PopularityConfig {
+            trend_half_life_days: half_life_days,
+            ..popularity.clone()
+        };
         let model = popularity_model(&config, split)?;
         let quality = evaluate_global_ranking(split, &trending_ranking(&model, split));
-        log.push((format!("trending half-life {half_life_days}d"), quality.ndcg_at_10));
+        log.push((
+            format!("trending half-life {half_life_days}d"),
+            quality.ndcg_at_10,
+        ));
         if quality.ndcg_at_10 > best {
             best = quality.ndcg_at_10;
             popularity = config;
@@ -272,7 +358,10 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
     progress.inc(1);
 
     progress.set_message("tuning item-item similarity on the validation month");
-    let mut item_item = ItemItemConfig { held_kinds: purchases_only, ..ItemItemConfig::default() };
+    let mut item_item = ItemItemConfig {
+        held_kinds: purchases_only,
+        ..ItemItemConfig::default()
+    };
     let mut model = ItemItemModel::build(item_item.clone(), &split.train);
     let mut best = f64::MIN;
     // (a, b) = (0.5, 0.5) is cosine; a = 1 is RP3beta-style P(j|i) with popularity penalty b.
@@ -313,31 +402,53 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
     // NDCG is within 1% of the best cap's.
     let mut cap_results = Vec::new();
     for cap in HISTORY_CAPS {
-        let config = ItemItemConfig { max_history_items: cap, ..item_item.clone() };
+        let config = ItemItemConfig {
+            max_history_items: cap,
+            ..item_item.clone()
+        };
         model.set_scoring(config);
         let quality = evaluate_item_item(&model, split);
-        log.push((format!("item-item history cap {}", describe_cap(cap)), quality.ndcg_at_10));
+        log.push((
+            format!("item-item history cap {}", describe_cap(cap)),
+            quality.ndcg_at_10,
+        ));
         cap_results.push((cap, quality.ndcg_at_10));
     }
     item_item.max_history_items = smallest_cap_within_one_percent(&cap_results);
     drop(model);
     progress.inc(1);
 
-    let mut ease = EaseConfig { held_kinds: purchases_only, ..EaseConfig::default() };
+    let mut ease = EaseConfig {
+        held_kinds: purchases_only,
+        ..EaseConfig::default()
+    };
     let mut best = f64::MIN;
     for regularisation in [100.0, 200.0, 400.0, 800.0] {
         progress.set_message(format!("tuning EASE: λ = {regularisation}"));
-        let mut model = EaseModel::build(EaseConfig { regularisation, ..ease.clone() }, &split.train)?;
+        let mut model = EaseModel::build(
+            EaseConfig {
+                regularisation,
+                ..ease.clone()
+            },
+            &split.train,
+        )?;
         for half_life_days in [Some(60.0), Some(120.0), Some(240.0), None] {
             model.set_history_weighting(half_life_days, ease.max_history_items);
             let quality = evaluate_ease(&model, split);
             log.push((
-                format!("EASE λ={regularisation} half-life {}", describe_half_life(half_life_days)),
+                format!(
+                    "EASE λ={regularisation} half-life {}",
+                    describe_half_life(half_life_days)
+                ),
                 quality.ndcg_at_10,
             ));
             if quality.ndcg_at_10 > best {
                 best = quality.ndcg_at_10;
-                ease = EaseConfig { regularisation, history_half_life_days: half_life_days, ..ease.clone() };
+                ease = EaseConfig {
+                    regularisation,
+                    history_half_life_days: half_life_days,
+                    ..ease.clone()
+                };
             }
         }
     }
@@ -346,7 +457,10 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
     for cap in HISTORY_CAPS {
         model.set_history_weighting(ease.history_half_life_days, cap);
         let quality = evaluate_ease(&model, split);
-        log.push((format!("EASE history cap {}", describe_cap(cap)), quality.ndcg_at_10));
+        log.push((
+            format!("EASE history cap {}", describe_cap(cap)),
+            quality.ndcg_at_10,
+        ));
         cap_results.push((cap, quality.ndcg_at_10));
     }
     ease.max_history_items = smallest_cap_within_one_percent(&cap_results);
@@ -366,10 +480,17 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
     let mut best = f64::MIN;
     for item_item_weight in [0.0, 0.1, 0.2, 0.3, 0.5] {
         for trending_weight in [0.0, 0.2, 0.5, 0.75, 1.0] {
-            let candidate = BlendConfig { ease_weight: 1.0, item_item_weight, trending_weight };
+            let candidate = BlendConfig {
+                ease_weight: 1.0,
+                item_item_weight,
+                trending_weight,
+            };
             model_set.set_blend(candidate.clone());
             let quality = evaluate_model_set(&model_set, split);
-            log.push((format!("blend item-item {item_item_weight} trending {trending_weight}"), quality.ndcg_at_10));
+            log.push((
+                format!("blend item-item {item_item_weight} trending {trending_weight}"),
+                quality.ndcg_at_10,
+            ));
             if quality.ndcg_at_10 > best {
                 best = quality.ndcg_at_10;
                 blend = candidate;
@@ -377,7 +498,13 @@ fn tune(split: &Split, progress: &indicatif::ProgressBar) -> anyhow::Result<Tune
         }
     }
     progress.inc(1);
-    Ok(Tuned { popularity, item_item, ease, blend, log })
+    Ok(Tuned {
+        popularity,
+        item_item,
+        ease,
+        blend,
+        log,
+    })
 }
 
 /// One row of the result table.
@@ -391,7 +518,9 @@ struct ModelRow {
 
 /// Builds with `build`, measuring wall time, the allocation peak above the starting level,
 /// and the bytes still held afterwards.
-fn measured<T>(build: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64, usize, usize)> {
+fn measured<T>(
+    build: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, f64, usize, usize)> {
     let before = alloc_count::current_bytes();
     alloc_count::reset_peak();
     let started = Instant::now();
@@ -409,10 +538,15 @@ fn percentiles(mut durations: Vec<Duration>) -> (f64, f64, f64) {
     }
     durations.sort_unstable();
     let at = |fraction: f64| {
-        let index = ((durations.len() as f64 * fraction).ceil() as usize).clamp(1, durations.len()) - 1;
+        let index =
+            ((durations.len() as f64 * fraction).ceil() as usize).clamp(1, durations.len()) - 1;
         durations[index].as_secs_f64() * 1e6
     };
-    (at(0.50), at(0.99), durations[durations.len() - 1].as_secs_f64() * 1e6)
+    (
+        at(0.50),
+        at(0.99),
+        durations[durations.len() - 1].as_secs_f64() * 1e6,
+    )
 }
 
 /// History cap of the latency-bounded blend measured next to the chosen one (reported
@@ -434,13 +568,21 @@ struct Latency {
 fn latency(name: impl Into<String>, durations: Vec<Duration>) -> Latency {
     let n_calls = durations.len();
     let (p50_micros, p99_micros, max_micros) = percentiles(durations);
-    Latency { name: name.into(), n_calls, p50_micros, p99_micros, max_micros }
+    Latency {
+        name: name.into(),
+        n_calls,
+        p50_micros,
+        p99_micros,
+        max_micros,
+    }
 }
 
 /// Customers whose forget is timed: the 10 with most events, then every 25th.
 fn forget_sample(split: &Split, events_by_subject: &[Vec<Interaction>]) -> Vec<SubjectId> {
-    let mut by_events: Vec<SubjectId> =
-        (0..events_by_subject.len()).filter(|&index| !events_by_subject[index].is_empty()).map(|index| SubjectId(index as u32)).collect();
+    let mut by_events: Vec<SubjectId> = (0..events_by_subject.len())
+        .filter(|&index| !events_by_subject[index].is_empty())
+        .map(|index| SubjectId(index as u32))
+        .collect();
     by_events.sort_by_key(|subject| std::cmp::Reverse(events_by_subject[subject.index()].len()));
     let mut sample: Vec<SubjectId> = by_events.iter().take(10).copied().collect();
     sample.extend(by_events.iter().skip(10).step_by(25).copied());
@@ -465,7 +607,8 @@ fn measure_latencies(
     for index in 0..split.held.len() {
         let subject = SubjectId(index as u32);
         let started = Instant::now();
-        let recommendations = model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
+        let recommendations =
+            model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
         durations.push(started.elapsed());
         std::hint::black_box(recommendations);
         let started = Instant::now();
@@ -475,7 +618,10 @@ fn measure_latencies(
         std::hint::black_box(ease.recommend(subject, 10, split.cutoff)?);
         durations_ease.push(started.elapsed());
     }
-    figures.push(latency("recommend 10, blend (in process, with explanations)", durations));
+    figures.push(latency(
+        "recommend 10, blend (in process, with explanations)",
+        durations,
+    ));
     // The same blend scoring only each customer's 25 most recent items.
     let chosen_cap = model_set.config().ease.max_history_items;
     model_set.set_history_cap(LATENCY_HISTORY_CAP);
@@ -483,14 +629,18 @@ fn measure_latencies(
     for index in 0..split.held.len() {
         let subject = SubjectId(index as u32);
         let started = Instant::now();
-        let recommendations = model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
+        let recommendations =
+            model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
         durations_capped.push(started.elapsed());
         std::hint::black_box(recommendations);
     }
     let capped_quality = evaluate_model_set(model_set, split);
     model_set.set_history_cap(chosen_cap);
     figures.push(latency(
-        format!("recommend 10, blend, history cap {LATENCY_HISTORY_CAP} (test NDCG@10 {:.4})", capped_quality.ndcg_at_10),
+        format!(
+            "recommend 10, blend, history cap {LATENCY_HISTORY_CAP} (test NDCG@10 {:.4})",
+            capped_quality.ndcg_at_10
+        ),
         durations_capped,
     ));
     // The same blend with EASE pruned to each item's strongest weights (rows cached lazily;
@@ -500,7 +650,8 @@ fn measure_latencies(
     for index in 0..split.held.len() {
         let subject = SubjectId(index as u32);
         let started = Instant::now();
-        let recommendations = model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
+        let recommendations =
+            model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
         durations_pruned.push(started.elapsed());
         std::hint::black_box(recommendations);
     }
@@ -509,7 +660,8 @@ fn measure_latencies(
     for index in 0..split.held.len() {
         let subject = SubjectId(index as u32);
         let started = Instant::now();
-        let recommendations = model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
+        let recommendations =
+            model_set.recommend_with(&mut scratch, subject, 10, split.cutoff, &context);
         durations_pruned_warm.push(started.elapsed());
         std::hint::black_box(recommendations);
     }
@@ -557,7 +709,11 @@ fn measure_latencies(
             largest_drift = largest_drift.max(drift);
         }
 
-        let name = split.subjects.name(subject).context("a sampled customer has no name")?.to_string();
+        let name = split
+            .subjects
+            .name(subject)
+            .context("a sampled customer has no name")?
+            .to_string();
         let started = Instant::now();
         model_set.forget_subject(&name, events)?;
         let elapsed = started.elapsed();
@@ -566,26 +722,53 @@ fn measure_latencies(
             forget_all_large.push(elapsed);
         }
         let restored = model_set.subject(&name);
-        let restored_events: Vec<Interaction> =
-            events.iter().map(|interaction| Interaction { subject: restored, ..*interaction }).collect();
+        let restored_events: Vec<Interaction> = events
+            .iter()
+            .map(|interaction| Interaction {
+                subject: restored,
+                ..*interaction
+            })
+            .collect();
         model_set.learn_all(&restored_events)?;
     }
-    figures.push(latency(format!("forget customer, item-item ({} customers)", sample.len()), forget_item_item));
-    figures.push(latency(format!("forget customer, EASE downdate ({} items)", ease.item_bound()), forget_ease));
-    figures.push(latency("forget customer, every model (blend set)", forget_all));
-    figures.push(latency("forget customer with >= 1,000 events, every model", forget_all_large));
+    figures.push(latency(
+        format!("forget customer, item-item ({} customers)", sample.len()),
+        forget_item_item,
+    ));
+    figures.push(latency(
+        format!(
+            "forget customer, EASE downdate ({} items)",
+            ease.item_bound()
+        ),
+        forget_ease,
+    ));
+    figures.push(latency(
+        "forget customer, every model (blend set)",
+        forget_all,
+    ));
+    figures.push(latency(
+        "forget customer with >= 1,000 events, every model",
+        forget_all_large,
+    ));
     let final_drift = ease.measure_drift(8);
     progress.inc(1);
     Ok((figures, largest_drift.max(final_drift)))
 }
 
 fn write_split(directory: &Path, split: &Split) -> anyhow::Result<()> {
-    std::fs::create_dir_all(directory).with_context(|| format!("cannot create {}", directory.display()))?;
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
     let name_of_subject = |subject: SubjectId| split.subjects.name(subject).unwrap_or_default();
     let name_of_item = |item: ItemId| split.catalogue.code(item).unwrap_or_default();
     let mut train = String::from("customer,item,at\n");
     for interaction in &split.train {
-        let _ = writeln!(train, "{},{},{}", name_of_subject(interaction.subject), name_of_item(interaction.item), interaction.at);
+        let _ = writeln!(
+            train,
+            "{},{},{}",
+            name_of_subject(interaction.subject),
+            name_of_item(interaction.item),
+            interaction.at
+        );
     }
     std::fs::write(directory.join("train.csv"), train).context("cannot write train.csv")?;
     let mut test = String::from("customer,item\n");
@@ -593,7 +776,12 @@ fn write_split(directory: &Path, split: &Split) -> anyhow::Result<()> {
         let mut items: Vec<&ItemId> = items.iter().collect();
         items.sort();
         for item in items {
-            let _ = writeln!(test, "{},{}", name_of_subject(*subject), name_of_item(*item));
+            let _ = writeln!(
+                test,
+                "{},{}",
+                name_of_subject(*subject),
+                name_of_item(*item)
+            );
         }
     }
     std::fs::write(directory.join("test.csv"), test).context("cannot write test.csv")?;
@@ -603,12 +791,19 @@ fn write_split(directory: &Path, split: &Split) -> anyhow::Result<()> {
 /// The first day of the month before `cutoff` (the validation month starts there).
 fn month_before(cutoff_text: &str) -> anyhow::Result<i64> {
     let mut parts = cutoff_text.split('-');
-    let (Some(year), Some(month)) = (parts.next().and_then(|p| p.parse::<i64>().ok()), parts.next().and_then(|p| p.parse::<u32>().ok()))
-    else {
+    let (Some(year), Some(month)) = (
+        parts.next().and_then(|p| p.parse::<i64>().ok()),
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+    ) else {
         bail!("`--cutoff` must be a date YYYY-MM-DD, got `{cutoff_text}`");
     };
-    let (year, month) = if month <= 1 { (year - 1, 12) } else { (year, month - 1) };
-    crate::retail_csv::unix_seconds(year, month, 1, 0, 0, 0).with_context(|| format!("`--cutoff` month is out of range: `{cutoff_text}`"))
+    let (year, month) = if month <= 1 {
+        (year - 1, 12)
+    } else {
+        (year, month - 1)
+    };
+    crate::retail_csv::unix_seconds(year, month, 1, 0, 0, 0)
+        .with_context(|| format!("`--cutoff` month is out of range: `{cutoff_text}`"))
 }
 
 fn peak_resident_megabytes() -> Option<f64> {
@@ -624,7 +819,10 @@ fn megabytes(bytes: usize) -> f64 {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let Some(cutoff) = parse_shop_time(&args.cutoff) else {
-        bail!("`--cutoff` must be a date YYYY-MM-DD, got `{}`", args.cutoff);
+        bail!(
+            "`--cutoff` must be a date YYYY-MM-DD, got `{}`",
+            args.cutoff
+        );
     };
     let validation_start = month_before(&args.cutoff)?;
     let progress = indicatif::ProgressBar::new(if args.skip_latency { 7 } else { 9 });
@@ -634,7 +832,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     );
     progress.set_message(format!("reading {}", args.data.display()));
     let file = read_retail_file(&args.data)?;
-    let rows: Vec<&RetailRow> = file.rows.iter().filter(|row| row.is_protocol_purchase()).collect();
+    let rows: Vec<&RetailRow> = file
+        .rows
+        .iter()
+        .filter(|row| row.is_protocol_purchase())
+        .collect();
     let purchases: Vec<Purchase> = rows
         .iter()
         .filter_map(|row| {
@@ -648,7 +850,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         })
         .collect();
     if purchases.is_empty() {
-        bail!("{} has no purchase rows under the protocol", args.data.display());
+        bail!(
+            "{} has no purchase rows under the protocol",
+            args.data.display()
+        );
     }
     progress.inc(1);
 
@@ -656,7 +861,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let validation = Split::new(&purchases, validation_start, cutoff);
     let split = Split::new(&purchases, cutoff, i64::MAX);
     if split.test.is_empty() || validation.test.is_empty() {
-        bail!("the cutoff {} leaves no test customers (or no validation month before it)", args.cutoff);
+        bail!(
+            "the cutoff {} leaves no test customers (or no validation month before it)",
+            args.cutoff
+        );
     }
     if let Some(directory) = &args.write_split {
         write_split(directory, &split)?;
@@ -668,9 +876,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let tuned = tune(&validation, &progress)?;
 
     progress.set_message("building and measuring every model on all data before the cutoff");
-    let popularity_config = PopularityConfig { reference_time: cutoff, ..tuned.popularity.clone() };
+    let popularity_config = PopularityConfig {
+        reference_time: cutoff,
+        ..tuned.popularity.clone()
+    };
     let mut rows_out = Vec::new();
-    let (popularity, seconds, peak, held) = measured(|| popularity_model(&popularity_config, &split))?;
+    let (popularity, seconds, peak, held) =
+        measured(|| popularity_model(&popularity_config, &split))?;
     rows_out.push(ModelRow {
         name: "popularity",
         quality: evaluate_global_ranking(&split, &all_time_ranking(&popularity, &split)),
@@ -686,7 +898,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         held_bytes: held,
     });
     drop(popularity);
-    let (mut item_item, seconds, peak, held) = measured(|| Ok(ItemItemModel::build(tuned.item_item.clone(), &split.train)))?;
+    let (mut item_item, seconds, peak, held) =
+        measured(|| Ok(ItemItemModel::build(tuned.item_item.clone(), &split.train)))?;
     rows_out.push(ModelRow {
         name: "item-item",
         quality: evaluate_item_item(&item_item, &split),
@@ -694,7 +907,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         peak_build_bytes: peak,
         held_bytes: held,
     });
-    let (mut ease, seconds, peak, held) = measured(|| Ok(EaseModel::build(tuned.ease.clone(), &split.train)?))?;
+    let (mut ease, seconds, peak, held) =
+        measured(|| Ok(EaseModel::build(tuned.ease.clone(), &split.train)?))?;
     rows_out.push(ModelRow {
         name: "EASE",
         quality: evaluate_ease(&ease, &split),
@@ -727,7 +941,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
 
     let settings = vec![
-        ("trending half-life days", format!("{}", tuned.popularity.trend_half_life_days)),
+        (
+            "trending half-life days",
+            format!("{}", tuned.popularity.trend_half_life_days),
+        ),
         (
             "item-item",
             format!(
@@ -802,12 +1019,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         split.test.len(),
         validation.test.len()
     )?;
-    writeln!(output, "chosen on the validation month (train before it, validate on it):")?;
+    writeln!(
+        output,
+        "chosen on the validation month (train before it, validate on it):"
+    )?;
     for (name, value) in &settings {
         writeln!(output, "  {name}: {value}")?;
     }
     writeln!(output)?;
-    writeln!(output, "model        NDCG@10  Recall@20  coverage@10  build s  peak MB  held MB")?;
+    writeln!(
+        output,
+        "model        NDCG@10  Recall@20  coverage@10  build s  peak MB  held MB"
+    )?;
     for row in &rows_out {
         writeln!(
             output,
@@ -823,20 +1046,34 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if !latencies.is_empty() {
         writeln!(output)?;
-        writeln!(output, "{:<70} {:>6} {:>10} {:>10} {:>10}", "latency", "calls", "p50 µs", "p99 µs", "max µs")?;
+        writeln!(
+            output,
+            "{:<70} {:>6} {:>10} {:>10} {:>10}",
+            "latency", "calls", "p50 µs", "p99 µs", "max µs"
+        )?;
         for figure in &latencies {
             writeln!(
                 output,
                 "{:<70} {:>6} {:>10.1} {:>10.1} {:>10.1}",
-                figure.name, figure.n_calls, figure.p50_micros, figure.p99_micros, figure.max_micros
+                figure.name,
+                figure.n_calls,
+                figure.p50_micros,
+                figure.p99_micros,
+                figure.max_micros
             )?;
         }
     }
     if !args.skip_latency {
-        writeln!(output, "EASE drift: largest |(G+λI)P - I| entry measured after the forget/relearn cycles: {ease_drift:.2e}")?;
+        writeln!(
+            output,
+            "EASE drift: largest |(G+λI)P - I| entry measured after the forget/relearn cycles: {ease_drift:.2e}"
+        )?;
     }
     if let Some(resident) = peak_resident_megabytes() {
-        writeln!(output, "\nprocess peak resident memory (VmHWM): {resident:.0} MB")?;
+        writeln!(
+            output,
+            "\nprocess peak resident memory (VmHWM): {resident:.0} MB"
+        )?;
     }
     Ok(())
 }

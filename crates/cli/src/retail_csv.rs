@@ -32,7 +32,9 @@ impl RetailRow {
             && self.quantity > 0
             && self.unit_price > 0.0
             && !self.invoice.starts_with('C')
-            && self.stock_code.starts_with(|character: char| character.is_ascii_digit())
+            && self
+                .stock_code
+                .starts_with(|character: char| character.is_ascii_digit())
     }
 
     /// Hour of day (0..=23) of the invoice time.
@@ -104,10 +106,15 @@ pub fn read_retail_file(path: &Path) -> anyhow::Result<RetailFile> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buffered = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 2];
-    let n_read = buffered.read(&mut magic).with_context(|| format!("cannot read {}", path.display()))?;
+    let n_read = buffered
+        .read(&mut magic)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let input: Box<dyn Read> = if n_read == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            file,
+        )))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, file))
     };
@@ -117,7 +124,10 @@ pub fn read_retail_file(path: &Path) -> anyhow::Result<RetailFile> {
 /// Reads UCI retail CSV from any reader.
 pub fn read_retail_csv(input: impl Read) -> anyhow::Result<RetailFile> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-    let headers = reader.headers().context("the file has no header line")?.clone();
+    let headers = reader
+        .headers()
+        .context("the file has no header line")?
+        .clone();
     let columns = column_indexes(&headers)?;
     let mut rows = Vec::new();
     let mut skipped = SkippedRows::default();
@@ -156,7 +166,10 @@ pub fn read_retail_csv(input: impl Read) -> anyhow::Result<RetailFile> {
             at,
             unit_price,
             customer,
-            country: columns.country.map(|index| field(index).to_string()).unwrap_or_default(),
+            country: columns
+                .country
+                .map(|index| field(index).to_string())
+                .unwrap_or_default(),
         });
     }
     Ok(RetailFile { rows, skipped })
@@ -177,7 +190,8 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = month as i64;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -192,8 +206,21 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 }
 
 /// Unix seconds of a civil date and time, checking ranges.
-pub fn unix_seconds(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Option<i64> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+pub fn unix_seconds(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Option<i64> {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + (hour * 3_600 + minute * 60 + second) as i64)

@@ -139,7 +139,11 @@ impl EaseModel {
     }
 
     /// Changes how history items are weighted when scoring (no refactorisation needed).
-    pub fn set_history_weighting(&mut self, history_half_life_days: Option<f64>, max_history_items: usize) {
+    pub fn set_history_weighting(
+        &mut self,
+        history_half_life_days: Option<f64>,
+        max_history_items: usize,
+    ) {
         self.config.history_half_life_days = history_half_life_days;
         self.config.max_history_items = max_history_items;
     }
@@ -172,7 +176,12 @@ impl EaseModel {
 
     fn note_change(&mut self, subject: SubjectId) {
         if !self.pending_changes.contains_key(&subject) {
-            let held_at_refresh: Vec<u32> = self.histories.held(subject).iter().map(|held| held.item.0).collect();
+            let held_at_refresh: Vec<u32> = self
+                .histories
+                .held(subject)
+                .iter()
+                .map(|held| held.item.0)
+                .collect();
             self.pending_changes.insert(subject, held_at_refresh);
         }
     }
@@ -228,12 +237,19 @@ impl EaseModel {
             return Ok(report);
         }
         for (subject, held_at_refresh) in changes {
-            let held_now: Vec<u32> = self.histories.held(subject).iter().map(|held| held.item.0).collect();
+            let held_now: Vec<u32> = self
+                .histories
+                .held(subject)
+                .iter()
+                .map(|held| held.item.0)
+                .collect();
             if held_now == held_at_refresh {
                 continue;
             }
-            let downdated = held_at_refresh.is_empty() || self.rank_one_update(&held_at_refresh, -1.0).is_ok();
-            let updated = downdated && (held_now.is_empty() || self.rank_one_update(&held_now, 1.0).is_ok());
+            let downdated =
+                held_at_refresh.is_empty() || self.rank_one_update(&held_at_refresh, -1.0).is_ok();
+            let updated =
+                downdated && (held_now.is_empty() || self.rank_one_update(&held_now, 1.0).is_ok());
             if !updated {
                 // Rounding made an update ill-conditioned: the exact path is a new factorisation
                 // from the histories, which already hold every change.
@@ -241,7 +257,8 @@ impl EaseModel {
                 report.refactorised = true;
                 return Ok(report);
             }
-            report.rank_one_updates += usize::from(!held_at_refresh.is_empty()) + usize::from(!held_now.is_empty());
+            report.rank_one_updates +=
+                usize::from(!held_at_refresh.is_empty()) + usize::from(!held_now.is_empty());
         }
         self.updates_since_drift_check += report.rank_one_updates;
         if grew || report.rank_one_updates > 0 {
@@ -263,7 +280,8 @@ impl EaseModel {
     fn after_inverse_changed(&mut self) {
         let dimension = self.gram_inverse.nrows();
         self.inverse_diagonal.clear();
-        self.inverse_diagonal.extend((0..dimension).map(|index| self.gram_inverse[(index, index)]));
+        self.inverse_diagonal
+            .extend((0..dimension).map(|index| self.gram_inverse[(index, index)]));
         self.weight_rows.clear();
         self.weight_rows.resize_with(dimension, OnceLock::new);
     }
@@ -275,7 +293,8 @@ impl EaseModel {
         Some(cell.get_or_init(|| {
             let column = self.gram_inverse.col_as_slice(source.index());
             let mut kept: Vec<(u32, f32)> = Vec::with_capacity(keep + 1);
-            for (target, (value, diagonal)) in column.iter().zip(&self.inverse_diagonal).enumerate() {
+            for (target, (value, diagonal)) in column.iter().zip(&self.inverse_diagonal).enumerate()
+            {
                 if target == source.index() {
                     continue;
                 }
@@ -291,7 +310,9 @@ impl EaseModel {
             }
             // By item id, so explanations find a weight by binary search.
             kept.sort_unstable_by_key(|(target, _)| *target);
-            WeightRow { weights: kept.into_boxed_slice() }
+            WeightRow {
+                weights: kept.into_boxed_slice(),
+            }
         }))
     }
 
@@ -301,9 +322,14 @@ impl EaseModel {
         let old_dimension = self.gram_inverse.nrows();
         if self.item_bound > old_dimension {
             let diagonal = 1.0 / self.config.regularisation;
-            self.gram_inverse.resize_with(self.item_bound, self.item_bound, |row, column| {
-                if row == column && row >= old_dimension { diagonal } else { 0.0 }
-            });
+            self.gram_inverse
+                .resize_with(self.item_bound, self.item_bound, |row, column| {
+                    if row == column && row >= old_dimension {
+                        diagonal
+                    } else {
+                        0.0
+                    }
+                });
             return true;
         }
         false
@@ -320,14 +346,20 @@ impl EaseModel {
             let inverse = &self.gram_inverse;
             let sum_rows = |first_row: usize, sums: &mut [f64]| {
                 for &item in items {
-                    let column = &inverse.col_as_slice(item as usize)[first_row..first_row + sums.len()];
+                    let column =
+                        &inverse.col_as_slice(item as usize)[first_row..first_row + sums.len()];
                     for (sum, value) in sums.iter_mut().zip(column) {
                         *sum += value;
                     }
                 }
             };
-            let Some(sums) = projected.try_as_col_major_mut().map(|column| column.as_slice_mut()) else {
-                return Err(ModelError::Numerical { detail: "a new column vector is not contiguous".to_string() });
+            let Some(sums) = projected
+                .try_as_col_major_mut()
+                .map(|column| column.as_slice_mut())
+            else {
+                return Err(ModelError::Numerical {
+                    detail: "a new column vector is not contiguous".to_string(),
+                });
             };
             if items.len() >= PARALLEL_PROJECTION_ITEMS {
                 let middle = dimension / 2;
@@ -374,7 +406,11 @@ impl EaseModel {
                 *value = self.config.regularisation * inverse_value;
             }
             for (_, held) in self.histories.subjects() {
-                let dot: f64 = held.iter().filter(|h| h.item.index() < dimension).map(|h| column[h.item.index()]).sum();
+                let dot: f64 = held
+                    .iter()
+                    .filter(|h| h.item.index() < dimension)
+                    .map(|h| column[h.item.index()])
+                    .sum();
                 for held_item in held {
                     if let Some(value) = residual.get_mut(held_item.item.index()) {
                         *value += dot;
@@ -382,7 +418,9 @@ impl EaseModel {
                 }
             }
             residual[column_index] -= 1.0;
-            worst = residual.iter().fold(worst, |worst, value| worst.max(value.abs()));
+            worst = residual
+                .iter()
+                .fold(worst, |worst, value| worst.max(value.abs()));
         }
         worst
     }
@@ -406,9 +444,14 @@ impl EaseModel {
         for index in 0..dimension {
             regularised_gram[(index, index)] += self.config.regularisation;
         }
-        let factor = regularised_gram.as_ref().llt(Side::Lower).map_err(|error| ModelError::Numerical {
-            detail: format!("Cholesky factorisation of the regularised Gram matrix failed: {error:?}"),
-        })?;
+        let factor = regularised_gram
+            .as_ref()
+            .llt(Side::Lower)
+            .map_err(|error| ModelError::Numerical {
+                detail: format!(
+                    "Cholesky factorisation of the regularised Gram matrix failed: {error:?}"
+                ),
+            })?;
         // The factor holds its own copy; freeing the Gram first lowers the peak by n² floats.
         drop(regularised_gram);
         self.gram_inverse = Mat::zeros(0, 0);
@@ -422,7 +465,13 @@ impl EaseModel {
 
     /// Writes the subject's scores into `scores` (length ≥ `item_bound()`; overwritten).
     /// Held items get scores too; callers exclude them. Needs a refreshed model.
-    pub fn score_into(&self, subject: SubjectId, now: UnixSeconds, scores: &mut [f32], scratch: &mut EaseScratch) -> Result<()> {
+    pub fn score_into(
+        &self,
+        subject: SubjectId,
+        now: UnixSeconds,
+        scores: &mut [f32],
+        scratch: &mut EaseScratch,
+    ) -> Result<()> {
         if self.needs_refresh() {
             return Err(ModelError::NotRefreshed);
         }
@@ -482,29 +531,49 @@ impl EaseModel {
         }
         self.weight_row(source)
             .and_then(|row| {
-                row.weights.binary_search_by_key(&target.0, |(kept, _)| *kept).ok().map(|position| row.weights[position].1)
+                row.weights
+                    .binary_search_by_key(&target.0, |(kept, _)| *kept)
+                    .ok()
+                    .map(|position| row.weights[position].1)
             })
             .unwrap_or(0.0)
     }
 
     /// The history items that contributed most to `item` in the last `score_into` call
     /// with this scratch (strongest first, at most `limit`).
-    pub fn explain_from_scratch(&self, item: ItemId, scratch: &EaseScratch, limit: usize) -> Vec<Contribution> {
+    pub fn explain_from_scratch(
+        &self,
+        item: ItemId,
+        scratch: &EaseScratch,
+        limit: usize,
+    ) -> Vec<Contribution> {
         strongest_contributions(self.contributions(item, scratch), limit)
     }
 
     /// Every history item's share of `item`'s score in the last `score_into` call with this
     /// scratch, ascending by history item.
-    pub fn contributions<'a>(&'a self, item: ItemId, scratch: &'a EaseScratch) -> impl Iterator<Item = Contribution> + 'a {
+    pub fn contributions<'a>(
+        &'a self,
+        item: ItemId,
+        scratch: &'a EaseScratch,
+    ) -> impl Iterator<Item = Contribution> + 'a {
         scratch
             .history_weights
             .iter()
-            .map(move |&(source, weight)| Contribution { item: source, weight: weight * self.scoring_weight(source, item) })
+            .map(move |&(source, weight)| Contribution {
+                item: source,
+                weight: weight * self.scoring_weight(source, item),
+            })
     }
 
     /// Personal recommendations ("discover": excludes what the subject holds), each with
     /// the subject's own items that contributed most. Needs a refreshed model.
-    pub fn recommend(&self, subject: SubjectId, n: usize, now: UnixSeconds) -> Result<Vec<Recommendation>> {
+    pub fn recommend(
+        &self,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+    ) -> Result<Vec<Recommendation>> {
         let mut scratch = EaseScratch::default();
         let mut scores = vec![0.0f32; self.item_bound];
         self.score_into(subject, now, &mut scores, &mut scratch)?;
@@ -513,7 +582,8 @@ impl EaseModel {
             return Ok(Vec::new());
         }
         let best = top_n(&scores, n, |index| {
-            held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0).is_ok()
+            held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0)
+                .is_ok()
         });
         Ok(best
             .into_iter()
@@ -529,7 +599,10 @@ impl EaseModel {
 fn check_config(config: &EaseConfig) -> Result<()> {
     if !(config.regularisation > 0.0 && config.regularisation.is_finite()) {
         return Err(ModelError::BadConfig {
-            detail: format!("EASE regularisation must be a positive number, got {}", config.regularisation),
+            detail: format!(
+                "EASE regularisation must be a positive number, got {}",
+                config.regularisation
+            ),
         });
     }
     Ok(())

@@ -5,7 +5,9 @@
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     /// An unlearn asked to remove an interaction that was never learned.
-    #[error("cannot unlearn an interaction of subject #{subject} with item #{item} at {at}: it was never learned")]
+    #[error(
+        "cannot unlearn an interaction of subject #{subject} with item #{item} at {at}: it was never learned"
+    )]
     NotLearned { subject: u32, item: u32, at: i64 },
     /// An id was used that the model has never seen.
     #[error("unknown {what} #{id}")]

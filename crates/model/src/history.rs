@@ -58,7 +58,11 @@ pub struct SubjectHistories {
 impl SubjectHistories {
     /// Empty histories counting interactions of `held_kinds`.
     pub fn new(held_kinds: KindSet) -> SubjectHistories {
-        SubjectHistories { held_kinds, items_by_subject: Vec::new(), n_events: 0 }
+        SubjectHistories {
+            held_kinds,
+            items_by_subject: Vec::new(),
+            n_events: 0,
+        }
     }
 
     /// Which kinds are counted.
@@ -83,7 +87,8 @@ impl SubjectHistories {
         }
         let subject_index = interaction.subject.index();
         if subject_index >= self.items_by_subject.len() {
-            self.items_by_subject.resize_with(subject_index + 1, Vec::new);
+            self.items_by_subject
+                .resize_with(subject_index + 1, Vec::new);
         }
         let items = &mut self.items_by_subject[subject_index];
         self.n_events += 1;
@@ -95,7 +100,13 @@ impl SubjectHistories {
                 HeldChange::Unchanged
             }
             Err(position) => {
-                items.insert(position, HeldItem { item: interaction.item, event_times: vec![interaction.at] });
+                items.insert(
+                    position,
+                    HeldItem {
+                        item: interaction.item,
+                        event_times: vec![interaction.at],
+                    },
+                );
                 HeldChange::BecameHeld
             }
         }
@@ -111,12 +122,17 @@ impl SubjectHistories {
             item: interaction.item.0,
             at: interaction.at,
         };
-        let items = self.items_by_subject.get_mut(interaction.subject.index()).ok_or_else(not_learned)?;
+        let items = self
+            .items_by_subject
+            .get_mut(interaction.subject.index())
+            .ok_or_else(not_learned)?;
         let position = items
             .binary_search_by_key(&interaction.item, |held| held.item)
             .map_err(|_| not_learned())?;
         let times = &mut items[position].event_times;
-        let at = times.binary_search(&interaction.at).map_err(|_| not_learned())?;
+        let at = times
+            .binary_search(&interaction.at)
+            .map_err(|_| not_learned())?;
         times.remove(at);
         self.n_events -= 1;
         if times.is_empty() {
@@ -129,12 +145,17 @@ impl SubjectHistories {
 
     /// The items a subject holds, ascending by item id (empty for unknown subjects).
     pub fn held(&self, subject: SubjectId) -> &[HeldItem] {
-        self.items_by_subject.get(subject.index()).map(Vec::as_slice).unwrap_or(&[])
+        self.items_by_subject
+            .get(subject.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// True if the subject holds the item.
     pub fn holds(&self, subject: SubjectId, item: ItemId) -> bool {
-        self.held(subject).binary_search_by_key(&item, |held| held.item).is_ok()
+        self.held(subject)
+            .binary_search_by_key(&item, |held| held.item)
+            .is_ok()
     }
 
     /// Removes and returns everything held about a subject.
@@ -142,7 +163,10 @@ impl SubjectHistories {
         match self.items_by_subject.get_mut(subject.index()) {
             Some(items) => {
                 let taken = std::mem::take(items);
-                self.n_events -= taken.iter().map(|held| held.event_times.len()).sum::<usize>();
+                self.n_events -= taken
+                    .iter()
+                    .map(|held| held.event_times.len())
+                    .sum::<usize>();
                 taken
             }
             None => Vec::new(),
@@ -174,13 +198,27 @@ impl SubjectHistories {
         if max_items > 0 && held.len() > max_items {
             // Choose the most recent by time first (ties: lower item id), so only the kept
             // items pay for a `powf`.
-            let mut recent: Vec<(UnixSeconds, ItemId)> = held.iter().map(|held_item| (held_item.last_at(), held_item.item)).collect();
-            recent.select_nth_unstable_by(max_items - 1, |left, right| right.0.cmp(&left.0).then(left.1.cmp(&right.1)));
+            let mut recent: Vec<(UnixSeconds, ItemId)> = held
+                .iter()
+                .map(|held_item| (held_item.last_at(), held_item.item))
+                .collect();
+            recent.select_nth_unstable_by(max_items - 1, |left, right| {
+                right.0.cmp(&left.0).then(left.1.cmp(&right.1))
+            });
             recent.truncate(max_items);
             recent.sort_unstable_by_key(|(_, item)| *item);
-            weights.extend(recent.into_iter().map(|(at, item)| (item, recency_weight(now, at, half_life_days))));
+            weights.extend(
+                recent
+                    .into_iter()
+                    .map(|(at, item)| (item, recency_weight(now, at, half_life_days))),
+            );
         } else {
-            weights.extend(held.iter().map(|held_item| (held_item.item, recency_weight(now, held_item.last_at(), half_life_days))));
+            weights.extend(held.iter().map(|held_item| {
+                (
+                    held_item.item,
+                    recency_weight(now, held_item.last_at(), half_life_days),
+                )
+            }));
         }
     }
 
@@ -197,13 +235,22 @@ impl SubjectHistories {
             }
             let first = held_item.event_times[0];
             let last = held_item.last_at();
-            let interval_seconds = ((last - first) as f64 / (orders - 1) as f64).max(SECONDS_PER_DAY);
+            let interval_seconds =
+                ((last - first) as f64 / (orders - 1) as f64).max(SECONDS_PER_DAY);
             let elapsed_seconds = ((now - last) as f64).max(SECONDS_PER_DAY / 2.0);
             let log_ratio = (elapsed_seconds / interval_seconds).ln();
             let score = (orders as f64).sqrt() * (-0.5 * log_ratio * log_ratio).exp();
-            scored.push(ScoredItem { item: held_item.item, score: score as f32 });
+            scored.push(ScoredItem {
+                item: held_item.item,
+                score: score as f32,
+            });
         }
-        scored.sort_by(|left, right| right.score.total_cmp(&left.score).then(left.item.cmp(&right.item)));
+        scored.sort_by(|left, right| {
+            right
+                .score
+                .total_cmp(&left.score)
+                .then(left.item.cmp(&right.item))
+        });
         scored.truncate(n);
         scored
     }
@@ -213,10 +260,15 @@ impl SubjectHistories {
 /// do not count, so a model that learned and forgot a subject equals one that never saw it).
 impl PartialEq for SubjectHistories {
     fn eq(&self, other: &SubjectHistories) -> bool {
-        let length = self.items_by_subject.len().max(other.items_by_subject.len());
+        let length = self
+            .items_by_subject
+            .len()
+            .max(other.items_by_subject.len());
         self.held_kinds == other.held_kinds
             && self.n_events == other.n_events
-            && (0..length).all(|index| self.held(SubjectId(index as u32)) == other.held(SubjectId(index as u32)))
+            && (0..length).all(|index| {
+                self.held(SubjectId(index as u32)) == other.held(SubjectId(index as u32))
+            })
     }
 }
 
@@ -252,9 +304,22 @@ mod tests {
         let mut histories = SubjectHistories::new(KindSet::purchases());
         assert_eq!(histories.learn(&purchase(0, 3, 10)), HeldChange::BecameHeld);
         assert_eq!(histories.learn(&purchase(0, 3, 20)), HeldChange::Unchanged);
-        assert_eq!(histories.unlearn(&purchase(0, 3, 15)).unwrap_err(), ModelError::NotLearned { subject: 0, item: 3, at: 15 });
-        assert_eq!(histories.unlearn(&purchase(0, 3, 10)), Ok(HeldChange::Unchanged));
-        assert_eq!(histories.unlearn(&purchase(0, 3, 20)), Ok(HeldChange::NoLongerHeld));
+        assert_eq!(
+            histories.unlearn(&purchase(0, 3, 15)).unwrap_err(),
+            ModelError::NotLearned {
+                subject: 0,
+                item: 3,
+                at: 15
+            }
+        );
+        assert_eq!(
+            histories.unlearn(&purchase(0, 3, 10)),
+            Ok(HeldChange::Unchanged)
+        );
+        assert_eq!(
+            histories.unlearn(&purchase(0, 3, 20)),
+            Ok(HeldChange::NoLongerHeld)
+        );
         assert!(histories.held(SubjectId(0)).is_empty());
         assert_eq!(histories.n_events(), 0);
     }

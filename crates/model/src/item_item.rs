@@ -95,7 +95,11 @@ impl ItemItemModel {
         for interaction in interactions {
             model.histories.learn(interaction);
         }
-        let n_items = interactions.iter().map(|interaction| interaction.item.index() + 1).max().unwrap_or(0);
+        let n_items = interactions
+            .iter()
+            .map(|interaction| interaction.item.index() + 1)
+            .max()
+            .unwrap_or(0);
         model.ensure_items(n_items);
         model.count_all_pairs();
         model.recompute_target_factors();
@@ -104,14 +108,19 @@ impl ItemItemModel {
 
     fn recompute_target_factors(&mut self) {
         let exponent = -self.config.target_popularity_exponent;
-        self.target_factors = self.holder_counts.iter().map(|&count| (count.max(1) as f32).powf(exponent)).collect();
+        self.target_factors = self
+            .holder_counts
+            .iter()
+            .map(|&count| (count.max(1) as f32).powf(exponent))
+            .collect();
     }
 
     /// Adds `delta` to an item's holder count and keeps its derived factor in step.
     fn change_holders(&mut self, item: u32, delta: i64) {
         let count = (self.holder_counts[item as usize] as i64 + delta).max(0) as u32;
         self.holder_counts[item as usize] = count;
-        self.target_factors[item as usize] = (count.max(1) as f32).powf(-self.config.target_popularity_exponent);
+        self.target_factors[item as usize] =
+            (count.max(1) as f32).powf(-self.config.target_popularity_exponent);
     }
 
     /// Counts pairs block by block into a dense counter, then compresses each row: much
@@ -168,7 +177,10 @@ impl ItemItemModel {
     /// Changes the scoring settings (not `held_kinds`, which shapes the counts).
     pub fn set_scoring(&mut self, config: ItemItemConfig) {
         let held_kinds = self.config.held_kinds;
-        self.config = ItemItemConfig { held_kinds, ..config };
+        self.config = ItemItemConfig {
+            held_kinds,
+            ..config
+        };
         self.recompute_target_factors();
         self.forget_all_neighbour_lists();
     }
@@ -182,7 +194,11 @@ impl ItemItemModel {
     /// Empties the cached lists that depend on `item`'s row or holder count: its own and
     /// those of every item it co-occurs with (call before counts drop, after they grow).
     fn forget_neighbour_lists_around(&mut self, item: u32) {
-        let ItemItemModel { cooccurrence_rows, neighbour_lists, .. } = self;
+        let ItemItemModel {
+            cooccurrence_rows,
+            neighbour_lists,
+            ..
+        } = self;
         if let Some(list) = neighbour_lists.get_mut(item as usize) {
             list.take();
         }
@@ -221,7 +237,11 @@ impl ItemItemModel {
     pub fn cooccurrence(&self, first: ItemId, second: ItemId) -> u32 {
         self.cooccurrence_rows
             .get(first.index())
-            .and_then(|row| row.binary_search_by_key(&second.0, |(other, _)| *other).ok().map(|position| row[position].1))
+            .and_then(|row| {
+                row.binary_search_by_key(&second.0, |(other, _)| *other)
+                    .ok()
+                    .map(|position| row[position].1)
+            })
             .unwrap_or(0)
     }
 
@@ -258,11 +278,15 @@ impl ItemItemModel {
     /// Learns many interactions; the same result as `learn` on each, but each affected
     /// co-occurrence row is merged once instead of receiving one insert per pair.
     pub fn learn_batch(&mut self, interactions: &[Interaction]) {
-        let mut newly_held: std::collections::BTreeMap<SubjectId, Vec<u32>> = std::collections::BTreeMap::new();
+        let mut newly_held: std::collections::BTreeMap<SubjectId, Vec<u32>> =
+            std::collections::BTreeMap::new();
         for interaction in interactions {
             self.ensure_items(interaction.item.index() + 1);
             if self.histories.learn(interaction) == HeldChange::BecameHeld {
-                newly_held.entry(interaction.subject).or_default().push(interaction.item.0);
+                newly_held
+                    .entry(interaction.subject)
+                    .or_default()
+                    .push(interaction.item.0);
             }
         }
         let mut merged: Vec<(u32, u32)> = Vec::new();
@@ -270,14 +294,28 @@ impl ItemItemModel {
         for (subject, mut new_items) in newly_held {
             changed_items.extend_from_slice(&new_items);
             new_items.sort_unstable();
-            let held_items: Vec<u32> = self.histories.held(subject).iter().map(|held_item| held_item.item.0).collect();
+            let held_items: Vec<u32> = self
+                .histories
+                .held(subject)
+                .iter()
+                .map(|held_item| held_item.item.0)
+                .collect();
             for &item in &held_items {
                 if new_items.binary_search(&item).is_ok() {
                     self.change_holders(item, 1);
                 }
                 // A new item pairs with everything held; an old one only with the new items.
-                let partners: &[u32] = if new_items.binary_search(&item).is_ok() { &held_items } else { &new_items };
-                add_sorted(&mut self.cooccurrence_rows[item as usize], partners, item, &mut merged);
+                let partners: &[u32] = if new_items.binary_search(&item).is_ok() {
+                    &held_items
+                } else {
+                    &new_items
+                };
+                add_sorted(
+                    &mut self.cooccurrence_rows[item as usize],
+                    partners,
+                    item,
+                    &mut merged,
+                );
             }
         }
         changed_items.sort_unstable();
@@ -291,11 +329,23 @@ impl ItemItemModel {
             let item = interaction.item.0;
             self.forget_neighbour_lists_around(item);
             self.change_holders(item, -1);
-            let others: Vec<u32> =
-                self.histories.held(interaction.subject).iter().map(|held_item| held_item.item.0).collect();
-            subtract_sorted(&mut self.cooccurrence_rows[item as usize], &others, u32::MAX);
+            let others: Vec<u32> = self
+                .histories
+                .held(interaction.subject)
+                .iter()
+                .map(|held_item| held_item.item.0)
+                .collect();
+            subtract_sorted(
+                &mut self.cooccurrence_rows[item as usize],
+                &others,
+                u32::MAX,
+            );
             for &other in &others {
-                subtract_sorted(&mut self.cooccurrence_rows[other as usize], &[item], u32::MAX);
+                subtract_sorted(
+                    &mut self.cooccurrence_rows[other as usize],
+                    &[item],
+                    u32::MAX,
+                );
             }
         }
         Ok(())
@@ -348,12 +398,19 @@ impl ItemItemModel {
         };
         let source_factor = self.source_factor(source);
         if keep == 0 {
-            similarities.extend(row.iter().map(|&(target, count)| (target, self.pair_similarity(count, target, source_factor))));
-            similarities.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+            similarities.extend(row.iter().map(|&(target, count)| {
+                (target, self.pair_similarity(count, target, source_factor))
+            }));
+            similarities
+                .sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
         } else {
             for &(target, count) in row {
                 let similarity = self.pair_similarity(count, target, source_factor);
-                if similarities.len() == keep && similarities.last().is_some_and(|weakest| similarity <= weakest.1) {
+                if similarities.len() == keep
+                    && similarities
+                        .last()
+                        .is_some_and(|weakest| similarity <= weakest.1)
+                {
                     continue;
                 }
                 let position = similarities.partition_point(|kept| kept.1 >= similarity);
@@ -366,7 +423,8 @@ impl ItemItemModel {
     }
 
     fn source_factor(&self, source: ItemId) -> f32 {
-        (self.holder_counts[source.index()].max(1) as f32).powf(-self.config.source_popularity_exponent)
+        (self.holder_counts[source.index()].max(1) as f32)
+            .powf(-self.config.source_popularity_exponent)
     }
 
     /// `c_ij * n_j^-b * n_i^-a`, computed the same way everywhere so thresholds compare exactly.
@@ -388,7 +446,13 @@ impl ItemItemModel {
 
     /// Writes the subject's personal scores into `scores` (length = `item_bound()`, zeroed
     /// by the caller). Held items are scored too; callers exclude them.
-    pub fn score_into(&self, subject: SubjectId, now: UnixSeconds, scores: &mut [f32], scratch: &mut ItemItemScratch) {
+    pub fn score_into(
+        &self,
+        subject: SubjectId,
+        now: UnixSeconds,
+        scores: &mut [f32],
+        scratch: &mut ItemItemScratch,
+    ) {
         self.histories.recency_weights(
             subject,
             now,
@@ -407,22 +471,37 @@ impl ItemItemModel {
 
     /// The history items that contributed most to `item`'s score in the last
     /// `score_into` call with this scratch (strongest first, at most `limit`).
-    pub fn explain_from_scratch(&self, item: ItemId, scratch: &ItemItemScratch, limit: usize) -> Vec<Contribution> {
+    pub fn explain_from_scratch(
+        &self,
+        item: ItemId,
+        scratch: &ItemItemScratch,
+        limit: usize,
+    ) -> Vec<Contribution> {
         strongest_contributions(self.contributions(item, scratch), limit)
     }
 
     /// Every history item's share of `item`'s score in the last `score_into` call with this
     /// scratch, ascending by history item.
-    pub fn contributions<'a>(&'a self, item: ItemId, scratch: &'a ItemItemScratch) -> impl Iterator<Item = Contribution> + 'a {
-        scratch.history_weights.iter().map(move |&(source, weight)| {
-            let similarity = self
-                .neighbours(source)
-                .iter()
-                .find(|(target, _)| *target == item.0)
-                .map(|(_, similarity)| *similarity)
-                .unwrap_or(0.0);
-            Contribution { item: source, weight: weight * similarity }
-        })
+    pub fn contributions<'a>(
+        &'a self,
+        item: ItemId,
+        scratch: &'a ItemItemScratch,
+    ) -> impl Iterator<Item = Contribution> + 'a {
+        scratch
+            .history_weights
+            .iter()
+            .map(move |&(source, weight)| {
+                let similarity = self
+                    .neighbours(source)
+                    .iter()
+                    .find(|(target, _)| *target == item.0)
+                    .map(|(_, similarity)| *similarity)
+                    .unwrap_or(0.0);
+                Contribution {
+                    item: source,
+                    weight: weight * similarity,
+                }
+            })
     }
 
     /// Personal recommendations ("discover": excludes what the subject holds), each with
@@ -433,7 +512,10 @@ impl ItemItemModel {
         self.score_into(subject, now, &mut scores, &mut scratch);
         let held = self.histories.held(subject);
         let best = top_n(&scores, n, |index| {
-            scores[index] <= 0.0 || held.binary_search_by_key(&(index as u32), |held_item| held_item.item.0).is_ok()
+            scores[index] <= 0.0
+                || held
+                    .binary_search_by_key(&(index as u32), |held_item| held_item.item.0)
+                    .is_ok()
         });
         best.into_iter()
             .map(|scored| Recommendation {
@@ -449,7 +531,13 @@ impl ItemItemModel {
         let mut similarities = Vec::new();
         self.neighbours_into(item, 0, &mut similarities);
         similarities.truncate(n);
-        similarities.into_iter().map(|(target, score)| ScoredItem { item: ItemId(target), score }).collect()
+        similarities
+            .into_iter()
+            .map(|(target, score)| ScoredItem {
+                item: ItemId(target),
+                score,
+            })
+            .collect()
     }
 }
 
@@ -461,8 +549,10 @@ impl PartialEq for ItemItemModel {
         self.config == other.config
             && self.histories == other.histories
             && (0..length).all(|index| {
-                self.holder_counts.get(index).copied().unwrap_or(0) == other.holder_counts.get(index).copied().unwrap_or(0)
-                    && self.cooccurrence_rows.get(index).unwrap_or(&empty) == other.cooccurrence_rows.get(index).unwrap_or(&empty)
+                self.holder_counts.get(index).copied().unwrap_or(0)
+                    == other.holder_counts.get(index).copied().unwrap_or(0)
+                    && self.cooccurrence_rows.get(index).unwrap_or(&empty)
+                        == other.cooccurrence_rows.get(index).unwrap_or(&empty)
             })
     }
 }
@@ -477,7 +567,12 @@ fn increment_pair(row: &mut Vec<(u32, u32)>, other: u32) {
 
 /// Adds one to the count of every item of `sorted_items` (ascending) except `skip`, in one
 /// merge pass; `merged` is a reusable buffer.
-fn add_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32, merged: &mut Vec<(u32, u32)>) {
+fn add_sorted(
+    row: &mut Vec<(u32, u32)>,
+    sorted_items: &[u32],
+    skip: u32,
+    merged: &mut Vec<(u32, u32)>,
+) {
     merged.clear();
     merged.reserve(row.len() + sorted_items.len());
     let mut existing = row.iter().peekable();

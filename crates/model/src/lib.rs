@@ -27,9 +27,13 @@ pub use ease::{EaseConfig, EaseModel, RefreshReport};
 pub use error::{ModelError, Result};
 pub use history::{HeldItem, SubjectHistories};
 pub use ids::{Catalogue, Interner, ItemId, SubjectId, Subjects};
-pub use interaction::{Context, CountryId, Interaction, InteractionKind, KindSet, UnixSeconds, Weather};
+pub use interaction::{
+    Context, CountryId, Interaction, InteractionKind, KindSet, UnixSeconds, Weather,
+};
 pub use item_item::{ItemItemConfig, ItemItemModel};
-pub use model_set::{BlendConfig, ForgetReport, ModelSet, ModelSetConfig, RecommendScratch, SubjectView};
+pub use model_set::{
+    BlendConfig, ForgetReport, ModelSet, ModelSetConfig, RecommendScratch, SubjectView,
+};
 pub use popularity::{PopularityConfig, PopularityModel};
 pub use ranking::ScoredItem;
 pub use recommendation::{Contribution, Recommendation};

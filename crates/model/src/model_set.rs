@@ -23,7 +23,11 @@ pub struct BlendConfig {
 
 impl Default for BlendConfig {
     fn default() -> Self {
-        BlendConfig { ease_weight: 1.0, item_item_weight: 0.3, trending_weight: 0.3 }
+        BlendConfig {
+            ease_weight: 1.0,
+            item_item_weight: 0.3,
+            trending_weight: 0.3,
+        }
     }
 }
 
@@ -116,7 +120,12 @@ impl ModelSet {
     }
 
     /// A set whose interners are the given ones (interactions already carry their ids).
-    pub fn with_names(config: ModelSetConfig, catalogue: Catalogue, subjects: Subjects, countries: Interner) -> Result<ModelSet> {
+    pub fn with_names(
+        config: ModelSetConfig,
+        catalogue: Catalogue,
+        subjects: Subjects,
+        countries: Interner,
+    ) -> Result<ModelSet> {
         let mut model_set = ModelSet::new(config)?;
         model_set.catalogue = catalogue;
         model_set.subjects = subjects;
@@ -191,7 +200,8 @@ impl ModelSet {
         if self.item_item.histories().n_events() == 0 && self.popularity.item_bound() == 0 {
             // The counting models build on one thread while EASE factorises on the others.
             let keep_ease = self.catalogue.len() <= self.config.ease_max_items;
-            let (item_item, popularity, ease) = (&mut self.item_item, &mut self.popularity, &self.config.ease);
+            let (item_item, popularity, ease) =
+                (&mut self.item_item, &mut self.popularity, &self.config.ease);
             let item_item_config = self.config.item_item.clone();
             let ease = std::thread::scope(|scope| {
                 scope.spawn(|| {
@@ -200,7 +210,9 @@ impl ModelSet {
                         popularity.learn(interaction);
                     }
                 });
-                keep_ease.then(|| EaseModel::build(ease.clone(), interactions)).transpose()
+                keep_ease
+                    .then(|| EaseModel::build(ease.clone(), interactions))
+                    .transpose()
             })?;
             self.ease = ease;
             return Ok(());
@@ -228,20 +240,37 @@ impl ModelSet {
     /// Unlearns one previously learned interaction from every model. Checked against the
     /// item-item history first, so an interaction never learned changes nothing.
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
-        let counted = self.item_item.histories().held_kinds().contains(interaction.kind);
+        let counted = self
+            .item_item
+            .histories()
+            .held_kinds()
+            .contains(interaction.kind);
         if counted
-            && !self.item_item.histories().held(interaction.subject).iter().any(|held| {
-                held.item == interaction.item && held.event_times.binary_search(&interaction.at).is_ok()
-            })
+            && !self
+                .item_item
+                .histories()
+                .held(interaction.subject)
+                .iter()
+                .any(|held| {
+                    held.item == interaction.item
+                        && held.event_times.binary_search(&interaction.at).is_ok()
+                })
         {
-            return Err(ModelError::NotLearned { subject: interaction.subject.0, item: interaction.item.0, at: interaction.at });
+            return Err(ModelError::NotLearned {
+                subject: interaction.subject.0,
+                item: interaction.item.0,
+                at: interaction.at,
+            });
         }
         self.popularity.unlearn(interaction)?;
         if let Err(error) = self.item_item.unlearn(interaction) {
             self.popularity.learn(interaction);
             return Err(error);
         }
-        let ease_outcome = self.ease.as_mut().map_or(Ok(()), |ease| ease.unlearn(interaction));
+        let ease_outcome = self
+            .ease
+            .as_mut()
+            .map_or(Ok(()), |ease| ease.unlearn(interaction));
         if let Err(error) = ease_outcome {
             // Put back what was already removed, so a bad unlearn changes nothing.
             self.popularity.learn(interaction);
@@ -265,11 +294,20 @@ impl ModelSet {
     /// Forgets a subject in every model: `interactions` are the subject's stored
     /// interactions (popularity has no per-subject state, so it unlearns these); the
     /// personal models drop what they hold; EASE is refreshed; the name is released.
-    pub fn forget_subject(&mut self, name: &str, interactions: &[Interaction]) -> Result<ForgetReport> {
+    pub fn forget_subject(
+        &mut self,
+        name: &str,
+        interactions: &[Interaction],
+    ) -> Result<ForgetReport> {
         let Some(subject) = self.subjects.get(name) else {
-            return Ok(ForgetReport { events_removed: 0, items_held: 0 });
+            return Ok(ForgetReport {
+                events_removed: 0,
+                items_held: 0,
+            });
         };
-        let subject_interactions = interactions.iter().filter(|interaction| interaction.subject == subject);
+        let subject_interactions = interactions
+            .iter()
+            .filter(|interaction| interaction.subject == subject);
         for (done, interaction) in subject_interactions.clone().enumerate() {
             if let Err(error) = self.popularity.unlearn(interaction) {
                 // An interaction that was never learned: restore the ones already removed.
@@ -291,12 +329,17 @@ impl ModelSet {
                     (item_item_forget.join(), ease_outcome)
                 });
                 ease_outcome?;
-                held.map_err(|_| ModelError::Internal { detail: "forgetting in the item-item model failed".to_string() })?
+                held.map_err(|_| ModelError::Internal {
+                    detail: "forgetting in the item-item model failed".to_string(),
+                })?
             }
         };
         self.subjects.release(name);
         Ok(ForgetReport {
-            events_removed: held.iter().map(|held_item| held_item.event_times.len()).sum(),
+            events_removed: held
+                .iter()
+                .map(|held_item| held_item.event_times.len())
+                .sum(),
             items_held: held.len(),
         })
     }
@@ -304,7 +347,13 @@ impl ModelSet {
     /// Personal "discover" list for a subject: excludes what they hold; each entry says
     /// which of their own items contributed most. Subjects with no history get the
     /// contextual trending list (without explanations).
-    pub fn recommend(&self, subject: SubjectId, n: usize, now: UnixSeconds, context: &Context) -> Vec<Recommendation> {
+    pub fn recommend(
+        &self,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+        context: &Context,
+    ) -> Vec<Recommendation> {
         let mut scratch = RecommendScratch::default();
         self.recommend_with(&mut scratch, subject, n, now, context)
     }
@@ -324,19 +373,32 @@ impl ModelSet {
                 .popularity
                 .popular(context, n, now)
                 .into_iter()
-                .map(|scored| Recommendation { item: scored.item, score: scored.score, because: Vec::new() })
+                .map(|scored| Recommendation {
+                    item: scored.item,
+                    score: scored.score,
+                    because: Vec::new(),
+                })
                 .collect();
         }
         let blend = &self.config.blend;
-        let item_bound = self.item_item.item_bound().max(self.popularity.item_bound());
+        let item_bound = self
+            .item_item
+            .item_bound()
+            .max(self.popularity.item_bound());
         scratch.blended.clear();
         scratch.blended.resize(item_bound, 0.0);
-        let ease = self.ease.as_ref().filter(|ease| !ease.needs_refresh() && blend.ease_weight != 0.0);
+        let ease = self
+            .ease
+            .as_ref()
+            .filter(|ease| !ease.needs_refresh() && blend.ease_weight != 0.0);
         let mut ease_scale = 0.0;
         if let Some(ease) = ease {
             scratch.component.clear();
             scratch.component.resize(item_bound, 0.0);
-            if ease.score_into(subject, now, &mut scratch.component, &mut scratch.ease).is_ok() {
+            if ease
+                .score_into(subject, now, &mut scratch.component, &mut scratch.ease)
+                .is_ok()
+            {
                 ease_scale = blend.ease_weight / largest_unheld(&scratch.component, held);
                 add_scaled(&mut scratch.blended, &scratch.component, ease_scale);
             }
@@ -345,23 +407,31 @@ impl ModelSet {
         if blend.item_item_weight != 0.0 {
             scratch.component.clear();
             scratch.component.resize(item_bound, 0.0);
-            self.item_item.score_into(subject, now, &mut scratch.component, &mut scratch.item_item);
+            self.item_item
+                .score_into(subject, now, &mut scratch.component, &mut scratch.item_item);
             item_item_scale = blend.item_item_weight / largest_unheld(&scratch.component, held);
             add_scaled(&mut scratch.blended, &scratch.component, item_item_scale);
         }
         if blend.trending_weight != 0.0 {
             scratch.component.clear();
             scratch.component.resize(item_bound, 0.0);
-            self.popularity.trending_scores_into(context, &mut scratch.component);
+            self.popularity
+                .trending_scores_into(context, &mut scratch.component);
             normalise_by_max(&mut scratch.component);
-            add_scaled(&mut scratch.blended, &scratch.component, blend.trending_weight);
+            add_scaled(
+                &mut scratch.blended,
+                &scratch.component,
+                blend.trending_weight,
+            );
         }
         // Items no model has any data on (e.g. known only from a forgotten subject) are
         // never recommended, so a forget leaves no trace in what is offered.
         let best = top_n(&scratch.blended, n, |index| {
             let item = ItemId(index as u32);
             (self.item_item.holder_count(item) == 0 && self.popularity.event_count(item) == 0)
-                || held.binary_search_by_key(&item.0, |held_item| held_item.item.0).is_ok()
+                || held
+                    .binary_search_by_key(&item.0, |held_item| held_item.item.0)
+                    .is_ok()
         });
         best.into_iter()
             .map(|scored| {
@@ -369,9 +439,17 @@ impl ModelSet {
                 let from_ease = ease
                     .filter(|_| ease_scale > 0.0)
                     .into_iter()
-                    .flat_map(|ease| scaled(ease.contributions(scored.item, &scratch.ease), ease_scale));
+                    .flat_map(|ease| {
+                        scaled(ease.contributions(scored.item, &scratch.ease), ease_scale)
+                    });
                 let from_item_item = (item_item_scale > 0.0)
-                    .then(|| scaled(self.item_item.contributions(scored.item, &scratch.item_item), item_item_scale))
+                    .then(|| {
+                        scaled(
+                            self.item_item
+                                .contributions(scored.item, &scratch.item_item),
+                            item_item_scale,
+                        )
+                    })
                     .into_iter()
                     .flatten();
                 Recommendation {
@@ -406,7 +484,11 @@ impl ModelSet {
             .held(subject)
             .iter()
             .map(|held_item| HeldItemView {
-                item_code: self.catalogue.code(held_item.item).unwrap_or_default().to_string(),
+                item_code: self
+                    .catalogue
+                    .code(held_item.item)
+                    .unwrap_or_default()
+                    .to_string(),
                 event_times: held_item.event_times.clone(),
             })
             .collect();
@@ -421,9 +503,15 @@ const NOISE_FLOOR: f32 = 1e-6;
 /// Largest score among items the subject does not hold (1 when none is above the noise floor).
 fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {
     let mut largest = 0.0f32;
-    let mut held_iter = held.iter().map(|held_item| held_item.item.index()).peekable();
+    let mut held_iter = held
+        .iter()
+        .map(|held_item| held_item.item.index())
+        .peekable();
     for (index, &score) in scores.iter().enumerate() {
-        while held_iter.peek().is_some_and(|&held_index| held_index < index) {
+        while held_iter
+            .peek()
+            .is_some_and(|&held_index| held_index < index)
+        {
             held_iter.next();
         }
         if held_iter.peek() == Some(&index) {
@@ -442,7 +530,12 @@ fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {
     }
 }
 
-fn scaled(contributions: impl Iterator<Item = Contribution>, scale: f32) -> impl Iterator<Item = Contribution> {
-    contributions.map(move |contribution| Contribution { item: contribution.item, weight: scale * contribution.weight })
+fn scaled(
+    contributions: impl Iterator<Item = Contribution>,
+    scale: f32,
+) -> impl Iterator<Item = Contribution> {
+    contributions.map(move |contribution| Contribution {
+        item: contribution.item,
+        weight: scale * contribution.weight,
+    })
 }
-

@@ -65,7 +65,11 @@ impl BucketCounts {
             Some(count) if *count > 0 => {
                 *count -= 1;
                 // With no events left the sum is exactly zero, whatever the rounding.
-                self.decayed[index] = if *count == 0 { 0.0 } else { self.decayed[index] - weight };
+                self.decayed[index] = if *count == 0 {
+                    0.0
+                } else {
+                    self.decayed[index] - weight
+                };
                 true
             }
             _ => false,
@@ -74,7 +78,10 @@ impl BucketCounts {
 
     /// Adds `weight × decayed / max(decayed)` into `scores`.
     fn add_normalised_trend(&self, weight: f32, scores: &mut [f32]) {
-        let largest = self.decayed.iter().fold(0.0f64, |largest, value| largest.max(*value));
+        let largest = self
+            .decayed
+            .iter()
+            .fold(0.0f64, |largest, value| largest.max(*value));
         if largest <= 0.0 || weight == 0.0 {
             return;
         }
@@ -100,7 +107,10 @@ impl PopularityModel {
     pub fn new(config: PopularityConfig) -> Result<PopularityModel> {
         if !(config.trend_half_life_days > 0.0 && config.trend_half_life_days.is_finite()) {
             return Err(ModelError::BadConfig {
-                detail: format!("trend half-life must be a positive number of days, got {}", config.trend_half_life_days),
+                detail: format!(
+                    "trend half-life must be a positive number of days, got {}",
+                    config.trend_half_life_days
+                ),
             });
         }
         Ok(PopularityModel {
@@ -124,7 +134,8 @@ impl PopularityModel {
     }
 
     fn event_weight(&self, at: UnixSeconds) -> f64 {
-        let half_lives = (at - self.config.reference_time) as f64 / (self.config.trend_half_life_days * SECONDS_PER_DAY);
+        let half_lives = (at - self.config.reference_time) as f64
+            / (self.config.trend_half_life_days * SECONDS_PER_DAY);
         half_lives.exp2()
     }
 
@@ -141,7 +152,8 @@ impl PopularityModel {
         if let Some(country) = context.country {
             let index = country.0 as usize;
             if index >= self.by_country.len() {
-                self.by_country.resize_with(index + 1, BucketCounts::default);
+                self.by_country
+                    .resize_with(index + 1, BucketCounts::default);
             }
             self.by_country[index].add(item, weight);
         }
@@ -168,13 +180,29 @@ impl PopularityModel {
         let context = interaction.context;
         // Check every bucket first so a bad unlearn changes nothing.
         let country_ok = context.country.is_none_or(|country| {
-            self.by_country.get(country.0 as usize).is_some_and(|bucket| bucket.events.get(item.index()).is_some_and(|count| *count > 0))
+            self.by_country
+                .get(country.0 as usize)
+                .is_some_and(|bucket| {
+                    bucket
+                        .events
+                        .get(item.index())
+                        .is_some_and(|count| *count > 0)
+                })
         });
-        let hour_ok = context.hour_of_day.filter(|hour| *hour < 24).is_none_or(|hour| {
-            self.by_hour[hour as usize].events.get(item.index()).is_some_and(|count| *count > 0)
-        });
+        let hour_ok = context
+            .hour_of_day
+            .filter(|hour| *hour < 24)
+            .is_none_or(|hour| {
+                self.by_hour[hour as usize]
+                    .events
+                    .get(item.index())
+                    .is_some_and(|count| *count > 0)
+            });
         let weather_ok = context.weather == Weather::Unknown
-            || self.by_weather[context.weather.index()].events.get(item.index()).is_some_and(|count| *count > 0);
+            || self.by_weather[context.weather.index()]
+                .events
+                .get(item.index())
+                .is_some_and(|count| *count > 0);
         if !country_ok || !hour_ok || !weather_ok || !self.global.remove(item, weight) {
             return Err(not_learned);
         }
@@ -199,14 +227,18 @@ impl PopularityModel {
     /// global bucket plus the context's buckets, each divided by its largest value.
     pub fn trending_scores_into(&self, context: &Context, scores: &mut [f32]) {
         self.global.add_normalised_trend(1.0, scores);
-        if let Some(bucket) = context.country.and_then(|country| self.by_country.get(country.0 as usize)) {
+        if let Some(bucket) = context
+            .country
+            .and_then(|country| self.by_country.get(country.0 as usize))
+        {
             bucket.add_normalised_trend(self.config.country_weight, scores);
         }
         if let Some(hour) = context.hour_of_day.filter(|hour| *hour < 24) {
             self.by_hour[hour as usize].add_normalised_trend(self.config.hour_weight, scores);
         }
         if context.weather != Weather::Unknown {
-            self.by_weather[context.weather.index()].add_normalised_trend(self.config.weather_weight, scores);
+            self.by_weather[context.weather.index()]
+                .add_normalised_trend(self.config.weather_weight, scores);
         }
     }
 
@@ -216,18 +248,28 @@ impl PopularityModel {
         let mut scores = vec![0.0f32; self.item_bound];
         self.trending_scores_into(context, &mut scores);
         let now_factor = 1.0 / self.event_weight(now);
-        top_n(&scores, n, |index| self.global.events.get(index).is_none_or(|count| *count == 0))
-            .into_iter()
-            .map(|scored| ScoredItem {
-                item: scored.item,
-                score: (self.global.decayed[scored.item.index()] * now_factor) as f32,
-            })
-            .collect()
+        top_n(&scores, n, |index| {
+            self.global
+                .events
+                .get(index)
+                .is_none_or(|count| *count == 0)
+        })
+        .into_iter()
+        .map(|scored| ScoredItem {
+            item: scored.item,
+            score: (self.global.decayed[scored.item.index()] * now_factor) as f32,
+        })
+        .collect()
     }
 
     /// All-time most counted items, best first (scores are event counts).
     pub fn all_time_popular(&self, n: usize) -> Vec<ScoredItem> {
-        let scores: Vec<f32> = self.global.events.iter().map(|count| *count as f32).collect();
+        let scores: Vec<f32> = self
+            .global
+            .events
+            .iter()
+            .map(|count| *count as f32)
+            .collect();
         top_n(&scores, n, |index| scores[index] <= 0.0)
     }
 
@@ -239,17 +281,23 @@ impl PopularityModel {
         let mut compare = |left: &BucketCounts, right: &BucketCounts| {
             let length = left.events.len().max(right.events.len());
             for index in 0..length {
-                if left.events.get(index).copied().unwrap_or(0) != right.events.get(index).copied().unwrap_or(0) {
+                if left.events.get(index).copied().unwrap_or(0)
+                    != right.events.get(index).copied().unwrap_or(0)
+                {
                     worst = f64::INFINITY;
                 }
-                let difference = left.decayed.get(index).copied().unwrap_or(0.0) - right.decayed.get(index).copied().unwrap_or(0.0);
+                let difference = left.decayed.get(index).copied().unwrap_or(0.0)
+                    - right.decayed.get(index).copied().unwrap_or(0.0);
                 worst = worst.max(difference.abs());
             }
         };
         compare(&self.global, &other.global);
         let empty = BucketCounts::default();
         for index in 0..self.by_country.len().max(other.by_country.len()) {
-            compare(self.by_country.get(index).unwrap_or(&empty), other.by_country.get(index).unwrap_or(&empty));
+            compare(
+                self.by_country.get(index).unwrap_or(&empty),
+                other.by_country.get(index).unwrap_or(&empty),
+            );
         }
         for (left, right) in self.by_hour.iter().zip(&other.by_hour) {
             compare(left, right);
@@ -274,14 +322,21 @@ mod tests {
             at,
             kind: InteractionKind::Purchase,
             quantity: 1,
-            context: Context { country: Some(CountryId(country)), ..Context::default() },
+            context: Context {
+                country: Some(CountryId(country)),
+                ..Context::default()
+            },
         }
     }
 
     #[test]
     fn trending_prefers_recent_events_and_the_requests_country() {
         let day = 86_400;
-        let config = PopularityConfig { reference_time: 100 * day, trend_half_life_days: 7.0, ..PopularityConfig::default() };
+        let config = PopularityConfig {
+            reference_time: 100 * day,
+            trend_half_life_days: 7.0,
+            ..PopularityConfig::default()
+        };
         let mut model = PopularityModel::new(config).unwrap();
         // Item 0: three old purchases in country 0. Item 1: one recent purchase in country 1.
         for at in [10 * day, 11 * day, 12 * day] {
@@ -289,12 +344,24 @@ mod tests {
         }
         model.learn(&purchase(1, 99 * day, 1));
         let now = 100 * day;
-        assert_eq!(model.popular(&Context::default(), 1, now)[0].item, ItemId(1));
+        assert_eq!(
+            model.popular(&Context::default(), 1, now)[0].item,
+            ItemId(1)
+        );
         assert_eq!(model.all_time_popular(1)[0].item, ItemId(0));
         // One recent event in item 2 in country 0 beats item 1 for a request from country 0.
         model.learn(&purchase(2, 98 * day, 0));
-        let from_country_zero = Context { country: Some(CountryId(0)), ..Context::default() };
+        let from_country_zero = Context {
+            country: Some(CountryId(0)),
+            ..Context::default()
+        };
         assert_eq!(model.popular(&from_country_zero, 1, now)[0].item, ItemId(2));
-        assert!(PopularityModel::new(PopularityConfig { trend_half_life_days: 0.0, ..PopularityConfig::default() }).is_err());
+        assert!(
+            PopularityModel::new(PopularityConfig {
+                trend_half_life_days: 0.0,
+                ..PopularityConfig::default()
+            })
+            .is_err()
+        );
     }
 }

@@ -29,7 +29,13 @@ pub fn top_n(scores: &[f32], n: usize, mut exclude: impl FnMut(usize) -> bool) -
         }
         // Equal scores keep ascending ids because the scan is ascending and ties go after.
         let position = best.partition_point(|kept| kept.score >= score);
-        best.insert(position, ScoredItem { item: ItemId(index as u32), score });
+        best.insert(
+            position,
+            ScoredItem {
+                item: ItemId(index as u32),
+                score,
+            },
+        );
         if best.len() > n {
             best.pop();
         }

@@ -23,9 +23,19 @@ pub struct Recommendation {
 }
 
 /// The `limit` strongest positive contributions, strongest first (ties by item id).
-pub fn strongest_contributions(contributions: impl Iterator<Item = Contribution>, limit: usize) -> Vec<Contribution> {
-    let strongest_first = |left: &Contribution, right: &Contribution| right.weight.total_cmp(&left.weight).then(left.item.cmp(&right.item));
-    let mut kept: Vec<Contribution> = contributions.filter(|contribution| contribution.weight > 0.0).collect();
+pub fn strongest_contributions(
+    contributions: impl Iterator<Item = Contribution>,
+    limit: usize,
+) -> Vec<Contribution> {
+    let strongest_first = |left: &Contribution, right: &Contribution| {
+        right
+            .weight
+            .total_cmp(&left.weight)
+            .then(left.item.cmp(&right.item))
+    };
+    let mut kept: Vec<Contribution> = contributions
+        .filter(|contribution| contribution.weight > 0.0)
+        .collect();
     if limit == 0 {
         kept.clear();
     } else if kept.len() > limit {
@@ -44,17 +54,22 @@ pub fn sum_ascending(
 ) -> impl Iterator<Item = Contribution> {
     let mut first = first.peekable();
     let mut second = second.peekable();
-    std::iter::from_fn(move || match (first.peek().copied(), second.peek().copied()) {
-        (Some(left), Some(right)) if left.item == right.item => {
-            first.next();
-            second.next();
-            Some(Contribution { item: left.item, weight: left.weight + right.weight })
-        }
-        (Some(left), Some(right)) if left.item < right.item => first.next(),
-        (Some(_), Some(_)) => second.next(),
-        (Some(_), None) => first.next(),
-        (None, _) => second.next(),
-    })
+    std::iter::from_fn(
+        move || match (first.peek().copied(), second.peek().copied()) {
+            (Some(left), Some(right)) if left.item == right.item => {
+                first.next();
+                second.next();
+                Some(Contribution {
+                    item: left.item,
+                    weight: left.weight + right.weight,
+                })
+            }
+            (Some(left), Some(right)) if left.item < right.item => first.next(),
+            (Some(_), Some(_)) => second.next(),
+            (Some(_), None) => first.next(),
+            (None, _) => second.next(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -62,16 +77,33 @@ mod tests {
     use super::*;
 
     fn contribution(item: u32, weight: f32) -> Contribution {
-        Contribution { item: ItemId(item), weight }
+        Contribution {
+            item: ItemId(item),
+            weight,
+        }
     }
 
     #[test]
     fn strongest_keeps_positive_weights_strongest_first() {
         let kept = strongest_contributions(
-            [contribution(1, 0.5), contribution(2, -1.0), contribution(3, 2.0), contribution(4, 0.5), contribution(5, 1.0)].into_iter(),
+            [
+                contribution(1, 0.5),
+                contribution(2, -1.0),
+                contribution(3, 2.0),
+                contribution(4, 0.5),
+                contribution(5, 1.0),
+            ]
+            .into_iter(),
             3,
         );
-        assert_eq!(kept, vec![contribution(3, 2.0), contribution(5, 1.0), contribution(1, 0.5)]);
+        assert_eq!(
+            kept,
+            vec![
+                contribution(3, 2.0),
+                contribution(5, 1.0),
+                contribution(1, 0.5)
+            ]
+        );
         assert!(strongest_contributions([contribution(1, 1.0)].into_iter(), 0).is_empty());
     }
 
@@ -79,9 +111,22 @@ mod tests {
     fn sum_ascending_adds_shared_items_and_keeps_the_rest() {
         let summed: Vec<Contribution> = sum_ascending(
             [contribution(1, 1.0), contribution(4, 2.0)].into_iter(),
-            [contribution(2, 0.5), contribution(4, 0.25), contribution(9, 3.0)].into_iter(),
+            [
+                contribution(2, 0.5),
+                contribution(4, 0.25),
+                contribution(9, 3.0),
+            ]
+            .into_iter(),
         )
         .collect();
-        assert_eq!(summed, vec![contribution(1, 1.0), contribution(2, 0.5), contribution(4, 2.25), contribution(9, 3.0)]);
+        assert_eq!(
+            summed,
+            vec![
+                contribution(1, 1.0),
+                contribution(2, 0.5),
+                contribution(4, 2.25),
+                contribution(9, 3.0)
+            ]
+        );
     }
 }

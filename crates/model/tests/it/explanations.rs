@@ -2,8 +2,8 @@
 //! blend; forgetting through the facade leaves models equal to a set built without them.
 
 use discreet_model::{
-    Context, EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelSet, ModelSetConfig,
-    SubjectId,
+    Context, EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelSet,
+    ModelSetConfig, SubjectId,
 };
 use proptest::prelude::*;
 
@@ -20,7 +20,10 @@ fn small_config() -> ModelSetConfig {
 fn model_set(stream: &[Interaction]) -> ModelSet {
     let mut model_set = ModelSet::new(small_config()).unwrap();
     for subject in 0..N_SUBJECTS {
-        assert_eq!(model_set.subject(&format!("subject-{subject}")), SubjectId(subject));
+        assert_eq!(
+            model_set.subject(&format!("subject-{subject}")),
+            SubjectId(subject)
+        );
     }
     for item in 0..N_ITEMS {
         assert_eq!(model_set.item(&format!("item-{item}")).0, item);
@@ -92,11 +95,23 @@ fn forgetting_with_an_interaction_never_learned_changes_nothing() {
         })
         .collect();
     let mut model_set = model_set(&stream);
-    let mut handed_in: Vec<Interaction> = stream.iter().filter(|interaction| interaction.subject == SubjectId(0)).copied().collect();
-    handed_in.push(Interaction { at: 99 * 86_400, ..handed_in[0] });
+    let mut handed_in: Vec<Interaction> = stream
+        .iter()
+        .filter(|interaction| interaction.subject == SubjectId(0))
+        .copied()
+        .collect();
+    handed_in.push(Interaction {
+        at: 99 * 86_400,
+        ..handed_in[0]
+    });
     assert!(model_set.forget_subject("subject-0", &handed_in).is_err());
     let untouched = crate::explanations::model_set(&stream);
     assert_eq!(model_set.item_item(), untouched.item_item());
-    assert!(model_set.popularity().largest_difference(untouched.popularity()) < 1e-9);
+    assert!(
+        model_set
+            .popularity()
+            .largest_difference(untouched.popularity())
+            < 1e-9
+    );
     assert_eq!(model_set.subjects().get("subject-0"), Some(SubjectId(0)));
 }

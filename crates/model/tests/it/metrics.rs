@@ -17,7 +17,10 @@ fn set(ids: &[u32]) -> HashSet<ItemId> {
 fn ndcg_of_hits_at_ranks_one_and_three_with_two_relevant() {
     // DCG = 1/log2(2) + 1/log2(4) = 1.5; ideal = 1 + 1/log2(3) = 1.6309297535714575.
     let value = ndcg_at(10, &items(&[7, 1, 9, 2]), &set(&[7, 9]));
-    assert!((value - 1.5 / 1.630_929_753_571_457_5).abs() < 1e-12, "{value}");
+    assert!(
+        (value - 1.5 / 1.630_929_753_571_457_5).abs() < 1e-12,
+        "{value}"
+    );
 }
 
 #[test]
@@ -48,6 +51,9 @@ fn coverage_counts_distinct_items_in_top_k_over_the_catalogue() {
     let first = items(&[1, 2, 3]);
     let second = items(&[3, 4, 9]);
     // Top 2 of each: {1, 2, 3, 4} of a catalogue of 8.
-    assert_eq!(coverage_at(2, [first.as_slice(), second.as_slice()], 8), 0.5);
+    assert_eq!(
+        coverage_at(2, [first.as_slice(), second.as_slice()], 8),
+        0.5
+    );
     assert_eq!(coverage_at(2, [first.as_slice()], 0), 0.0);
 }

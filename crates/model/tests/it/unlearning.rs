@@ -2,8 +2,8 @@
 //! the counting models, within a stated tolerance for EASE and decayed popularity.
 
 use discreet_model::{
-    EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelError, PopularityConfig,
-    PopularityModel, SubjectId,
+    EaseConfig, EaseModel, Interaction, ItemItemConfig, ItemItemModel, KindSet, ModelError,
+    PopularityConfig, PopularityModel, SubjectId,
 };
 use proptest::prelude::*;
 
@@ -16,11 +16,18 @@ const EASE_TOLERANCE: f64 = 1e-10;
 const POPULARITY_TOLERANCE: f64 = 1e-12;
 
 fn item_item_config() -> ItemItemConfig {
-    ItemItemConfig { held_kinds: KindSet::engagement(), ..ItemItemConfig::default() }
+    ItemItemConfig {
+        held_kinds: KindSet::engagement(),
+        ..ItemItemConfig::default()
+    }
 }
 
 fn ease_config() -> EaseConfig {
-    EaseConfig { regularisation: 2.0, held_kinds: KindSet::engagement(), ..EaseConfig::default() }
+    EaseConfig {
+        regularisation: 2.0,
+        held_kinds: KindSet::engagement(),
+        ..EaseConfig::default()
+    }
 }
 
 /// Every subject's list and every item's neighbours, as comparable values.
@@ -32,14 +39,22 @@ fn all_recommendations(model: &ItemItemModel) -> Vec<Vec<(u32, f32, Vec<u32>)>> 
                 .recommend(SubjectId(subject), 5, now)
                 .into_iter()
                 .map(|recommendation| {
-                    let because = recommendation.because.iter().map(|contribution| contribution.item.0).collect();
+                    let because = recommendation
+                        .because
+                        .iter()
+                        .map(|contribution| contribution.item.0)
+                        .collect();
                     (recommendation.item.0, recommendation.score, because)
                 })
                 .collect()
         })
         .collect();
     lists.extend((0..crate::streams::N_ITEMS).map(|item| {
-        model.neighbours(discreet_model::ItemId(item)).iter().map(|&(other, similarity)| (other, similarity, Vec::new())).collect()
+        model
+            .neighbours(discreet_model::ItemId(item))
+            .iter()
+            .map(|&(other, similarity)| (other, similarity, Vec::new()))
+            .collect()
     }));
     lists
 }
@@ -180,7 +195,14 @@ fn unlearning_something_never_learned_is_an_error_and_changes_nothing() {
     };
     let mut item_item = learned_item_item(&[]);
     let before = item_item.clone();
-    assert_eq!(item_item.unlearn(&interaction), Err(ModelError::NotLearned { subject: 1, item: 2, at: 10 }));
+    assert_eq!(
+        item_item.unlearn(&interaction),
+        Err(ModelError::NotLearned {
+            subject: 1,
+            item: 2,
+            at: 10
+        })
+    );
     assert_eq!(item_item, before);
     let mut popularity = PopularityModel::new(PopularityConfig::default()).unwrap();
     assert!(popularity.unlearn(&interaction).is_err());
@@ -203,12 +225,18 @@ fn ease_rank_one_updates_stay_within_the_drift_bound_on_a_larger_catalogue() {
             });
         }
     }
-    let config = EaseConfig { regularisation: 5.0, ..EaseConfig::default() };
+    let config = EaseConfig {
+        regularisation: 5.0,
+        ..EaseConfig::default()
+    };
     let mut model = EaseModel::build(config.clone(), &stream).unwrap();
     for subject in 0..30u32 {
         model.forget_subject(SubjectId(subject));
         let report = model.refresh().unwrap();
-        assert!(!report.refactorised, "one forget should be a rank-1 downdate");
+        assert!(
+            !report.refactorised,
+            "one forget should be a rank-1 downdate"
+        );
     }
     assert!(model.measure_drift(8) < config.drift_bound);
     let rebuilt = EaseModel::build(config, &without_subjects(&stream, 30)).unwrap();
@@ -216,7 +244,11 @@ fn ease_rank_one_updates_stay_within_the_drift_bound_on_a_larger_catalogue() {
 }
 
 fn without_subjects(stream: &[Interaction], first_kept: u32) -> Vec<Interaction> {
-    stream.iter().filter(|interaction| interaction.subject.0 >= first_kept).copied().collect()
+    stream
+        .iter()
+        .filter(|interaction| interaction.subject.0 >= first_kept)
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -244,7 +276,10 @@ fn forgetting_a_subject_with_hundreds_of_items_uses_both_halves_and_stays_exact(
     let mut model = ItemItemModel::build(item_item_config(), &stream);
     let held = model.forget_subject(SubjectId(0));
     assert_eq!(held.len(), 400);
-    assert_eq!(model, ItemItemModel::build(item_item_config(), &without(&stream, SubjectId(0))));
+    assert_eq!(
+        model,
+        ItemItemModel::build(item_item_config(), &without(&stream, SubjectId(0)))
+    );
 }
 
 #[test]
@@ -269,7 +304,10 @@ fn ease_forgetting_a_subject_with_hundreds_of_items_matches_the_rebuilt_model() 
             push(subject, (subject * 13 + step * 29) % 200, step as i64);
         }
     }
-    let config = EaseConfig { regularisation: 5.0, ..EaseConfig::default() };
+    let config = EaseConfig {
+        regularisation: 5.0,
+        ..EaseConfig::default()
+    };
     let mut model = EaseModel::build(config.clone(), &stream).unwrap();
     model.forget_subject(SubjectId(0));
     let report = model.refresh().unwrap();
