@@ -191,7 +191,13 @@ where
             .collect();
         handles
             .into_iter()
-            .filter_map(|handle| handle.join().ok())
+            // A worker that panicked is a bug: propagate it rather than report a metric
+            // silently averaged over fewer customers.
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     let n_subjects = split.test.len().max(1) as f64;
@@ -258,13 +264,15 @@ fn evaluate_item_item(model: &ItemItemModel, split: &Split) -> Quality {
 
 fn evaluate_ease(model: &EaseModel, split: &Split) -> Quality {
     evaluate(split, |subject, ranked| {
-        if let Ok(recommendations) = model.recommend(subject, LIST_LENGTH, split.cutoff) {
-            ranked.extend(
-                recommendations
-                    .into_iter()
-                    .map(|recommendation| recommendation.item),
-            );
-        }
+        // EASE is refreshed right after it is built; an error here is a bug, not an empty list.
+        let recommendations = model
+            .recommend(subject, LIST_LENGTH, split.cutoff)
+            .expect("EASE is refreshed before it is evaluated");
+        ranked.extend(
+            recommendations
+                .into_iter()
+                .map(|recommendation| recommendation.item),
+        );
     })
 }
 

@@ -24,6 +24,9 @@ use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::top_n;
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
 
+/// Weights smaller than this fraction of a row's largest are rounding noise (see `weight_row`).
+const WEIGHT_NOISE_RELATIVE: f64 = 1e-9;
+
 /// Subjects holding at least this many items have `P x` computed on two threads.
 const PARALLEL_PROJECTION_ITEMS: usize = 128;
 
@@ -166,7 +169,9 @@ impl EaseModel {
 
     /// True when learned changes are waiting for `refresh`.
     pub fn needs_refresh(&self) -> bool {
-        !self.pending_changes.is_empty() || self.gram_inverse.nrows() != self.item_bound
+        !self.factorised_once
+            || !self.pending_changes.is_empty()
+            || self.gram_inverse.nrows() != self.item_bound
     }
 
     /// The Gram inverse `(G + λI)⁻¹` as of the last refresh.
@@ -221,6 +226,18 @@ impl EaseModel {
     /// Applies pending changes to the Gram inverse: rank-1 downdates and updates, or a new
     /// factorisation when there are so many that it is cheaper, or when drift is too large.
     pub fn refresh(&mut self) -> Result<RefreshReport> {
+        let outcome = self.try_refresh();
+        if outcome.is_err() {
+            // The inverse may be half-updated and the pending changes are consumed: the
+            // histories still hold the truth, so the next refresh factorises from them, and
+            // until then the model reports that it needs one instead of serving a stale P.
+            self.factorised_once = false;
+            self.pending_changes.clear();
+        }
+        outcome
+    }
+
+    fn try_refresh(&mut self) -> Result<RefreshReport> {
         let mut report = RefreshReport::default();
         if !self.factorised_once {
             self.refactorise()?;
@@ -292,10 +309,22 @@ impl EaseModel {
         let cell = self.weight_rows.get(source.index())?;
         Some(cell.get_or_init(|| {
             let column = self.gram_inverse.col_as_slice(source.index());
+            let keep = keep.min(column.len());
+            // A rank-1 downdate leaves ~1e-17 where a rebuild has an exact 0: weights within
+            // rounding noise of zero are zeros, or noise would win kept slots after a forget
+            // that a rebuilt model gives to real neighbours.
+            let largest = column
+                .iter()
+                .zip(&self.inverse_diagonal)
+                .enumerate()
+                .filter(|(target, _)| *target != source.index())
+                .map(|(_, (value, diagonal))| (value / diagonal).abs())
+                .fold(0.0f64, f64::max);
+            let noise = largest * WEIGHT_NOISE_RELATIVE;
             let mut kept: Vec<(u32, f32)> = Vec::with_capacity(keep + 1);
             for (target, (value, diagonal)) in column.iter().zip(&self.inverse_diagonal).enumerate()
             {
-                if target == source.index() {
+                if target == source.index() || (value / diagonal).abs() <= noise {
                     continue;
                 }
                 let weight = (-value / diagonal) as f32;
@@ -596,7 +625,7 @@ impl EaseModel {
     }
 }
 
-fn check_config(config: &EaseConfig) -> Result<()> {
+pub(crate) fn check_config(config: &EaseConfig) -> Result<()> {
     if !(config.regularisation > 0.0 && config.regularisation.is_finite()) {
         return Err(ModelError::BadConfig {
             detail: format!(

@@ -12,6 +12,10 @@ pub enum ModelError {
     /// An id was used that the model has never seen.
     #[error("unknown {what} #{id}")]
     UnknownId { what: &'static str, id: u32 },
+    /// An interaction the models must not take (a released subject, an unknown item, a
+    /// time outside the supported range).
+    #[error("bad interaction: {detail}")]
+    BadInteraction { detail: String },
     /// A configuration value is outside its allowed range.
     #[error("bad model configuration: {detail}")]
     BadConfig { detail: String },

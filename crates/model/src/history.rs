@@ -237,7 +237,7 @@ impl SubjectHistories {
             let last = held_item.last_at();
             let interval_seconds =
                 ((last - first) as f64 / (orders - 1) as f64).max(SECONDS_PER_DAY);
-            let elapsed_seconds = ((now - last) as f64).max(SECONDS_PER_DAY / 2.0);
+            let elapsed_seconds = (now.saturating_sub(last) as f64).max(SECONDS_PER_DAY / 2.0);
             let log_ratio = (elapsed_seconds / interval_seconds).ln();
             let score = (orders as f64).sqrt() * (-0.5 * log_ratio * log_ratio).exp();
             scored.push(ScoredItem {
@@ -277,7 +277,7 @@ pub fn recency_weight(now: UnixSeconds, at: UnixSeconds, half_life_days: Option<
     match half_life_days {
         None => 1.0,
         Some(half_life_days) => {
-            let age_days = ((now - at).max(0) as f64) / SECONDS_PER_DAY;
+            let age_days = (now.saturating_sub(at).max(0) as f64) / SECONDS_PER_DAY;
             (0.5f64).powf(age_days / half_life_days) as f32
         }
     }

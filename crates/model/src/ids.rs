@@ -26,12 +26,13 @@ impl SubjectId {
     }
 }
 
-/// A string interner handing out dense `u32` ids; released ids are reused.
+/// A string interner handing out dense `u32` ids. A released id is never handed out again:
+/// a late interaction still carrying a forgotten subject's id can then never attach to
+/// somebody else.
 #[derive(Clone, Debug, Default)]
 pub struct Interner {
     ids_by_name: HashMap<Box<str>, u32>,
     names: Vec<Option<Box<str>>>,
-    released_ids: Vec<u32>,
 }
 
 impl Interner {
@@ -40,16 +41,8 @@ impl Interner {
         if let Some(&id) = self.ids_by_name.get(name) {
             return id;
         }
-        let id = match self.released_ids.pop() {
-            Some(id) => {
-                self.names[id as usize] = Some(name.into());
-                id
-            }
-            None => {
-                self.names.push(Some(name.into()));
-                (self.names.len() - 1) as u32
-            }
-        };
+        self.names.push(Some(name.into()));
+        let id = (self.names.len() - 1) as u32;
         self.ids_by_name.insert(name.into(), id);
         id
     }
@@ -64,11 +57,10 @@ impl Interner {
         self.names.get(id as usize).and_then(|name| name.as_deref())
     }
 
-    /// Forgets `name`; its id may be handed to another name later.
+    /// Forgets `name`; its id stays retired.
     pub fn release(&mut self, name: &str) -> Option<u32> {
         let id = self.ids_by_name.remove(name)?;
         self.names[id as usize] = None;
-        self.released_ids.push(id);
         Some(id)
     }
 
@@ -155,7 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn released_subject_ids_are_reused_and_names_are_gone() {
+    fn released_subject_ids_are_never_reused_and_names_are_gone() {
         let mut subjects = Subjects::default();
         let first = subjects.intern("alice");
         let second = subjects.intern("bob");
@@ -164,7 +156,16 @@ mod tests {
         assert_eq!(subjects.release("alice"), Some(first));
         assert_eq!(subjects.get("alice"), None);
         assert_eq!(subjects.name(first), None);
-        assert_eq!(subjects.intern("carol"), first);
-        assert_eq!(subjects.len(), 2);
+        // A late interaction carrying the released id must never attach to a new customer.
+        let third = subjects.intern("carol");
+        assert_ne!(third, first);
+        assert_ne!(third, second);
+        assert_eq!(subjects.name(first), None);
+        assert_eq!(
+            subjects.intern("alice"),
+            SubjectId(3),
+            "a returning customer starts afresh"
+        );
+        assert_eq!(subjects.len(), 3);
     }
 }

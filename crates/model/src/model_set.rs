@@ -108,6 +108,9 @@ pub struct ModelSet {
 impl ModelSet {
     /// An empty set.
     pub fn new(config: ModelSetConfig) -> Result<ModelSet> {
+        // Every setting is checked here, before anything is learned: a bad one found later
+        // (say, in the middle of a forget) would leave the models half-changed.
+        crate::ease::check_config(&config.ease)?;
         Ok(ModelSet {
             item_item: ItemItemModel::new(config.item_item.clone()),
             ease: Some(EaseModel::new(config.ease.clone())),
@@ -197,6 +200,9 @@ impl ModelSet {
     /// Learns many interactions at once (ids from this set's interners) and refreshes.
     /// On an empty set this builds each model in one pass.
     pub fn learn_all(&mut self, interactions: &[Interaction]) -> Result<()> {
+        for interaction in interactions {
+            self.check_interaction(interaction)?;
+        }
         if self.item_item.histories().n_events() == 0 && self.popularity.item_bound() == 0 {
             // The counting models build on one thread while EASE factorises on the others.
             let keep_ease = self.catalogue.len() <= self.config.ease_max_items;
@@ -227,19 +233,49 @@ impl ModelSet {
         self.refresh().map(|_| ())
     }
 
+    /// Refuses what the models must never take: a subject whose name was released (forgotten),
+    /// an item the catalogue does not know, a time outside ±2,000 years of 1970.
+    fn check_interaction(&self, interaction: &Interaction) -> Result<()> {
+        if self.subjects.name(interaction.subject).is_none() {
+            return Err(ModelError::BadInteraction {
+                detail: format!(
+                    "subject #{} is not a live subject (never named, or forgotten)",
+                    interaction.subject.0
+                ),
+            });
+        }
+        if self.catalogue.code(interaction.item).is_none() {
+            return Err(ModelError::BadInteraction {
+                detail: format!("item #{} is not in the catalogue", interaction.item.0),
+            });
+        }
+        if interaction.at.unsigned_abs() > MAX_ABS_UNIX_SECONDS {
+            return Err(ModelError::BadInteraction {
+                detail: format!(
+                    "time {} is outside the supported range of ±{MAX_ABS_UNIX_SECONDS} s",
+                    interaction.at
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Learns one interaction. EASE applies it at the next `refresh`; until then personal
     /// lists blend the other models only.
-    pub fn learn(&mut self, interaction: &Interaction) {
+    pub fn learn(&mut self, interaction: &Interaction) -> Result<()> {
+        self.check_interaction(interaction)?;
         self.item_item.learn(interaction);
         self.popularity.learn(interaction);
         if let Some(ease) = self.ease.as_mut() {
             ease.learn(interaction);
         }
+        Ok(())
     }
 
     /// Unlearns one previously learned interaction from every model. Checked against the
     /// item-item history first, so an interaction never learned changes nothing.
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
+        self.check_interaction(interaction)?;
         let counted = self
             .item_item
             .histories()
@@ -499,6 +535,8 @@ impl ModelSet {
 /// Below this a component's largest score is rounding noise (e.g. what a rank-1 downdate
 /// leaves of a forgotten subject's co-occurrences), and is not scaled up to 1.
 const NOISE_FLOOR: f32 = 1e-6;
+/// Interactions must lie within this many seconds of 1970 (about ±2,000 years).
+const MAX_ABS_UNIX_SECONDS: u64 = 2_000 * 366 * 86_400;
 
 /// Largest score among items the subject does not hold (1 when none is above the noise floor).
 fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {

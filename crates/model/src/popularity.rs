@@ -10,6 +10,9 @@ use crate::ids::ItemId;
 use crate::interaction::{Context, Interaction, KindSet, SECONDS_PER_DAY, UnixSeconds, Weather};
 use crate::ranking::{ScoredItem, top_n};
 
+/// Largest |exponent| of an event weight (see `event_weight`).
+const MAX_HALF_LIVES: f64 = 960.0;
+
 /// Settings of the popularity model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PopularityConfig {
@@ -133,10 +136,14 @@ impl PopularityModel {
         self.item_bound
     }
 
+    /// `2^((at - t_ref) / half_life)`, with the exponent held within ±960 so that a weight
+    /// and a sum of up to 2^63 of them stay finite (an infinite sum would turn into NaN when
+    /// a forget subtracts from it). Events further than that from the reference time all
+    /// weigh the same; callers keep the reference time near their data.
     fn event_weight(&self, at: UnixSeconds) -> f64 {
-        let half_lives = (at - self.config.reference_time) as f64
+        let half_lives = at.saturating_sub(self.config.reference_time) as f64
             / (self.config.trend_half_life_days * SECONDS_PER_DAY);
-        half_lives.exp2()
+        half_lives.clamp(-MAX_HALF_LIVES, MAX_HALF_LIVES).exp2()
     }
 
     /// Counts one interaction.
@@ -288,7 +295,12 @@ impl PopularityModel {
                 }
                 let difference = left.decayed.get(index).copied().unwrap_or(0.0)
                     - right.decayed.get(index).copied().unwrap_or(0.0);
-                worst = worst.max(difference.abs());
+                // NaN compares as no difference under `max`: count it as the worst there is.
+                worst = if difference.is_nan() {
+                    f64::INFINITY
+                } else {
+                    worst.max(difference.abs())
+                };
             }
         };
         compare(&self.global, &other.global);

@@ -13,6 +13,8 @@ pub struct ScoredItem {
 /// The `n` best items of `scores` (indexed by item id), best first, skipping NaN and
 /// items for which `exclude` is true.
 pub fn top_n(scores: &[f32], n: usize, mut exclude: impl FnMut(usize) -> bool) -> Vec<ScoredItem> {
+    // `n` comes from callers (an HTTP query, say): never reserve more than can be returned.
+    let n = n.min(scores.len());
     let mut best: Vec<ScoredItem> = Vec::with_capacity(n + 1);
     if n == 0 {
         return best;
@@ -55,6 +57,21 @@ pub fn normalise_by_max(scores: &mut [f32]) {
         for score in scores.iter_mut() {
             *score *= factor;
         }
+    }
+}
+
+#[cfg(test)]
+mod huge_n_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_n_returns_at_most_the_catalogue_without_reserving_it() {
+        let scores = [0.5f32, 0.25, 1.0];
+        let best = top_n(&scores, usize::MAX, |_| false);
+        assert_eq!(
+            best.iter().map(|scored| scored.item.0).collect::<Vec<_>>(),
+            vec![2, 0, 1]
+        );
     }
 }
 
