@@ -3,6 +3,8 @@
 //! into one personal list with explanations. Each model stays usable alone; this type only
 //! routes calls and blends. Never does I/O and never keeps a forgotten subject's name.
 
+use std::collections::HashMap;
+
 use crate::ease::{EaseConfig, EaseModel, EaseScratch, RefreshReport};
 use crate::error::{ModelError, Result};
 use crate::history::HeldItem;
@@ -344,6 +346,40 @@ impl ModelSet {
         let subject_interactions = interactions
             .iter()
             .filter(|interaction| interaction.subject == subject);
+        // Popularity holds no per-subject state, so it unlearns what it is handed: check that
+        // list against what the models hold of the subject first (as a multiset of item and
+        // time), so that an event never learned cannot remove another customer's count and an
+        // incomplete list cannot leave some behind. Nothing is changed when the check fails.
+        let held_kinds = self.item_item.histories().held_kinds();
+        let mut unmatched: HashMap<(u32, UnixSeconds), usize> = HashMap::new();
+        for held in self.item_item.histories().held(subject) {
+            for &at in &held.event_times {
+                *unmatched.entry((held.item.0, at)).or_default() += 1;
+            }
+        }
+        for interaction in subject_interactions.clone() {
+            if !held_kinds.contains(interaction.kind) {
+                continue;
+            }
+            match unmatched.get_mut(&(interaction.item.0, interaction.at)) {
+                Some(count) if *count > 0 => *count -= 1,
+                _ => {
+                    return Err(ModelError::NotLearned {
+                        subject: subject.0,
+                        item: interaction.item.0,
+                        at: interaction.at,
+                    });
+                }
+            }
+        }
+        let left_out: usize = unmatched.values().sum();
+        if left_out > 0 {
+            return Err(ModelError::BadInteraction {
+                detail: format!(
+                    "the interactions handed to forget leave out {left_out} that the models hold"
+                ),
+            });
+        }
         for (done, interaction) in subject_interactions.clone().enumerate() {
             if let Err(error) = self.popularity.unlearn(interaction) {
                 // An interaction that was never learned: restore the ones already removed.

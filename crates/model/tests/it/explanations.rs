@@ -189,3 +189,45 @@ fn events_far_from_the_reference_time_never_turn_popularity_into_nan() {
         .collect();
     assert!(popular.contains(&0), "{popular:?}");
 }
+
+/// Regression: forget trusted the interactions it was handed, so an event never learned
+/// removed another customer's popularity count, and an incomplete list left counts behind.
+#[test]
+fn forget_refuses_a_list_that_does_not_match_what_the_models_hold() {
+    // Subjects 0 and 1 both bought item 0 on day 1.
+    let stream = vec![
+        purchase(0, 0, 86_400),
+        purchase(1, 0, 86_400),
+        purchase(0, 1, 2 * 86_400),
+    ];
+    let mut model_set = model_set(&stream);
+    let untouched = crate::explanations::model_set(&stream);
+    let never_learned = purchase(0, 0, 5 * 86_400);
+    let with_extra = vec![stream[0], stream[2], never_learned];
+    assert!(matches!(
+        model_set.forget_subject("subject-0", &with_extra),
+        Err(ModelError::NotLearned { .. })
+    ));
+    let incomplete = vec![stream[0]];
+    assert!(matches!(
+        model_set.forget_subject("subject-0", &incomplete),
+        Err(ModelError::BadInteraction { .. })
+    ));
+    assert_eq!(
+        model_set
+            .popularity()
+            .largest_difference(untouched.popularity()),
+        0.0,
+        "nothing changed"
+    );
+    assert_eq!(model_set.item_item(), untouched.item_item());
+    let exact = vec![stream[0], stream[2]];
+    model_set.forget_subject("subject-0", &exact).unwrap();
+    let rebuilt = crate::explanations::model_set(&stream[1..2]);
+    assert!(
+        model_set
+            .popularity()
+            .largest_difference(rebuilt.popularity())
+            < 1e-12
+    );
+}
