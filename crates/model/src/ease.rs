@@ -24,6 +24,8 @@ use crate::interaction::{Interaction, KindSet, UnixSeconds};
 use crate::ranking::top_n;
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
 
+/// A rank-1 update whose denominator is below this is ill-conditioned (see `rank_one_update`).
+const MIN_UPDATE_DENOMINATOR: f64 = 1e-3;
 /// Weights smaller than this fraction of a row's largest are rounding noise (see `weight_row`).
 const WEIGHT_NOISE_RELATIVE: f64 = 1e-9;
 
@@ -403,9 +405,11 @@ impl EaseModel {
         }
         let quadratic: f64 = items.iter().map(|&item| projected[item as usize]).sum();
         let denominator = 1.0 + sign * quadratic;
-        if denominator <= 0.0 || !denominator.is_finite() {
+        // Sherman–Morrison divides by this: near zero it amplifies rounding into drift far past
+        // the bound, so such an update is refused and `refresh` factorises from the histories.
+        if denominator < MIN_UPDATE_DENOMINATOR || !denominator.is_finite() {
             return Err(ModelError::Numerical {
-                detail: format!("rank-1 update denominator {denominator} is not positive"),
+                detail: format!("rank-1 update denominator {denominator} is too close to zero"),
             });
         }
         faer::linalg::matmul::matmul(

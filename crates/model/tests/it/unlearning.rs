@@ -386,3 +386,45 @@ proptest! {
         }
     }
 }
+
+/// Regression: with a tiny λ, forgetting a customer who held every item made the rank-1
+/// downdate's denominator nearly zero, and the inverse drifted 660 times past the bound
+/// unnoticed. Such an update is now refused and the inverse refactorised.
+#[test]
+fn an_ill_conditioned_downdate_falls_back_to_an_exact_factorisation() {
+    let config = EaseConfig {
+        regularisation: 1e-4,
+        ..ease_config()
+    };
+    let purchase = |subject: u32, item: u32| Interaction {
+        subject: SubjectId(subject),
+        item: discreet_model::ItemId(item),
+        at: 86_400,
+        kind: discreet_model::InteractionKind::Purchase,
+        quantity: 1,
+        context: discreet_model::Context::default(),
+    };
+    let mut stream: Vec<Interaction> = (0..60).map(|item| purchase(0, item)).collect();
+    stream.extend([
+        purchase(1, 0),
+        purchase(1, 1),
+        purchase(2, 2),
+        purchase(2, 59),
+    ]);
+    let mut forgotten = EaseModel::build(config.clone(), &stream).unwrap();
+    forgotten.forget_subject(SubjectId(0));
+    forgotten.refresh().unwrap();
+    let rebuilt = EaseModel::build(config, &without(&stream, SubjectId(0))).unwrap();
+    let (left, right) = (forgotten.gram_inverse(), rebuilt.gram_inverse());
+    let mut worst = 0.0f64;
+    for column in 0..left.ncols() {
+        for row in 0..left.nrows() {
+            let scale = right[(row, column)].abs().max(1.0);
+            worst = worst.max((left[(row, column)] - right[(row, column)]).abs() / scale);
+        }
+    }
+    assert!(
+        worst < 1e-9,
+        "inverse differs from a rebuild by {worst} (relative)"
+    );
+}
