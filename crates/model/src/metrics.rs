@@ -11,11 +11,13 @@ pub fn ndcg_at(k: usize, ranked: &[ItemId], relevant: &HashSet<ItemId>) -> f64 {
         return 0.0;
     }
     let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
+    // An item repeated in the list is a hit once, at its first rank: the metric stays ≤ 1.
+    let mut seen = HashSet::new();
     let dcg: f64 = ranked
         .iter()
         .take(k)
         .enumerate()
-        .filter(|(_, item)| relevant.contains(item))
+        .filter(|(_, item)| relevant.contains(item) && seen.insert(**item))
         .map(|(rank, _)| discount(rank))
         .sum();
     let ideal: f64 = (0..k.min(relevant.len())).map(discount).sum();
@@ -27,10 +29,11 @@ pub fn recall_at(k: usize, ranked: &[ItemId], relevant: &HashSet<ItemId>) -> f64
     if relevant.is_empty() {
         return 0.0;
     }
+    let mut seen = HashSet::new();
     let hits = ranked
         .iter()
         .take(k)
-        .filter(|item| relevant.contains(item))
+        .filter(|item| relevant.contains(item) && seen.insert(**item))
         .count();
     hits as f64 / relevant.len() as f64
 }

@@ -57,3 +57,24 @@ fn coverage_counts_distinct_items_in_top_k_over_the_catalogue() {
     );
     assert_eq!(coverage_at(2, [first.as_slice()], 0), 0.0);
 }
+
+/// Regression: an item repeated in a ranked list counted as several hits, so NDCG and
+/// Recall could exceed 1.
+#[test]
+fn a_repeated_item_is_one_hit() {
+    let relevant: std::collections::HashSet<discreet_model::ItemId> =
+        [discreet_model::ItemId(1)].into_iter().collect();
+    let ranked = [
+        discreet_model::ItemId(1),
+        discreet_model::ItemId(1),
+        discreet_model::ItemId(1),
+    ];
+    assert_eq!(
+        discreet_model::metrics::ndcg_at(10, &ranked, &relevant),
+        1.0
+    );
+    assert_eq!(
+        discreet_model::metrics::recall_at(10, &ranked, &relevant),
+        1.0
+    );
+}
