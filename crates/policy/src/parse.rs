@@ -618,7 +618,7 @@ fn texts(raw: &[Text]) -> Vec<String> {
     raw.iter().map(|text| text.get_ref().clone()).collect()
 }
 
-fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names
         .into_iter()
         .map(|name| format!("`{name}`"))

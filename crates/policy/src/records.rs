@@ -532,11 +532,7 @@ fn code_list(names: &[String]) -> String {
     if names.is_empty() {
         return "—".to_owned();
     }
-    names
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::parse::quoted_list(names.iter().map(String::as_str))
 }
 
 #[cfg(test)]

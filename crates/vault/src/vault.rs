@@ -563,15 +563,12 @@ impl Vault {
                     }
                     // Its key was stored but the row never was (a crash in between): finish it.
                     None => {
-                        let key = self.data_key(id)?;
-                        let sealed_external_id =
-                            key.seal(&external_id_aad(id), external_id.as_bytes())?;
-                        new_subjects.push(SubjectRow {
+                        new_subjects.push(new_subject_row(
+                            &*self.data_key(id)?,
                             id,
-                            sealed_external_id,
-                            created_at: now,
-                            state: SubjectState::Active,
-                        });
+                            external_id,
+                            now,
+                        )?);
                         lookups.push(lookup);
                         resolved.insert(external_id, id);
                     }
@@ -582,18 +579,12 @@ impl Vault {
             let key_bytes = random_bytes::<32>()?;
             let wrapped = ring.wrap(&key_context(&KeyRef::Subject(id)), key_bytes.as_ref())?;
             let key = DataKey::from_bytes(key_bytes.as_ref())?;
-            let sealed_external_id = key.seal(&external_id_aad(id), external_id.as_bytes())?;
             new_keys.push(NewDataKey {
                 subject: id,
                 lookup: lookup.to_vec(),
                 wrapped,
             });
-            new_subjects.push(SubjectRow {
-                id,
-                sealed_external_id,
-                created_at: now,
-                state: SubjectState::Active,
-            });
+            new_subjects.push(new_subject_row(&key, id, external_id, now)?);
             lookups.push(lookup);
             resolved.insert(external_id, id);
         }
@@ -1390,6 +1381,22 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File> {
         }),
         Err(std::fs::TryLockError::Error(error)) => Err(Error::io("locking", &path, error)),
     }
+}
+
+/// A new subject's row: its customer id sealed under its own key.
+fn new_subject_row(
+    key: &DataKey,
+    id: SubjectId,
+    external_id: &str,
+    now: i64,
+) -> Result<SubjectRow> {
+    let sealed_external_id = key.seal(&external_id_aad(id), external_id.as_bytes())?;
+    Ok(SubjectRow {
+        id,
+        sealed_external_id,
+        created_at: now,
+        state: SubjectState::Active,
+    })
 }
 
 fn poisoned() -> Error {
