@@ -644,6 +644,42 @@ pub fn finishing_an_unbegun_forget_changes_nothing(backend: &dyn ConformanceBack
     );
 }
 
+/// API keys are stored as hashes, survive a reopen, and revoke once; both are on the ledger.
+pub fn api_keys_store_hashes_and_revoke_once(backend: &dyn ConformanceBackend) {
+    let (row, secret) = {
+        let vault = backend.open();
+        vault
+            .create_api_key("storefront", "web shop", "conformance")
+            .expect("create")
+    };
+    let vault = backend.open();
+    let keys = vault.api_keys().expect("list");
+    assert_eq!(keys, vec![row.clone()]);
+    assert_eq!(keys[0].secret_hash, crate::api_key_hash(&secret));
+    assert_ne!(
+        keys[0].secret_hash,
+        crate::api_key_hash(&format!("{}x", secret.as_str()))
+    );
+    vault
+        .revoke_api_key(&row.id, "conformance")
+        .expect("revoke");
+    assert!(matches!(
+        vault.revoke_api_key(&row.id, "conformance"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(vault.api_keys().expect("list")[0].revoked_at.is_some());
+    let actions: Vec<String> = vault
+        .ledger(&crate::LedgerFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("ledger")
+        .into_iter()
+        .map(|record| record.entry.action)
+        .collect();
+    assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+}
+
 /// Expands to one `#[test]` per conformance case for a backend made by `$make`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -653,7 +689,7 @@ macro_rules! conformance_tests {
             idempotent_appends, forget_is_total, writes_after_forget_began_are_refused, interrupted_forget_completes_on_open,
             retention_erases_only_expired, retention_keeps_newer_attribute_values,
             retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
-            kek_rotation_rewraps_everything);
+            kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

@@ -99,6 +99,13 @@ CREATE TABLE IF NOT EXISTS ledger(
     hash BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS ledger_by_subject ON ledger(subject_token, seq);
 CREATE INDEX IF NOT EXISTS ledger_by_actor ON ledger(actor, seq);
+CREATE TABLE IF NOT EXISTS api_keys(
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    label TEXT NOT NULL,
+    secret_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER);
 CREATE TABLE IF NOT EXISTS ledger_checkpoints(
     seq INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -666,8 +673,52 @@ impl Storage for SqliteStorage {
                     ])?;
                 }
             }
+            {
+                let mut statement = connection.prepare_cached(
+                    "INSERT INTO api_keys(id, role, label, secret_hash, created_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                )?;
+                for key in &batch.api_keys {
+                    statement.execute(params![key.id, key.role, key.label, key.secret_hash.as_slice(), key.created_at])?;
+                }
+            }
+            for (id, at) in &batch.revoked_api_keys {
+                let changed = connection.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id, at],
+                )?;
+                if changed == 0 {
+                    return Err(Error::NotFound { what: "API key" });
+                }
+            }
             append_ledger_entries(connection, state, batch.ledger)?;
             Ok(state.head)
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, role, label, secret_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            )?;
+            let rows = statement
+                .query_map([], |row| {
+                    let hash: Vec<u8> = row.get(3)?;
+                    let mut secret_hash = [0u8; 32];
+                    if hash.len() == 32 {
+                        secret_hash.copy_from_slice(&hash);
+                    }
+                    Ok(ApiKeyRow {
+                        id: row.get(0)?,
+                        role: row.get(1)?,
+                        label: row.get(2)?,
+                        secret_hash,
+                        created_at: row.get(4)?,
+                        revoked_at: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 

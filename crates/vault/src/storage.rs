@@ -116,6 +116,26 @@ pub struct WriteBatch {
     pub consents: Vec<ConsentRow>,
     pub ledger: Vec<LedgerDraft>,
     pub idempotency: Option<IdempotencyRecord>,
+    /// API keys to issue (hashes of their secrets only).
+    pub api_keys: Vec<ApiKeyRow>,
+    /// API keys to revoke: (key id, unix milliseconds).
+    pub revoked_api_keys: Vec<(String, i64)>,
+}
+
+/// An API key as stored: never its secret, only the secret's SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Public id, shown in lists and on the ledger.
+    pub id: String,
+    /// Role name from the policy.
+    pub role: String,
+    /// What the key is for (free text chosen by the operator; not personal data).
+    pub label: String,
+    pub secret_hash: [u8; 32],
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, when revoked.
+    pub revoked_at: Option<i64>,
 }
 
 /// Which ledger entries to list.
@@ -152,6 +172,8 @@ pub trait Storage: Send + Sync {
     fn set_meta(&self, name: &str, value: &str) -> Result<()>;
     /// True when no subject and no ledger entry was ever stored.
     fn is_empty(&self) -> Result<bool>;
+    /// Every API key ever issued, revoked ones included, oldest first.
+    fn api_keys(&self) -> Result<Vec<ApiKeyRow>>;
     /// The subject with internal id `id`.
     fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>>;
     /// Which of `ids` exist (in any state).
