@@ -150,6 +150,12 @@ impl ModelSet {
     pub fn country(&mut self, name: &str) -> CountryId {
         CountryId(self.countries.intern(name).min(u16::MAX as u32) as u16)
     }
+    /// The id of country `name`, if any interaction named it (nothing is assigned).
+    pub fn country_id(&self, name: &str) -> Option<CountryId> {
+        self.countries
+            .get(name)
+            .map(|id| CountryId(id.min(u16::MAX as u32) as u16))
+    }
     /// The catalogue.
     pub fn catalogue(&self) -> &Catalogue {
         &self.catalogue

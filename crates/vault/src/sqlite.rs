@@ -696,6 +696,29 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn count_events(&self) -> Result<u64> {
+        self.read(|connection| {
+            let count: i64 = connection.query_row(
+                "SELECT count(*) FROM events e JOIN subjects s ON s.id = e.subject AND s.forgetting = 0",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(count as u64)
+        })
+    }
+
+    fn subjects_with_consent(&self, purpose: &str) -> Result<Vec<SubjectId>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT DISTINCT subject FROM consents WHERE purpose = ?1 ORDER BY subject",
+            )?;
+            let rows = statement
+                .query_map([purpose], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<SubjectId>>>()?;
+            Ok(rows)
+        })
+    }
+
     fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(

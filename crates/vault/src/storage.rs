@@ -172,6 +172,10 @@ pub trait Storage: Send + Sync {
     fn set_meta(&self, name: &str, value: &str) -> Result<()>;
     /// True when no subject and no ledger entry was ever stored.
     fn is_empty(&self) -> Result<bool>;
+    /// How many events are stored for active subjects.
+    fn count_events(&self) -> Result<u64>;
+    /// Subjects (in any state) with at least one consent decision for `purpose`.
+    fn subjects_with_consent(&self, purpose: &str) -> Result<Vec<SubjectId>>;
     /// Every API key ever issued, revoked ones included, oldest first.
     fn api_keys(&self) -> Result<Vec<ApiKeyRow>>;
     /// The subject with internal id `id`.

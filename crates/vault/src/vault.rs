@@ -1252,6 +1252,24 @@ impl Vault {
         Ok((row, secret))
     }
 
+    /// How many events are stored for active subjects (a rebuild's progress total).
+    pub fn count_events(&self) -> Result<u64> {
+        self.storage.count_events()
+    }
+
+    /// Active subjects with at least one consent decision for `purpose`.
+    pub fn subjects_with_consent(&self, purpose: &str) -> Result<Vec<SubjectId>> {
+        let subjects = self.storage.subjects_with_consent(purpose)?;
+        let mut active = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            if matches!(self.storage.subject(subject)?, Some(row) if row.state == SubjectState::Active)
+            {
+                active.push(subject);
+            }
+        }
+        Ok(active)
+    }
+
     /// Every API key ever issued (revoked ones too), oldest first.
     pub fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
         self.storage.api_keys()
