@@ -4,17 +4,29 @@ use clap::{Parser, Subcommand};
 
 mod alloc_count;
 mod bench;
+mod demo;
 mod eval;
+mod import;
+mod keys;
 mod policy_command;
 mod retail_csv;
+mod serve;
+mod store;
+mod subject_command;
 
 /// Counts allocations so `discreet eval` can report each model's peak memory.
 #[global_allocator]
 static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
 
 /// discreet — personalization customers can trust.
+///
+/// Start with `discreet demo`. Commands that open a data folder (serve, import, keys,
+/// kek, forget, export, audit) take --data-dir and --kek-file (or DISCREET_DATA_DIR and
+/// DISCREET_KEK_FILE); one process holds a folder at a time.
+///
+/// Exit codes: 0 done, 1 failed, 2 bad input or usage, 3 not found, 4 the ledger check failed.
 #[derive(Parser)]
-#[command(name = "discreet", version, about, long_about = None)]
+#[command(name = "discreet", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +34,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API on embedded storage.
+    Serve(serve::ServeArgs),
+    /// Import the bundled Online Retail purchases, give the customers a mix of consents,
+    /// serve them, and print a tour of curl commands.
+    Demo(demo::DemoArgs),
+    /// Import a UCI Online Retail file through the engine, with a progress bar.
+    Import(import::ImportArgs),
+    /// Issue, list and revoke API keys.
+    Keys(keys::KeysArgs),
+    /// Rotate the key-encryption key.
+    Kek(keys::KekArgs),
+    /// Forget a customer everywhere and print the signed receipt.
+    Forget(subject_command::ForgetArgs),
+    /// Print everything held about a customer (JSON).
+    Export(subject_command::ExportArgs),
+    /// Check the access ledger.
+    Audit(subject_command::AuditArgs),
     /// Measure recommendation quality on a retail transactions file (time-based split).
     Eval(eval::EvalArgs),
     /// Measure speed: sealed ingest against plain inserts, erase latency, ledger verification.
@@ -39,6 +68,10 @@ pub enum CommandError {
     BadInput(String),
     /// Something failed while doing the work: exit code 1.
     Failed(anyhow::Error),
+    /// The subject, receipt or key named does not exist: exit code 3.
+    NotFound(String),
+    /// The ledger check found tampering: exit code 4.
+    Verification,
 }
 
 impl From<anyhow::Error> for CommandError {
@@ -50,6 +83,14 @@ impl From<anyhow::Error> for CommandError {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Keys(args) => keys::run_keys(args),
+        Command::Kek(args) => keys::run_kek(args),
+        Command::Forget(args) => subject_command::run_forget(args),
+        Command::Export(args) => subject_command::run_export(args),
+        Command::Audit(args) => subject_command::run_audit(args),
         Command::Eval(args) => eval::run(args).map_err(CommandError::from),
         Command::Bench(args) => bench::run(args).map_err(CommandError::from),
         Command::Records(args) => policy_command::run_records(args),
@@ -61,6 +102,11 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {message}");
             std::process::ExitCode::from(2)
         }
+        Err(CommandError::NotFound(message)) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(3)
+        }
+        Err(CommandError::Verification) => std::process::ExitCode::from(4),
         Err(CommandError::Failed(error)) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -1,0 +1,261 @@
+//! `discreet demo`: a fresh store filled with the bundled Online Retail purchases (real
+//! customers of a UK giftware shop, times shifted to the last year), a realistic mix of
+//! consents, two API keys, and the server — then a tour of `curl` commands that show
+//! personal recommendations with explanations, a customer without consent, an export and a
+//! forget with its signed receipt.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use discreet_engine::{Caller, Engine};
+use discreet_policy::fnv1a_64;
+use serde_json::json;
+
+use crate::CommandError;
+use crate::retail_csv::{RetailRow, read_retail_csv};
+use crate::store::{StoreArgs, engine_error};
+
+/// The bundled purchases (see data/online-retail/SOURCE.md for origin and licence).
+const BUNDLED_PURCHASES: &[u8] =
+    include_bytes!("../../../data/online-retail/online_retail_purchases.csv.gz");
+/// Files a discreet data folder holds; the demo clears its folder only if it holds no other.
+const DATA_FOLDER_FILES: [&str; 8] = [
+    "vault.sqlite",
+    "vault.sqlite-wal",
+    "vault.sqlite-shm",
+    "keystore.sqlite",
+    "keystore.sqlite-journal",
+    "keystore.sqlite-wal",
+    "keystore.sqlite-shm",
+    "LOCK",
+];
+
+/// Arguments of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// The demo's own data folder (emptied at start).
+    #[arg(long, default_value = "discreet-demo")]
+    pub data_dir: PathBuf,
+    /// The demo's KEK file.
+    #[arg(long, default_value = "discreet-demo.kek")]
+    pub kek_file: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+}
+
+/// The consents a customer of the demo gives, decided by a hash of their id so that every
+/// run gives the same mix: most grant personalization, some never answered, a few withdrew.
+fn demo_consents(customer: &str) -> [(&'static str, Option<bool>); 2] {
+    let draw = fnv1a_64(customer.as_bytes()) % 100;
+    let personalization = match draw {
+        0..=77 => Some(true),
+        78..=94 => None,
+        _ => Some(false),
+    };
+    let marketing = (fnv1a_64(format!("{customer}/marketing").as_bytes()) % 100) < 40;
+    [
+        ("personalization", personalization),
+        ("marketing_email", marketing.then_some(true)),
+    ]
+}
+
+pub fn run(args: DemoArgs) -> Result<(), CommandError> {
+    crate::serve::init_tracing(false);
+    clear_demo_folder(&args.data_dir)?;
+    let store = StoreArgs {
+        data_dir: args.data_dir.clone(),
+        kek_file: args.kek_file.clone(),
+        policy: None,
+    };
+    let engine = store.open_engine()?;
+    engine
+        .rebuild(&|_| {})
+        .map_err(|error| CommandError::Failed(error.into()))?;
+
+    let retail = read_retail_csv(flate2::read::MultiGzDecoder::new(BUNDLED_PURCHASES))
+        .map_err(|error| CommandError::Failed(error.context("reading the bundled purchases")))?;
+    let purchases: Vec<&RetailRow> = retail
+        .rows
+        .iter()
+        .filter(|row| row.is_protocol_purchase())
+        .collect();
+    let mut events_per_customer: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in &purchases {
+        *events_per_customer
+            .entry(row.customer.as_deref().unwrap_or_default())
+            .or_default() += 1;
+    }
+    eprintln!(
+        "demo: {} purchases of {} customers of a UK giftware shop (Online Retail, UCI, CC BY 4.0)",
+        purchases.len(),
+        events_per_customer.len()
+    );
+
+    record_consents(&engine, events_per_customer.keys().copied())?;
+    let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
+    let shift_seconds = (discreet_vault::now_millis() / 1_000 - 86_400 - last).max(0);
+    let report = crate::import::ingest_rows(&engine, &purchases, shift_seconds, "c-", 10_000, 0)?;
+    eprintln!(
+        "demo: imported {} events in {:.1} s (times shifted forward by {} days)",
+        report.events,
+        report.seconds,
+        shift_seconds / 86_400
+    );
+
+    // The tour's customers: the consenting one with the most purchases under 300 (so the
+    // export stays readable), and one who never consented.
+    let consenting = events_per_customer
+        .iter()
+        .filter(|(customer, count)| **count < 300 && demo_consents(customer)[0].1 == Some(true))
+        .max_by_key(|(_, count)| **count)
+        .map(|(customer, _)| format!("c-{customer}"))
+        .unwrap_or_default();
+    let without_consent = events_per_customer
+        .iter()
+        .filter(|(customer, count)| **count >= 20 && demo_consents(customer)[0].1.is_none())
+        .map(|(customer, _)| format!("c-{customer}"))
+        .next()
+        .unwrap_or_default();
+    let operator = Caller::operator();
+    engine
+        .put_attributes(
+            &operator,
+            &consenting,
+            &json!({"email": format!("{}@example.com", consenting), "first_name": "Alex", "size": "M"}),
+        )
+        .map_err(engine_error)?;
+    let storefront = engine
+        .create_api_key(&operator, "storefront", "demo storefront")
+        .map_err(engine_error)?;
+    let privacy = engine
+        .create_api_key(&operator, "privacy", "demo privacy team")
+        .map_err(engine_error)?;
+    let storefront_secret = storefront.secret.as_str().to_owned();
+    let privacy_secret = privacy.secret.as_str().to_owned();
+    engine.shutdown();
+    drop(engine);
+
+    // Start as a real deployment would: a fresh process state rebuilt from the vault.
+    let engine = store.open_engine()?;
+    crate::serve::serve_engine(engine, args.listen, move |address| {
+        print_tour(
+            address,
+            &storefront_secret,
+            &privacy_secret,
+            &consenting,
+            &without_consent,
+        );
+    })
+}
+
+fn record_consents<'a>(
+    engine: &Engine,
+    customers: impl Iterator<Item = &'a str>,
+) -> Result<(), CommandError> {
+    let customers: Vec<&str> = customers.collect();
+    let bar = indicatif::ProgressBar::new(customers.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "recording consents {bar:30} {pos}/{len} customers",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let operator = Caller::operator();
+    for customer in customers {
+        let subject = format!("c-{customer}");
+        for (purpose, decision) in demo_consents(customer) {
+            match decision {
+                None => {}
+                Some(granted) => {
+                    engine
+                        .set_consent(&operator, &subject, purpose, true, "checkout-banner-v3")
+                        .map_err(engine_error)?;
+                    if !granted {
+                        engine
+                            .set_consent(&operator, &subject, purpose, false, "account-settings")
+                            .map_err(engine_error)?;
+                    }
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Empties the demo folder, refusing if it holds anything a data folder would not.
+fn clear_demo_folder(folder: &PathBuf) -> Result<(), CommandError> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(CommandError::BadInput(format!(
+                "cannot read {}: {error}",
+                folder.display()
+            )));
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !DATA_FOLDER_FILES.contains(&name.as_str()) {
+            return Err(CommandError::BadInput(format!(
+                "{} holds {name}, which is not a discreet file; choose another --data-dir",
+                folder.display()
+            )));
+        }
+        files.push(entry.path());
+    }
+    if !files.is_empty() {
+        eprintln!("demo: starting afresh in {}", folder.display());
+    }
+    for file in files {
+        std::fs::remove_file(&file).map_err(|error| {
+            CommandError::Failed(anyhow::anyhow!("cannot remove {}: {error}", file.display()))
+        })?;
+    }
+    Ok(())
+}
+
+fn print_tour(
+    address: SocketAddr,
+    storefront: &str,
+    privacy: &str,
+    consenting: &str,
+    without_consent: &str,
+) {
+    let base = format!("http://{address}");
+    println!(
+        r#"
+discreet is serving the demo at {base}. In another terminal:
+
+  export STOREFRONT={storefront}
+  export PRIVACY={privacy}
+
+  # Personal recommendations, each explained by the customer's own purchases:
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{consenting}/recommendations?n=5'
+
+  # A customer who never consented gets non-personal items, and says why:
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{without_consent}/recommendations?n=5&context.country=France'
+
+  # Items bought together (aggregates only):
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/items/85123A/similar?n=5'
+
+  # Everything discreet holds about the customer (GDPR Art. 15 and 20):
+  curl -s -H "Authorization: Bearer $PRIVACY" '{base}/v1/subjects/{consenting}/export'
+
+  # Forget them everywhere, with a signed receipt; then the export is 404:
+  curl -s -X DELETE -H "Authorization: Bearer $PRIVACY" '{base}/v1/subjects/{consenting}'
+  curl -s -H "Authorization: Bearer $PRIVACY" '{base}/v1/subjects/{consenting}/export'
+
+  # The key that verifies receipts, the ledger check, the API description:
+  curl -s '{base}/v1/receipts/public-key'
+  curl -s -H "Authorization: Bearer $PRIVACY" '{base}/v1/audit/verify'
+  curl -s '{base}/openapi.json'
+
+Stop with Ctrl-C."#
+    );
+}

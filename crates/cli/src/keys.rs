@@ -1,0 +1,173 @@
+//! `discreet keys` and `discreet kek`: API keys (shown once, stored hashed) and rotation of
+//! the key-encryption key. They open the data folder, so run them while the server is
+//! stopped (or issue keys over `POST /v1/keys` with an admin key while it runs).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use discreet_engine::Caller;
+use discreet_vault::Kek;
+use serde_json::json;
+
+use crate::CommandError;
+use crate::store::{StoreArgs, engine_error};
+
+/// Arguments of `keys`.
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Issue a key for a role of the policy; the secret is printed once.
+    Create {
+        /// Role from the policy: admin, storefront, privacy or analyst in the built-in one.
+        #[arg(long)]
+        role: String,
+        /// What the key is for (e.g. "web shop").
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print `{"id", "role", "secret"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn run_keys(args: KeysArgs) -> Result<(), CommandError> {
+    let caller = Caller::operator();
+    match args.command {
+        KeysCommand::Create {
+            role,
+            label,
+            store,
+            json,
+        } => {
+            let engine = store.open_engine()?;
+            let issued = engine
+                .create_api_key(&caller, &role, &label)
+                .map_err(engine_error)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": issued.id, "role": issued.role, "secret": issued.secret.as_str()})
+                );
+            } else {
+                println!("key {} (role {})", issued.id, issued.role);
+                println!("secret: {}", issued.secret.as_str());
+                println!("The secret is shown only now; discreet keeps only its hash.");
+            }
+        }
+        KeysCommand::List { store, json } => {
+            let engine = store.open_engine()?;
+            let keys = engine.api_keys(&caller).map_err(engine_error)?;
+            if json {
+                let keys: Vec<_> = keys
+                    .iter()
+                    .map(|key| {
+                        json!({
+                            "id": key.id, "role": key.role, "label": key.label,
+                            "created_at": discreet_vault::rfc3339(key.created_at),
+                            "revoked_at": key.revoked_at.map(discreet_vault::rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({ "keys": keys }));
+            } else {
+                for key in keys {
+                    println!(
+                        "{}  {:<10}  created {}{}  {}",
+                        key.id,
+                        key.role,
+                        discreet_vault::rfc3339(key.created_at),
+                        key.revoked_at
+                            .map(|at| format!(", revoked {}", discreet_vault::rfc3339(at)))
+                            .unwrap_or_default(),
+                        key.label
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id, store } => {
+            let engine = store.open_engine()?;
+            engine.revoke_api_key(&caller, &id).map_err(engine_error)?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `kek`.
+#[derive(Args, Debug)]
+pub struct KekArgs {
+    #[command(subcommand)]
+    pub command: KekCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KekCommand {
+    /// Re-wrap every data key with a new KEK (created when the file is missing); then
+    /// start discreet with `--kek-file NEW` and destroy the old file.
+    Rotate {
+        /// The new KEK file.
+        #[arg(long)]
+        new_kek_file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
+    match args.command {
+        KekCommand::Rotate {
+            new_kek_file,
+            store,
+            json,
+        } => {
+            let engine = store.open_engine()?;
+            let next = Kek::load_or_create_file(&new_kek_file).map_err(|error| {
+                CommandError::BadInput(format!(
+                    "cannot use the new KEK file {}: {error}",
+                    new_kek_file.display()
+                ))
+            })?;
+            let report = engine
+                .vault()
+                .rotate_kek(next, "cli")
+                .map_err(|error| CommandError::Failed(error.into()))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"from_kek": report.from_kek, "to_kek": report.to_kek, "rewrapped": report.rewrapped})
+                );
+            } else {
+                println!(
+                    "re-wrapped {} keys from KEK {} to KEK {}; start discreet with --kek-file {} and destroy the old file",
+                    report.rewrapped,
+                    report.from_kek,
+                    report.to_kek,
+                    new_kek_file.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
