@@ -20,6 +20,9 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification.
     Vault(VaultBenchArgs),
+    /// The engine in process on the Online Retail purchases: start-up rebuild, recommend,
+    /// similar, export and forget latency, resident memory.
+    Engine(crate::bench_engine::EngineBenchArgs),
 }
 
 /// Arguments of `discreet bench vault`.
@@ -79,6 +82,7 @@ struct VaultFigures {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Vault(args) => bench_vault(args),
+        BenchTarget::Engine(args) => crate::bench_engine::run(args),
     }
 }
 
@@ -118,7 +122,7 @@ fn retail_shaped_events(count: usize, subject_prefix: &str) -> Vec<NewEvent> {
     events
 }
 
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

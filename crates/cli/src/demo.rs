@@ -48,7 +48,7 @@ pub struct DemoArgs {
 
 /// The consents a customer of the demo gives, decided by a hash of their id so that every
 /// run gives the same mix: most grant personalization, some never answered, a few withdrew.
-fn demo_consents(customer: &str) -> [(&'static str, Option<bool>); 2] {
+pub fn demo_consents(customer: &str) -> [(&'static str, Option<bool>); 2] {
     let draw = fnv1a_64(customer.as_bytes()) % 100;
     let personalization = match draw {
         0..=77 => Some(true),
@@ -75,8 +75,7 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
         .rebuild(&|_| {})
         .map_err(|error| CommandError::Failed(error.into()))?;
 
-    let retail = read_retail_csv(flate2::read::MultiGzDecoder::new(BUNDLED_PURCHASES))
-        .map_err(|error| CommandError::Failed(error.context("reading the bundled purchases")))?;
+    let retail = bundled_purchases().map_err(CommandError::Failed)?;
     let purchases: Vec<&RetailRow> = retail
         .rows
         .iter()
@@ -151,7 +150,13 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
     })
 }
 
-fn record_consents<'a>(
+/// The bundled Online Retail purchases.
+pub fn bundled_purchases() -> anyhow::Result<crate::retail_csv::RetailFile> {
+    read_retail_csv(flate2::read::MultiGzDecoder::new(BUNDLED_PURCHASES))
+        .map_err(|error| error.context("reading the bundled purchases"))
+}
+
+pub fn record_consents<'a>(
     engine: &Engine,
     customers: impl Iterator<Item = &'a str>,
 ) -> Result<(), CommandError> {

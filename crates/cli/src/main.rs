@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod alloc_count;
 mod bench;
+mod bench_engine;
 mod demo;
 mod eval;
 mod import;

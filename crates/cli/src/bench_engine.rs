@@ -1,0 +1,234 @@
+//! `discreet bench engine`: the engine in process on the Online Retail purchases (bundled,
+//! or a UCI file): start-up rebuild time, recommend / similar / export / forget latency and
+//! resident memory. Prints figures; asserts nothing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use discreet_engine::{Caller, EngineOptions, EventContext};
+use serde::Serialize;
+
+use crate::bench::percentile;
+use crate::demo::{bundled_purchases, demo_consents, record_consents};
+use crate::retail_csv::{RetailRow, read_retail_file};
+use crate::store::StoreArgs;
+
+/// Arguments of `discreet bench engine`.
+#[derive(clap::Args)]
+pub struct EngineBenchArgs {
+    /// A UCI Online Retail file; the bundled purchases when absent.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Recommend and similar calls timed.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Customers forgotten (those with the most events first).
+    #[arg(long, default_value_t = 20)]
+    pub forgets: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct EngineFigures {
+    events: u64,
+    import_seconds: f64,
+    rebuild_seconds: f64,
+    rss_after_rebuild_mib: f64,
+    recommend_us_p50: f64,
+    recommend_us_p99: f64,
+    similar_us_p50: f64,
+    similar_us_p99: f64,
+    export_events_per_customer: usize,
+    export_ms_p50: f64,
+    export_ms_p99: f64,
+    forget_events_per_customer_mean: f64,
+    forget_ms_p50: f64,
+    forget_ms_p99: f64,
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
+    let retail = match &args.file {
+        Some(file) => read_retail_file(file)?,
+        None => bundled_purchases()?,
+    };
+    let purchases: Vec<&RetailRow> = retail
+        .rows
+        .iter()
+        .filter(|row| row.is_protocol_purchase())
+        .collect();
+    let mut per_customer: std::collections::BTreeMap<&str, usize> = Default::default();
+    for row in &purchases {
+        *per_customer
+            .entry(row.customer.as_deref().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let folder = tempfile::tempdir()?;
+    let store = StoreArgs {
+        data_dir: folder.path().join("data"),
+        kek_file: folder.path().join("kek"),
+        policy: None,
+    };
+    let to_anyhow = |error: crate::CommandError| match error {
+        crate::CommandError::Failed(error) => error,
+        crate::CommandError::BadInput(message) | crate::CommandError::NotFound(message) => {
+            anyhow::anyhow!(message)
+        }
+        crate::CommandError::Verification => anyhow::anyhow!("verification failed"),
+    };
+    let started = Instant::now();
+    {
+        let engine = store.open_engine().map_err(to_anyhow)?;
+        engine.rebuild(&|_| {})?;
+        record_consents(&engine, per_customer.keys().copied()).map_err(to_anyhow)?;
+        let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
+        let shift = (discreet_vault::now_millis() / 1_000 - 86_400 - last).max(0);
+        crate::import::ingest_rows(&engine, &purchases, shift, "c-", 10_000, 0)
+            .map_err(to_anyhow)?;
+        engine.shutdown();
+    }
+    let import_seconds = started.elapsed().as_secs_f64();
+
+    let engine = store
+        .open_engine_with(
+            discreet_policy::Policy::builtin_retail(),
+            EngineOptions::default(),
+        )
+        .map_err(to_anyhow)?;
+    let started = Instant::now();
+    let report = engine.rebuild(&|_| {})?;
+    let rebuild_seconds = started.elapsed().as_secs_f64();
+    let rss_after_rebuild_mib = rss_mib();
+
+    let caller = Caller {
+        key_id: "bench".into(),
+        role: "storefront".into(),
+    };
+    let consenting: Vec<String> = per_customer
+        .keys()
+        .filter(|customer| demo_consents(customer)[0].1 == Some(true))
+        .map(|customer| format!("c-{customer}"))
+        .collect();
+    let items: Vec<&str> = {
+        let mut items: Vec<&str> = purchases
+            .iter()
+            .map(|row| row.stock_code.as_str())
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        items
+    };
+    let context = EventContext::default();
+    let mut recommend_us = Vec::with_capacity(args.requests);
+    let mut similar_us = Vec::with_capacity(args.requests);
+    for index in 0..args.requests {
+        let subject = &consenting[(index * 7919) % consenting.len()];
+        let started = Instant::now();
+        let answer = engine.recommend(&caller, subject, "personalization", 10, &context)?;
+        recommend_us.push(started.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(answer);
+        let item = items[(index * 104_729) % items.len()];
+        let started = Instant::now();
+        let answer = engine.similar(&caller, item, 10);
+        similar_us.push(started.elapsed().as_secs_f64() * 1e6);
+        let _ = std::hint::black_box(answer);
+    }
+    recommend_us.sort_by(f64::total_cmp);
+    similar_us.sort_by(f64::total_cmp);
+
+    // Export and forget: the consenting customers with the most events (about 1,000 and up).
+    let mut heavy: Vec<(&str, usize)> = per_customer
+        .iter()
+        .filter(|(customer, _)| demo_consents(customer)[0].1 == Some(true))
+        .map(|(customer, count)| (*customer, *count))
+        .collect();
+    heavy.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    let near_thousand = heavy
+        .iter()
+        .min_by_key(|(_, count)| count.abs_diff(1_000))
+        .copied()
+        .unwrap_or(("", 0));
+    let operator = Caller::operator();
+    let mut export_ms = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let export = engine.export(&operator, &format!("c-{}", near_thousand.0))?;
+        export_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(export);
+    }
+    export_ms.sort_by(f64::total_cmp);
+    engine.refresh_models();
+    let mut forget_ms = Vec::new();
+    let mut forgotten_events = 0usize;
+    for (customer, count) in heavy.iter().take(args.forgets) {
+        let started = Instant::now();
+        engine.forget(&operator, &format!("c-{customer}"))?;
+        forget_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        forgotten_events += count;
+    }
+    forget_ms.sort_by(f64::total_cmp);
+    engine.shutdown();
+
+    let figures = EngineFigures {
+        events: report.events_read,
+        import_seconds,
+        rebuild_seconds,
+        rss_after_rebuild_mib,
+        recommend_us_p50: percentile(&recommend_us, 0.5),
+        recommend_us_p99: percentile(&recommend_us, 0.99),
+        similar_us_p50: percentile(&similar_us, 0.5),
+        similar_us_p99: percentile(&similar_us, 0.99),
+        export_events_per_customer: near_thousand.1,
+        export_ms_p50: percentile(&export_ms, 0.5),
+        export_ms_p99: percentile(&export_ms, 0.99),
+        forget_events_per_customer_mean: forgotten_events as f64 / forget_ms.len().max(1) as f64,
+        forget_ms_p50: percentile(&forget_ms, 0.5),
+        forget_ms_p99: percentile(&forget_ms, 0.99),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        println!(
+            "engine on {} events ({} learned): import {:.1} s, start-up rebuild {:.2} s, RSS after rebuild {:.0} MiB",
+            figures.events,
+            report.events_learned,
+            figures.import_seconds,
+            figures.rebuild_seconds,
+            figures.rss_after_rebuild_mib
+        );
+        println!(
+            "recommend p50 {:.0} µs p99 {:.0} µs; similar p50 {:.1} µs p99 {:.1} µs ({} calls each)",
+            figures.recommend_us_p50,
+            figures.recommend_us_p99,
+            figures.similar_us_p50,
+            figures.similar_us_p99,
+            args.requests
+        );
+        println!(
+            "export of a {}-event customer p50 {:.1} ms p99 {:.1} ms; forget of the {} largest customers (mean {:.0} events) p50 {:.1} ms p99 {:.1} ms",
+            figures.export_events_per_customer,
+            figures.export_ms_p50,
+            figures.export_ms_p99,
+            forget_ms.len(),
+            figures.forget_events_per_customer_mean,
+            figures.forget_ms_p50,
+            figures.forget_ms_p99
+        );
+    }
+    Ok(())
+}
