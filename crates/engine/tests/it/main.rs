@@ -1,1 +1,9 @@
+//! The engine's one integration test binary: each test guards a privacy invariant of
+//! DESIGN.md through the engine's public API over a real (SQLite) vault.
 
+mod canary;
+mod consent;
+mod export;
+mod ingest;
+mod retention;
+mod support;
