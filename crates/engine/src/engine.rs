@@ -656,8 +656,10 @@ impl Engine {
                     "must be 1 to 255 bytes of visible text",
                 ));
             }
+            // Scoped to the API key: two clients that happen to pick the same key do not
+            // swallow each other's batches.
             Some(key) => Some(Idempotency {
-                key: key.to_owned(),
+                key: format!("{}/{key}", caller.key_id),
                 body_hash: sha256_parts(&[b"discreet/ingest-body/v1", raw_body]),
             }),
         };
