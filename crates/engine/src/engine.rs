@@ -64,10 +64,26 @@ pub struct EngineOptions {
     pub retention_interval: Duration,
 }
 
+/// Model settings chosen by `discreet eval` on the Online Retail validation month (the month
+/// before the test cutoff): trending half-life 3 days, item-item without history decay,
+/// EASE λ = 200, blend EASE 1 + trending 0.5. EASE is pruned to each item's 100 strongest
+/// weights: test NDCG@10 0.1094 against 0.1172 unpruned, for a recommend p99 about four
+/// times lower (figures in the README).
+pub fn tuned_model_config() -> ModelSetConfig {
+    let mut config = ModelSetConfig::default();
+    config.popularity.trend_half_life_days = 3.0;
+    config.item_item.history_half_life_days = None;
+    config.ease.regularisation = 200.0;
+    config.ease.kept_weights_per_item = 100;
+    config.blend.item_item_weight = 0.0;
+    config.blend.trending_weight = 0.5;
+    config
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            models: ModelSetConfig::default(),
+            models: tuned_model_config(),
             max_batch_events: 10_000,
             access_flush_interval: Duration::from_millis(200),
             model_refresh_interval: Duration::from_secs(2),
