@@ -1,0 +1,129 @@
+//! The command line alone on a fresh folder: exit codes say what happened.
+
+use std::time::Duration;
+
+use crate::support::{Store, run_cli, run_on};
+
+const WITHIN: Duration = Duration::from_secs(120);
+
+#[test]
+fn exit_codes_mean_something() {
+    let store = Store::new();
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&store, &args, WITHIN)
+    };
+
+    let bad_role = run_on(
+        &store,
+        &["keys", "create", "--role", "nope", "--json"],
+        WITHIN,
+    );
+    assert_eq!(bad_role.code(), Some(2), "unknown role: {bad_role}");
+    assert!(
+        bad_role.stderr.contains("nope"),
+        "the error names the role: {bad_role}"
+    );
+    assert!(bad_role.stdout.is_empty(), "{bad_role}");
+
+    let created = run_on(
+        &store,
+        &["keys", "create", "--role", "privacy", "--json"],
+        WITHIN,
+    );
+    assert_eq!(created.code(), Some(0), "{created}");
+    assert_eq!(created.json()["role"], "privacy", "{created}");
+
+    let forget = run_on(&store, &["forget", "c-404", "--json"], WITHIN);
+    assert_eq!(
+        forget.code(),
+        Some(3),
+        "forget of an unknown subject: {forget}"
+    );
+    let export = run_on(&store, &["export", "c-404"], WITHIN);
+    assert_eq!(
+        export.code(),
+        Some(3),
+        "export of an unknown subject: {export}"
+    );
+
+    let audit = run_on(&store, &["audit", "verify", "--json"], WITHIN);
+    assert_eq!(audit.code(), Some(0), "{audit}");
+    assert_eq!(audit.json()["ok"], true, "{audit}");
+
+    let usage = run(vec!["keys".into(), "create".into()]);
+    assert_eq!(
+        usage.code(),
+        Some(2),
+        "a missing required flag is a usage error: {usage}"
+    );
+
+    let kek_inside = run(vec![
+        "audit".into(),
+        "verify".into(),
+        "--data-dir".into(),
+        store.data_dir.display().to_string(),
+        "--kek-file".into(),
+        store.data_dir.join("inside.kek").display().to_string(),
+    ]);
+    assert_eq!(
+        kek_inside.code(),
+        Some(2),
+        "a KEK file inside the data folder is refused: {kek_inside}"
+    );
+}
+
+/// A KEK file must never end up inside the data folder: a copy of the data would carry its
+/// key. Today `kek rotate --new-kek-file DATA/...` re-wraps every key under a KEK it writes
+/// inside the folder (and the folder then refuses to open with it), and a refused
+/// `--kek-file DATA/...` is still created before the refusal. Un-ignore once fixed.
+#[test]
+#[ignore = "bug: KEK files are created inside the data folder before the placement check"]
+fn a_kek_file_is_never_written_inside_the_data_folder() {
+    let store = Store::new();
+    let created = run_on(&store, &["keys", "create", "--role", "admin"], WITHIN);
+    assert_eq!(created.code(), Some(0), "{created}");
+
+    let inside = store.data_dir.join("inside.kek");
+    let refused = run_cli(
+        &store,
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            &store.data_dir.display().to_string(),
+            "--kek-file",
+            &inside.display().to_string(),
+        ],
+        WITHIN,
+    );
+    assert_eq!(refused.code(), Some(2), "{refused}");
+    assert!(
+        !inside.exists(),
+        "a refused KEK file is not left in the data folder"
+    );
+
+    let new_kek = store.data_dir.join("new.kek");
+    let rotate = run_on(
+        &store,
+        &[
+            "kek",
+            "rotate",
+            "--new-kek-file",
+            &new_kek.display().to_string(),
+        ],
+        WITHIN,
+    );
+    assert_eq!(
+        rotate.code(),
+        Some(2),
+        "rotating to a KEK inside the data folder is refused: {rotate}"
+    );
+    assert!(!new_kek.exists(), "no KEK written inside the data folder");
+    let audit = run_on(&store, &["audit", "verify", "--json"], WITHIN);
+    assert_eq!(
+        audit.code(),
+        Some(0),
+        "the old KEK still opens the folder: {audit}"
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the `discreet` binary: it runs as a child process, over HTTP and on
+//! the command line, exactly as an operator runs it.
+
+mod cli;
+mod restart;
+mod support;
