@@ -10,7 +10,8 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use discreet_engine::{Engine, EventContext};
+use discreet_engine::{Caller, Engine, EventContext};
+use discreet_policy::Action;
 use serde_json::{Value, json};
 
 use crate::auth::Authenticated;
@@ -124,17 +125,29 @@ fn gpc_requested(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.trim() == "1")
 }
 
-/// Honours `Sec-GPC: 1` for the subjects a request names.
-async fn honour_gpc(engine: &Engine, headers: &HeaderMap, subjects: Vec<String>) -> ApiResult<()> {
-    if !gpc_requested(headers) {
-        return Ok(());
+/// Honours `Sec-GPC: 1` for the subjects a request names, when the caller's role may make
+/// the request at all (a request answered 403 changes nothing).
+async fn honour_gpc(
+    engine: &Engine,
+    caller: &Caller,
+    action: Action,
+    headers: &HeaderMap,
+    subjects: Vec<String>,
+) -> ApiResult<bool> {
+    let allowed = engine
+        .policy()
+        .role(&caller.role)
+        .is_some_and(|role| role.allows_action(action));
+    if !gpc_requested(headers) || !allowed {
+        return Ok(false);
     }
     let engine = engine.clone();
     blocking(move || {
+        let mut withdrew = false;
         for subject in subjects {
-            engine.honour_gpc(&subject)?;
+            withdrew |= !engine.honour_gpc(&subject)?.is_empty();
         }
-        Ok(())
+        Ok(withdrew)
     })
     .await
 }
@@ -176,9 +189,11 @@ pub async fn post_events(
     } else {
         Vec::new()
     };
+    let for_engine = caller.clone();
     let outcome =
-        blocking(move || engine.ingest(&caller, &value, &raw, idempotency_key.as_deref())).await?;
-    honour_gpc(&state.engine, &headers, subjects).await?;
+        blocking(move || engine.ingest(&for_engine, &value, &raw, idempotency_key.as_deref()))
+            .await?;
+    honour_gpc(&state.engine, &caller, Action::Ingest, &headers, subjects).await?;
     Ok(Json(outcome).into_response())
 }
 
@@ -198,10 +213,17 @@ pub async fn put_attributes(
 ) -> ApiResult<Response> {
     let subject = path(subject)?;
     let engine = state.engine.clone();
-    let for_engine = subject.clone();
+    let for_engine = (caller.clone(), subject.clone());
     let updated =
-        blocking(move || engine.put_attributes(&caller, &for_engine, &body.value)).await?;
-    honour_gpc(&state.engine, &headers, vec![subject]).await?;
+        blocking(move || engine.put_attributes(&for_engine.0, &for_engine.1, &body.value)).await?;
+    honour_gpc(
+        &state.engine,
+        &caller,
+        Action::AttributesWrite,
+        &headers,
+        vec![subject],
+    )
+    .await?;
     Ok(Json(json!({ "updated": updated })).into_response())
 }
 
@@ -262,7 +284,14 @@ pub async fn get_consents(
     subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let subject = path(subject)?;
-    honour_gpc(&state.engine, &headers, vec![subject.clone()]).await?;
+    honour_gpc(
+        &state.engine,
+        &caller,
+        Action::ConsentsRead,
+        &headers,
+        vec![subject.clone()],
+    )
+    .await?;
     let engine = state.engine.clone();
     let view = blocking(move || engine.consents(&caller, &subject)).await?;
     Ok(Json(view).into_response())
@@ -296,10 +325,24 @@ pub async fn get_recommendations(
         weather: param(&pairs, "context.weather").map(str::to_owned),
         country: param(&pairs, "context.country").map(str::to_owned),
     };
-    honour_gpc(&state.engine, &headers, vec![subject.clone()]).await?;
-    let answer = state
+    // Checked and answered first, so a refused request withdraws nothing; when the signal
+    // does withdraw a purpose, the answer is made again under the new consents.
+    let mut answer = state
         .engine
         .recommend(&caller, &subject, purpose, n, &context)?;
+    let withdrew = honour_gpc(
+        &state.engine,
+        &caller,
+        Action::Recommendations,
+        &headers,
+        vec![subject.clone()],
+    )
+    .await?;
+    if withdrew {
+        answer = state
+            .engine
+            .recommend(&caller, &subject, purpose, n, &context)?;
+    }
     Ok(Json(answer).into_response())
 }
 
