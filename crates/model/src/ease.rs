@@ -107,6 +107,9 @@ pub struct EaseModel {
     item_bound: usize,
     updates_since_drift_check: usize,
     factorised_once: bool,
+    /// A removal (unlearn, forget) is waiting for `refresh`: the last `P` still holds what
+    /// was removed, so it must not score until then.
+    removal_pending: bool,
 }
 
 impl EaseModel {
@@ -123,6 +126,7 @@ impl EaseModel {
             item_bound: 0,
             updates_since_drift_check: 0,
             factorised_once: false,
+            removal_pending: false,
         }
     }
 
@@ -176,6 +180,13 @@ impl EaseModel {
             || self.gram_inverse.nrows() != self.item_bound
     }
 
+    /// True when the last refresh may serve scores: it was factorised, and nothing learned
+    /// since was removed. Events learned since then are missing from the scores (and items
+    /// new since then score 0) until the next refresh; nothing removed is ever served.
+    pub fn scorable(&self) -> bool {
+        self.factorised_once && !self.removal_pending
+    }
+
     /// The Gram inverse `(G + λI)⁻¹` as of the last refresh.
     pub fn gram_inverse(&self) -> &Mat<f64> {
         &self.gram_inverse
@@ -214,6 +225,7 @@ impl EaseModel {
                 .is_ok_and(|position| held[position].event_times == [interaction.at]);
         if becomes_unheld {
             self.note_change(interaction.subject);
+            self.removal_pending = true;
         }
         self.histories.unlearn(interaction)?;
         Ok(())
@@ -222,6 +234,7 @@ impl EaseModel {
     /// Removes everything learned from `subject` (takes effect at the next `refresh`).
     pub fn forget_subject(&mut self, subject: SubjectId) -> Vec<HeldItem> {
         self.note_change(subject);
+        self.removal_pending = true;
         self.histories.take_subject(subject)
     }
 
@@ -229,7 +242,9 @@ impl EaseModel {
     /// factorisation when there are so many that it is cheaper, or when drift is too large.
     pub fn refresh(&mut self) -> Result<RefreshReport> {
         let outcome = self.try_refresh();
-        if outcome.is_err() {
+        if outcome.is_ok() {
+            self.removal_pending = false;
+        } else {
             // The inverse may be half-updated and the pending changes are consumed: the
             // histories still hold the truth, so the next refresh factorises from them, and
             // until then the model reports that it needs one instead of serving a stale P.
@@ -493,11 +508,12 @@ impl EaseModel {
         self.pending_changes.clear();
         self.updates_since_drift_check = 0;
         self.factorised_once = true;
+        self.removal_pending = false;
         Ok(())
     }
 
     /// Writes the subject's scores into `scores` (length ≥ `item_bound()`; overwritten).
-    /// Held items get scores too; callers exclude them. Needs a refreshed model.
+    /// Held items get scores too; callers exclude them. Needs a `scorable` model.
     pub fn score_into(
         &self,
         subject: SubjectId,
@@ -505,7 +521,7 @@ impl EaseModel {
         scores: &mut [f32],
         scratch: &mut EaseScratch,
     ) -> Result<()> {
-        if self.needs_refresh() {
+        if !self.scorable() {
             return Err(ModelError::NotRefreshed);
         }
         let dimension = self.gram_inverse.nrows();
@@ -534,6 +550,10 @@ impl EaseModel {
         scratch.accumulated.clear();
         scratch.accumulated.resize(dimension, 0.0);
         for &(item, weight) in &scratch.history_weights {
+            // Items learned since the last refresh are not in `P` yet.
+            if item.index() >= dimension {
+                continue;
+            }
             let column = self.gram_inverse.col_as_slice(item.index());
             let weight = weight as f64;
             for (sum, value) in scratch.accumulated.iter_mut().zip(column) {

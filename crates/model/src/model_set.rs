@@ -468,7 +468,7 @@ impl ModelSet {
         let ease = self
             .ease
             .as_ref()
-            .filter(|ease| !ease.needs_refresh() && blend.ease_weight != 0.0);
+            .filter(|ease| ease.scorable() && blend.ease_weight != 0.0);
         let mut ease_scale = 0.0;
         if let Some(ease) = ease {
             scratch.component.clear();

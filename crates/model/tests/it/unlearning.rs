@@ -428,3 +428,44 @@ fn an_ill_conditioned_downdate_falls_back_to_an_exact_factorisation() {
         "inverse differs from a rebuild by {worst} (relative)"
     );
 }
+
+/// Guards that EASE keeps answering while new events wait for a refresh (a live shop
+/// ingests all the time), yet never serves a `P` that still holds something removed: after
+/// an unlearn or a forget it refuses to score until refreshed.
+#[test]
+fn ease_scores_with_learned_events_pending_but_never_with_removals_pending() {
+    let purchase = |subject: u32, item: u32, at: i64| Interaction {
+        subject: SubjectId(subject),
+        item: discreet_model::ItemId(item),
+        at,
+        kind: discreet_model::InteractionKind::Purchase,
+        quantity: 1,
+        context: discreet_model::Context::default(),
+    };
+    let stream: Vec<Interaction> = (0..6)
+        .flat_map(|subject| (0..4).map(move |item| purchase(subject, (subject + item) % 5, 100)))
+        .collect();
+    let mut ease = EaseModel::build(ease_config(), &stream).unwrap();
+    let mut scores = vec![0.0f32; 8];
+    let mut scratch = discreet_model::ease::EaseScratch::default();
+    assert!(ease.scorable());
+    // A new event of a new item: pending, but the last refresh still scores.
+    ease.learn(&purchase(0, 7, 200));
+    assert!(ease.needs_refresh() && ease.scorable());
+    ease.score_into(SubjectId(0), 300, &mut scores, &mut scratch)
+        .expect("scores with a learned event pending");
+    ease.refresh().unwrap();
+    // A removal: no score until the refresh that applies it.
+    ease.unlearn(&purchase(0, 7, 200)).unwrap();
+    assert!(!ease.scorable());
+    assert_eq!(
+        ease.score_into(SubjectId(0), 300, &mut scores, &mut scratch),
+        Err(ModelError::NotRefreshed)
+    );
+    ease.refresh().unwrap();
+    assert!(ease.scorable());
+    ease.forget_subject(SubjectId(1));
+    assert!(!ease.scorable());
+    ease.refresh().unwrap();
+    assert!(ease.scorable());
+}
