@@ -142,6 +142,9 @@ pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
             store,
             json,
         } => {
+            discreet_vault::check_kek_outside(&new_kek_file, &store.data_dir).map_err(|error| {
+                CommandError::BadInput(format!("the new KEK file is refused: {error}"))
+            })?;
             let engine = store.open_engine()?;
             let next = Kek::load_or_create_file(&new_kek_file).map_err(|error| {
                 CommandError::BadInput(format!(

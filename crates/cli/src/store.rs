@@ -38,6 +38,13 @@ impl StoreArgs {
         policy: Policy,
         options: EngineOptions,
     ) -> Result<Engine, CommandError> {
+        // Checked before the file is created, so a refused path leaves nothing behind.
+        discreet_vault::check_kek_outside(&self.kek_file, &self.data_dir).map_err(|error| {
+            CommandError::BadInput(format!(
+                "cannot open the data folder {}: {error}",
+                self.data_dir.display()
+            ))
+        })?;
         let kek = Kek::load_or_create_file(&self.kek_file).map_err(|error| {
             CommandError::BadInput(format!(
                 "cannot use the KEK file {}: {error}",

@@ -249,7 +249,7 @@ impl SqliteOptions {
 }
 
 /// Refuses a KEK file that lives inside the data folder.
-fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
+pub fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
     let absolute = |path: &Path| -> PathBuf {
         match std::fs::canonicalize(path) {
             Ok(path) => path,

@@ -73,12 +73,10 @@ fn exit_codes_mean_something() {
     );
 }
 
-/// A KEK file must never end up inside the data folder: a copy of the data would carry its
-/// key. Today `kek rotate --new-kek-file DATA/...` re-wraps every key under a KEK it writes
-/// inside the folder (and the folder then refuses to open with it), and a refused
-/// `--kek-file DATA/...` is still created before the refusal. Un-ignore once fixed.
+/// Regression: a KEK file must never end up inside the data folder (a copy of the data would
+/// carry its key). `kek rotate --new-kek-file DATA/...` once re-wrapped every key under a
+/// KEK it wrote inside the folder, and a refused `--kek-file DATA/...` was still created.
 #[test]
-#[ignore = "bug: KEK files are created inside the data folder before the placement check"]
 fn a_kek_file_is_never_written_inside_the_data_folder() {
     let store = Store::new();
     let created = run_on(&store, &["keys", "create", "--role", "admin"], WITHIN);
