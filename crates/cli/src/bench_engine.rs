@@ -22,7 +22,7 @@ pub struct EngineBenchArgs {
     /// Recommend and similar calls timed.
     #[arg(long, default_value_t = 20_000)]
     pub requests: usize,
-    /// Customers forgotten (those with the most events first).
+    /// Customers forgotten (those with closest to 1,000 events).
     #[arg(long, default_value_t = 20)]
     pub forgets: usize,
     /// Print JSON.
@@ -63,6 +63,7 @@ fn rss_mib() -> f64 {
 }
 
 pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
+    crate::serve::init_tracing(false);
     let retail = match &args.file {
         Some(file) => read_retail_file(file)?,
         None => bundled_purchases()?,
@@ -157,13 +158,17 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         .filter(|(customer, _)| demo_consents(customer)[0].1 == Some(true))
         .map(|(customer, count)| (*customer, *count))
         .collect();
-    heavy.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    // Closest to 1,000 events first: the design's forget and export targets are for them.
+    heavy.sort_by_key(|(_, count)| count.abs_diff(1_000));
     let near_thousand = heavy
         .iter()
         .min_by_key(|(_, count)| count.abs_diff(1_000))
         .copied()
         .unwrap_or(("", 0));
     let operator = Caller::operator();
+    // The read entries of the recommend calls above reach the ledger now, not inside the
+    // first timed export.
+    engine.flush_access_log();
     let mut export_ms = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
@@ -220,7 +225,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             args.requests
         );
         println!(
-            "export of a {}-event customer p50 {:.1} ms p99 {:.1} ms; forget of the {} largest customers (mean {:.0} events) p50 {:.1} ms p99 {:.1} ms",
+            "export of a {}-event customer p50 {:.1} ms p99 {:.1} ms; forget of the {} customers closest to 1,000 events (mean {:.0}) p50 {:.1} ms p99 {:.1} ms",
             figures.export_events_per_customer,
             figures.export_ms_p50,
             figures.export_ms_p99,

@@ -1172,6 +1172,7 @@ impl Engine {
         check_subject("subject", subject)?;
         self.check_ready()?;
         let vault = &self.inner.vault;
+        let started = Instant::now();
         let _gate = write(&self.inner.gate);
         let id = vault
             .subject_id(subject)?
@@ -1196,16 +1197,46 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let read_micros = started.elapsed().as_micros() as u64;
         vault.begin_forget(subject, &caller.key_id, interactions.len() as u64)?;
-        {
-            let mut models = write(&self.inner.models);
-            models.consented.remove(&id);
-            if consented {
-                models.set.forget_subject(&model_name(id), &interactions)?;
-            }
-        }
-        let receipt = vault.finish_forget(id, &caller.key_id)?;
+        let intent_micros = started.elapsed().as_micros() as u64;
+        // From the intent on, the vault and the models forget independently: the vault
+        // destroys the key and erases the rows while the models unlearn, and the answer
+        // waits for both. (A crash in between finishes the vault part on the next open, and
+        // the models are rebuilt from the vault then.)
+        let (models_outcome, receipt) = std::thread::scope(|scope| {
+            let vault_part = scope.spawn(|| vault.finish_forget(id, &caller.key_id));
+            let models_outcome = {
+                let mut models = write(&self.inner.models);
+                models.consented.remove(&id);
+                if consented {
+                    models
+                        .set
+                        .forget_subject(&model_name(id), &interactions)
+                        .map(|_| ())
+                } else {
+                    Ok(())
+                }
+            };
+            let receipt = vault_part.join().unwrap_or_else(|_| {
+                Err(discreet_vault::Error::Storage {
+                    detail: "the forget's storage thread stopped".into(),
+                })
+            });
+            (models_outcome, receipt)
+        });
+        let models_micros = started.elapsed().as_micros() as u64;
+        models_outcome?;
+        let receipt = receipt?;
         self.inner.forgets_completed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            interactions = interactions.len(),
+            read_micros,
+            intent_micros,
+            models_micros,
+            total_micros = started.elapsed().as_micros() as u64,
+            "forget done"
+        );
         Ok(receipt)
     }
 
