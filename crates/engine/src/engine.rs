@@ -636,6 +636,7 @@ impl Engine {
         raw_body: &[u8],
         idempotency_key: Option<&str>,
     ) -> Result<IngestOutcome> {
+        let started = Instant::now();
         let role = self.authorize(caller, Action::Ingest)?;
         self.check_ready()?;
         let policy = &self.inner.policy;
@@ -679,17 +680,26 @@ impl Engine {
                 body_hash: sha256_parts(&[b"discreet/ingest-body/v1", raw_body]),
             }),
         };
+        let checked_micros = started.elapsed().as_micros() as u64;
         let _gate = read(&self.inner.gate);
         let outcome =
             self.inner
                 .vault
                 .append_events(&caller.key_id, &events, idempotency.as_ref())?;
+        let stored_micros = started.elapsed().as_micros() as u64;
         self.inner
             .events_accepted
             .fetch_add(outcome.accepted, Ordering::Relaxed);
         if outcome.accepted > 0 {
             self.learn_batch(&inputs)?;
         }
+        tracing::debug!(
+            events = inputs.len(),
+            checked_micros,
+            stored_micros,
+            total_micros = started.elapsed().as_micros() as u64,
+            "ingest done"
+        );
         Ok(IngestOutcome {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
