@@ -199,3 +199,20 @@ impl IntoResponse for ApiError {
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::ERROR_CODES;
+
+    /// Guards that the published error table (docs/ERRORS.md) lists every code with its status.
+    #[test]
+    fn every_code_is_documented() {
+        let documented = include_str!("../../../docs/ERRORS.md");
+        for (status, code, _) in ERROR_CODES {
+            assert!(
+                documented.contains(&format!("| {status} | `{code}` |")),
+                "docs/ERRORS.md lacks {status} {code}"
+            );
+        }
+    }
+}
