@@ -353,18 +353,14 @@ impl Engine {
 
     fn purpose(&self, name: &str) -> Result<&Purpose> {
         self.inner.policy.purpose(name).ok_or_else(|| {
-            Error::bad_input(
+            not_declared(
                 "purpose",
-                format!(
-                    "`{name}` is not a purpose of the policy; known: {}",
-                    self.inner
-                        .policy
-                        .purposes()
-                        .iter()
-                        .map(|purpose| purpose.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                name,
+                self.inner
+                    .policy
+                    .purposes()
+                    .iter()
+                    .map(|purpose| purpose.name.as_str()),
             )
         })
     }
@@ -558,18 +554,14 @@ impl Engine {
     pub fn create_api_key(&self, caller: &Caller, role: &str, label: &str) -> Result<IssuedKey> {
         self.authorize(caller, Action::KeysManage)?;
         if self.inner.policy.role(role).is_none() {
-            return Err(Error::bad_input(
+            return Err(not_declared(
                 "role",
-                format!(
-                    "`{role}` is not a role of the policy; known: {}",
-                    self.inner
-                        .policy
-                        .roles()
-                        .iter()
-                        .map(|role| role.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                role,
+                self.inner
+                    .policy
+                    .roles()
+                    .iter()
+                    .map(|role| role.name.as_str()),
             ));
         }
         let (row, secret) = self
@@ -1388,6 +1380,17 @@ impl Engine {
     pub fn with_models<T>(&self, visit: impl FnOnce(&ModelSet) -> T) -> T {
         visit(&read(&self.inner.models).set)
     }
+}
+
+/// "`name` is not a {what} of the policy; known: …" for the field named `what`.
+fn not_declared<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> Error {
+    Error::bad_input(
+        what,
+        format!(
+            "`{name}` is not a {what} of the policy; known: {}",
+            known.collect::<Vec<_>>().join(", ")
+        ),
+    )
 }
 
 fn check_count(n: usize) -> Result<()> {

@@ -109,33 +109,23 @@ pub fn weather_of(name: Option<&str>) -> Weather {
 
 /// Checks a subject id (path segment or event field).
 pub fn check_subject(field: &str, subject: &str) -> Result<()> {
-    if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES {
-        return Err(Error::bad_input(
-            field,
-            format!(
-                "must be 1 to {MAX_SUBJECT_BYTES} bytes, got {}",
-                subject.len()
-            ),
-        ));
-    }
-    if subject.chars().any(char::is_control) {
-        return Err(Error::bad_input(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    check_identifier(field, subject, MAX_SUBJECT_BYTES)
 }
 
 /// Checks an item code.
 pub fn check_item(field: &str, item: &str) -> Result<()> {
-    if item.is_empty() || item.len() > MAX_ITEM_BYTES {
+    check_identifier(field, item, MAX_ITEM_BYTES)
+}
+
+/// An identifier: 1 to `max_bytes` bytes of text without control characters.
+fn check_identifier(field: &str, text: &str, max_bytes: usize) -> Result<()> {
+    if text.is_empty() || text.len() > max_bytes {
         return Err(Error::bad_input(
             field,
-            format!("must be 1 to {MAX_ITEM_BYTES} bytes, got {}", item.len()),
+            format!("must be 1 to {max_bytes} bytes, got {}", text.len()),
         ));
     }
-    if item.chars().any(char::is_control) {
+    if text.chars().any(char::is_control) {
         return Err(Error::bad_input(
             field,
             "must not contain control characters",
