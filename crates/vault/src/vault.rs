@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
@@ -287,6 +287,9 @@ pub struct Vault {
     signer: Signer,
     key_cache: Mutex<HashMap<SubjectId, Arc<DataKey>>>,
     subject_cache: Mutex<HashMap<[u8; 32], SubjectId>>,
+    /// Bumped (under the cache lock) whenever a subject leaves the cache because it is being
+    /// forgotten: a lookup that began before may not put it back.
+    forget_epoch: AtomicU64,
     subject_creation: Mutex<()>,
     /// Held while a data key is loaded into the cache or destroyed, so that a key read just
     /// before its destruction never lands in the cache after it.
@@ -381,6 +384,7 @@ impl Vault {
             signer,
             key_cache: Mutex::new(HashMap::new()),
             subject_cache: Mutex::new(HashMap::new()),
+            forget_epoch: AtomicU64::new(0),
             subject_creation: Mutex::new(()),
             key_loading: Mutex::new(()),
             rotation: Mutex::new(()),
@@ -429,9 +433,24 @@ impl Vault {
     }
 
     /// The internal id of an active subject, if the shop's customer id is known.
+    /// Subjects found once stay in a lookup cache (keyed by the lookup HMAC, never by the
+    /// customer id) until a forget begins, so the hot path reads no file.
     pub fn subject_id(&self, external_id: &str) -> Result<Option<SubjectId>> {
+        let lookup = self.lookup_hash(external_id);
+        if let Some(&id) = self
+            .subject_cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&lookup)
+        {
+            return Ok(Some(id));
+        }
+        let epoch = self.forget_epoch.load(Ordering::SeqCst);
         match self.find_subject(external_id)? {
-            Some(row) if row.state == SubjectState::Active => Ok(Some(row.id)),
+            Some(row) if row.state == SubjectState::Active => {
+                self.remember_subject_since(lookup, row.id, epoch);
+                Ok(Some(row.id))
+            }
             _ => Ok(None),
         }
     }
@@ -532,12 +551,13 @@ impl Vault {
                 resolved.insert(external_id, id);
                 continue;
             }
+            let epoch = self.forget_epoch.load(Ordering::SeqCst);
             match self.find_subject(external_id)? {
                 Some(row) if row.state == SubjectState::Forgetting => {
                     return Err(Error::Forgetting);
                 }
                 Some(row) => {
-                    self.remember_subject(lookup, row.id);
+                    self.remember_subject_since(lookup, row.id, epoch);
                     resolved.insert(external_id, row.id);
                 }
                 None => missing.push(external_id),
@@ -623,7 +643,22 @@ impl Vault {
     /// Drops a subject from the lookup cache (after a forget, or when a write found it gone).
     fn forget_cached_subject(&self, subject: SubjectId) {
         if let Ok(mut cache) = self.subject_cache.lock() {
+            self.forget_epoch.fetch_add(1, Ordering::SeqCst);
             cache.retain(|_, cached| *cached != subject);
+        }
+    }
+
+    /// Caches a subject found by a lookup that began at `epoch`, unless a forget has begun
+    /// since (it may be this subject's).
+    fn remember_subject_since(&self, lookup: [u8; 32], id: SubjectId, epoch: u64) {
+        if let Ok(mut cache) = self.subject_cache.lock() {
+            if self.forget_epoch.load(Ordering::SeqCst) != epoch {
+                return;
+            }
+            if cache.len() >= KEY_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(lookup, id);
         }
     }
 
@@ -1007,6 +1042,7 @@ impl Vault {
             LedgerDraft::new(intent.requested_at, actor, "forget.requested").subject(&token);
         self.storage.begin_erasure(&intent, entry)?;
         if let Ok(mut cache) = self.subject_cache.lock() {
+            self.forget_epoch.fetch_add(1, Ordering::SeqCst);
             cache.remove(&self.lookup_hash(external_id));
         }
         Ok(row.id)
