@@ -419,6 +419,7 @@ impl Engine {
             items: set.catalogue().len() as u64,
             millis: started.elapsed().as_millis() as u64,
         };
+        set.warm();
         {
             let mut models = write(&self.inner.models);
             models.set = set;
@@ -534,18 +535,19 @@ impl Engine {
             .push(entry);
     }
 
-    /// Applies pending EASE updates (learned events wait for this to reach EASE).
+    /// Applies pending EASE updates (learned events wait for this to reach EASE), then
+    /// derives the pruned rows that the refresh (or a forget) emptied — under the read lock,
+    /// beside the requests, so that no request pays for them.
     pub fn refresh_models(&self) {
-        if !read(&self.inner.models)
+        if read(&self.inner.models)
             .set
             .ease()
             .is_some_and(|ease| ease.needs_refresh())
+            && let Err(error) = write(&self.inner.models).set.refresh()
         {
-            return;
-        }
-        if let Err(error) = write(&self.inner.models).set.refresh() {
             tracing::error!(%error, "model refresh failed");
         }
+        read(&self.inner.models).set.warm();
     }
 
     // ---------------------------------------------------------------- API keys

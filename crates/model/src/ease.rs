@@ -320,6 +320,17 @@ impl EaseModel {
         self.weight_rows.resize_with(dimension, OnceLock::new);
     }
 
+    /// Derives every pruned weight row now (they are otherwise derived by the first scoring
+    /// that needs them, which then pays for it). Safe beside concurrent scoring.
+    pub fn warm_weight_rows(&self) {
+        if self.config.kept_weights_per_item == 0 {
+            return;
+        }
+        for index in 0..self.weight_rows.len() {
+            self.weight_row(ItemId(index as u32));
+        }
+    }
+
     /// The kept weights of `source` (computed on first use after `P` changed).
     fn weight_row(&self, source: ItemId) -> Option<&WeightRow> {
         let keep = self.config.kept_weights_per_item;

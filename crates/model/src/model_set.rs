@@ -324,6 +324,14 @@ impl ModelSet {
         Ok(())
     }
 
+    /// Derives what scoring would otherwise derive lazily (EASE's pruned rows), so that
+    /// no request pays for it. Takes `&self`: it can run beside recommendations.
+    pub fn warm(&self) {
+        if let Some(ease) = self.ease.as_ref().filter(|ease| ease.scorable()) {
+            ease.warm_weight_rows();
+        }
+    }
+
     /// Applies learned changes to EASE (rank-1 updates or a refactorisation).
     pub fn refresh(&mut self) -> Result<RefreshReport> {
         if self.ease.is_some() && self.catalogue.len() > self.config.ease_max_items {
