@@ -529,8 +529,11 @@ impl ItemItemModel {
     /// Items most similar to `item` (its strongest neighbours), best first.
     pub fn similar(&self, item: ItemId, n: usize) -> Vec<ScoredItem> {
         let mut similarities = Vec::new();
-        self.neighbours_into(item, 0, &mut similarities);
-        similarities.truncate(n);
+        if n == 0 {
+            return Vec::new();
+        }
+        // Keeping only the best n in one pass, rather than sorting the whole row.
+        self.neighbours_into(item, n, &mut similarities);
         similarities
             .into_iter()
             .map(|(target, score)| ScoredItem {
