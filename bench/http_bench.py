@@ -111,6 +111,16 @@ def main():
         for connections in (4, 16):
             wrk(args.port, storefront, recommendation_paths, args.duration, connections,
                 f"recommendations ({granted} of {len(customers)} customers personal)")
+        # The server's own view of the same requests: its latency histogram.
+        metrics = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        buckets = {le: int(count) for le, count in re.findall(
+            r'discreet_http_request_duration_seconds_bucket\{route="/v1/subjects/\{subject\}/recommendations",'
+            r'le="([^"]+)"\} (\d+)', text)}
+        total = buckets["+Inf"]
+        print("recommendations, server side (request in to response out): " + ", ".join(
+            f"{100 * buckets[le] / total:.2f}% within {float(le) * 1000:g} ms" for le in ("0.0005", "0.001", "0.0025")))
         # Items only non-consenting customers bought are in no model (404): leave them out.
         known_items = [i for i in items
                        if request(args.port, "GET", f"/v1/items/{i}/similar?n=10", storefront)[0] == 200]

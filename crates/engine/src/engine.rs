@@ -46,6 +46,8 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 1_024;
 pub const MAX_SOURCE_BYTES: usize = 128;
 /// Most items one answer lists.
 pub const MAX_ANSWER_ITEMS: usize = 100;
+/// Pruned EASE rows derived per hold of the models' read lock.
+const WARM_SLICE: usize = 64;
 /// Events read from the vault per page while rebuilding.
 const REBUILD_PAGE: usize = 20_000;
 
@@ -419,7 +421,7 @@ impl Engine {
             items: set.catalogue().len() as u64,
             millis: started.elapsed().as_millis() as u64,
         };
-        set.warm();
+        set.warm(0..usize::MAX);
         {
             let mut models = write(&self.inner.models);
             models.set = set;
@@ -547,7 +549,15 @@ impl Engine {
         {
             tracing::error!(%error, "model refresh failed");
         }
-        read(&self.inner.models).set.warm();
+        // In slices, so that a writer (an ingest, a forget) never waits long for the lock.
+        let mut start = 0;
+        loop {
+            let rows = read(&self.inner.models).set.warm(start..start + WARM_SLICE);
+            start += WARM_SLICE;
+            if start >= rows {
+                break;
+            }
+        }
     }
 
     // ---------------------------------------------------------------- API keys

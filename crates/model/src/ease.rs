@@ -322,13 +322,16 @@ impl EaseModel {
 
     /// Derives every pruned weight row now (they are otherwise derived by the first scoring
     /// that needs them, which then pays for it). Safe beside concurrent scoring.
-    pub fn warm_weight_rows(&self) {
-        if self.config.kept_weights_per_item == 0 {
-            return;
+    /// `rows` is a range of item ids (callers warm in slices so as not to hold a lock
+    /// long); returns how many rows there are.
+    pub fn warm_weight_rows(&self, rows: std::ops::Range<usize>) -> usize {
+        let count = self.weight_rows.len();
+        if self.config.kept_weights_per_item > 0 {
+            for index in rows.start.min(count)..rows.end.min(count) {
+                self.weight_row(ItemId(index as u32));
+            }
         }
-        for index in 0..self.weight_rows.len() {
-            self.weight_row(ItemId(index as u32));
-        }
+        count
     }
 
     /// The kept weights of `source` (computed on first use after `P` changed).

@@ -324,11 +324,13 @@ impl ModelSet {
         Ok(())
     }
 
-    /// Derives what scoring would otherwise derive lazily (EASE's pruned rows), so that
-    /// no request pays for it. Takes `&self`: it can run beside recommendations.
-    pub fn warm(&self) {
-        if let Some(ease) = self.ease.as_ref().filter(|ease| ease.scorable()) {
-            ease.warm_weight_rows();
+    /// Derives what scoring would otherwise derive lazily (EASE's pruned rows of the items
+    /// in `items`), so that no request pays for it; returns the number of items to warm.
+    /// Takes `&self`: it runs beside recommendations.
+    pub fn warm(&self, items: std::ops::Range<usize>) -> usize {
+        match self.ease.as_ref().filter(|ease| ease.scorable()) {
+            Some(ease) => ease.warm_weight_rows(items),
+            None => 0,
         }
     }
 
