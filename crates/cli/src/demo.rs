@@ -93,7 +93,7 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
         events_per_customer.len()
     );
 
-    record_consents(&engine, events_per_customer.keys().copied())?;
+    record_consents(&engine, "c-", events_per_customer.keys().copied())?;
     let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
     let shift_seconds = (discreet_vault::now_millis() / 1_000 - 86_400 - last).max(0);
     let report = crate::import::ingest_rows(&engine, &purchases, shift_seconds, "c-", 10_000, 0)?;
@@ -158,6 +158,7 @@ pub fn bundled_purchases() -> anyhow::Result<crate::retail_csv::RetailFile> {
 
 pub fn record_consents<'a>(
     engine: &Engine,
+    subject_prefix: &str,
     customers: impl Iterator<Item = &'a str>,
 ) -> Result<(), CommandError> {
     let customers: Vec<&str> = customers.collect();
@@ -169,7 +170,7 @@ pub fn record_consents<'a>(
     );
     let operator = Caller::operator();
     for customer in customers {
-        let subject = format!("c-{customer}");
+        let subject = format!("{subject_prefix}{customer}");
         for (purpose, decision) in demo_consents(customer) {
             match decision {
                 None => {}

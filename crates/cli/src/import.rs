@@ -154,7 +154,10 @@ pub fn ingest_rows(
         let body = json!({ "events": body });
         let raw = serde_json::to_vec(&body).unwrap_or_default();
         // The batch's place in the file makes re-running an interrupted import safe.
-        let key = format!("import-{}-{index}", chunk.len());
+        let key = format!(
+            "import/{subject_prefix}/{shift_seconds}/{}/{index}",
+            chunk.len()
+        );
         let outcome = engine
             .ingest(&caller, &body, &raw, Some(&key))
             .map_err(engine_error)?;
