@@ -54,7 +54,7 @@ enum Command {
     Audit(subject_command::AuditArgs),
     /// Measure recommendation quality on a retail transactions file (time-based split).
     Eval(eval::EvalArgs),
-    /// Measure speed: sealed ingest against plain inserts, erase latency, ledger verification.
+    /// Measure speed: the engine in process (bench engine), the vault against plain SQLite (bench vault).
     Bench(bench::BenchArgs),
     /// Print the records of processing (GDPR Art. 30) generated from the policy.
     Records(policy_command::RecordsArgs),
