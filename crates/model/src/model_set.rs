@@ -4,6 +4,7 @@
 //! routes calls and blends. Never does I/O and never keeps a forgotten subject's name.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::ease::{EaseConfig, EaseModel, EaseScratch, RefreshReport};
 use crate::error::{ModelError, Result};
@@ -105,7 +106,13 @@ pub struct ModelSet {
     item_item: ItemItemModel,
     ease: Option<EaseModel>,
     popularity: PopularityModel,
+    /// Normalised contextual trending scores per request context, emptied whenever the
+    /// popularity counts change (every mutation takes `&mut self`).
+    trending_cache: Mutex<HashMap<Context, Arc<Vec<f32>>>>,
 }
+
+/// Contexts whose trending scores are kept at most (weather × country × hour).
+const TRENDING_CACHE_LIMIT: usize = 4_096;
 
 impl ModelSet {
     /// An empty set.
@@ -120,6 +127,7 @@ impl ModelSet {
             catalogue: Catalogue::default(),
             subjects: Subjects::default(),
             countries: Interner::default(),
+            trending_cache: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -208,6 +216,7 @@ impl ModelSet {
     /// Learns many interactions at once (ids from this set's interners) and refreshes.
     /// On an empty set this builds each model in one pass.
     pub fn learn_all(&mut self, interactions: &[Interaction]) -> Result<()> {
+        self.trending_changed();
         for interaction in interactions {
             self.check_interaction(interaction)?;
         }
@@ -271,6 +280,7 @@ impl ModelSet {
     /// Learns one interaction. EASE applies it at the next `refresh`; until then personal
     /// lists blend the other models only.
     pub fn learn(&mut self, interaction: &Interaction) -> Result<()> {
+        self.trending_changed();
         self.check_interaction(interaction)?;
         self.item_item.learn(interaction);
         self.popularity.learn(interaction);
@@ -283,6 +293,7 @@ impl ModelSet {
     /// Unlearns one previously learned interaction from every model. Checked against the
     /// item-item history first, so an interaction never learned changes nothing.
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
+        self.trending_changed();
         self.check_interaction(interaction)?;
         let counted = self
             .item_item
@@ -353,6 +364,7 @@ impl ModelSet {
         name: &str,
         interactions: &[Interaction],
     ) -> Result<ForgetReport> {
+        self.trending_changed();
         let Some(subject) = self.subjects.get(name) else {
             return Ok(ForgetReport {
                 events_removed: 0,
@@ -501,16 +513,8 @@ impl ModelSet {
             add_scaled(&mut scratch.blended, &scratch.component, item_item_scale);
         }
         if blend.trending_weight != 0.0 {
-            scratch.component.clear();
-            scratch.component.resize(item_bound, 0.0);
-            self.popularity
-                .trending_scores_into(context, &mut scratch.component);
-            normalise_by_max(&mut scratch.component);
-            add_scaled(
-                &mut scratch.blended,
-                &scratch.component,
-                blend.trending_weight,
-            );
+            let trending = self.trending_normalised(context, item_bound);
+            add_scaled(&mut scratch.blended, &trending, blend.trending_weight);
         }
         // Items no model has any data on (e.g. known only from a forgotten subject) are
         // never recommended, so a forget leaves no trace in what is offered.
@@ -547,6 +551,35 @@ impl ModelSet {
                 }
             })
             .collect()
+    }
+
+    /// Empties the trending cache (the counts are about to change).
+    fn trending_changed(&mut self) {
+        self.trending_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The contextual trending scores for `context`, divided by their maximum: computed
+    /// once per context until the counts change.
+    fn trending_normalised(&self, context: &Context, item_bound: usize) -> Arc<Vec<f32>> {
+        let mut cache = self
+            .trending_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(scores) = cache.get(context) {
+            return Arc::clone(scores);
+        }
+        let mut scores = vec![0.0; item_bound];
+        self.popularity.trending_scores_into(context, &mut scores);
+        normalise_by_max(&mut scores);
+        let scores = Arc::new(scores);
+        if cache.len() >= TRENDING_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(*context, Arc::clone(&scores));
+        scores
     }
 
     /// Items similar to `item` (item-item neighbours), best first.

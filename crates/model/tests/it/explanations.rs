@@ -231,3 +231,51 @@ fn forget_refuses_a_list_that_does_not_match_what_the_models_hold() {
             < 1e-12
     );
 }
+
+/// Guards the trending cache: after learning, unlearning or forgetting, every list (the
+/// personal blend and the non-personal one) equals that of a set that learned the same
+/// events from scratch — never one computed from the counts before the change.
+#[test]
+fn lists_after_a_change_never_come_from_stale_trending_scores() {
+    let first: Vec<Interaction> = (0..6)
+        .flat_map(|subject| (0..3).map(move |item| purchase(subject, (subject + item) % 7, 86_400)))
+        .collect();
+    // The later events make item 5 trend: a stale cache would not show it.
+    let later: Vec<Interaction> = (0..5)
+        .map(|subject| purchase(subject, 5, 90 * 86_400))
+        .collect();
+    let mut changed = model_set(&first);
+    let now = 91 * 86_400;
+    let context = Context::default();
+    let lists = |set: &ModelSet| {
+        (0..7)
+            .map(|subject| {
+                set.recommend(SubjectId(subject), 5, now, &context)
+                    .iter()
+                    .map(|recommendation| (recommendation.item.0, recommendation.score))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = lists(&changed);
+    for interaction in &later {
+        changed.learn(interaction).unwrap();
+    }
+    changed.refresh().unwrap();
+    let all: Vec<Interaction> = first.iter().chain(&later).copied().collect();
+    let after = lists(&changed);
+    assert_ne!(before, after, "the later events change the lists");
+    assert_eq!(after, lists(&model_set(&all)));
+    changed.unlearn(&later[0]).unwrap();
+    changed.refresh().unwrap();
+    assert_eq!(
+        lists(&changed),
+        lists(&model_set(
+            &all[..all.len() - 5]
+                .iter()
+                .chain(&later[1..])
+                .copied()
+                .collect::<Vec<_>>()
+        ))
+    );
+}
