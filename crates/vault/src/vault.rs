@@ -437,12 +437,7 @@ impl Vault {
     /// customer id) until a forget begins, so the hot path reads no file.
     pub fn subject_id(&self, external_id: &str) -> Result<Option<SubjectId>> {
         let lookup = self.lookup_hash(external_id);
-        if let Some(&id) = self
-            .subject_cache
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(&lookup)
-        {
+        if let Some(id) = self.cached_subject(&lookup)? {
             return Ok(Some(id));
         }
         let epoch = self.forget_epoch.load(Ordering::SeqCst);
@@ -542,12 +537,7 @@ impl Vault {
                 continue;
             }
             let lookup = self.lookup_hash(external_id);
-            if let Some(&id) = self
-                .subject_cache
-                .lock()
-                .map_err(|_| poisoned())?
-                .get(&lookup)
-            {
+            if let Some(id) = self.cached_subject(&lookup)? {
                 resolved.insert(external_id, id);
                 continue;
             }
@@ -646,6 +636,15 @@ impl Vault {
             self.forget_epoch.fetch_add(1, Ordering::SeqCst);
             cache.retain(|_, cached| *cached != subject);
         }
+    }
+
+    fn cached_subject(&self, lookup: &[u8; 32]) -> Result<Option<SubjectId>> {
+        Ok(self
+            .subject_cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(lookup)
+            .copied())
     }
 
     /// Caches a subject found by a lookup that began at `epoch`, unless a forget has begun
