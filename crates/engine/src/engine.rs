@@ -353,6 +353,19 @@ impl Engine {
         Ok(role)
     }
 
+    /// Export and forget read every category of a subject's data under the subject-rights
+    /// purpose: the role must allow the action and that purpose.
+    fn authorize_rights(&self, caller: &Caller, action: Action) -> Result<&Role> {
+        let role = self.authorize(caller, action)?;
+        if !role.allows_purpose(RIGHTS_PURPOSE) {
+            return Err(Error::forbidden(format!(
+                "role `{}` may not use data for `{RIGHTS_PURPOSE}`",
+                role.name
+            )));
+        }
+        Ok(role)
+    }
+
     fn purpose(&self, name: &str) -> Result<&Purpose> {
         self.inner.policy.purpose(name).ok_or_else(|| {
             not_declared(
@@ -481,15 +494,29 @@ impl Engine {
     pub fn start_background(&self) {
         let weak = Arc::downgrade(&self.inner);
         let every = self.inner.options.access_flush_interval;
-        spawn_loop("discreet-access-log", weak.clone(), every, |engine| {
-            engine.flush_access_log();
-        });
+        spawn_loop(
+            "discreet-access-log",
+            weak.clone(),
+            every,
+            false,
+            |engine| {
+                engine.flush_access_log();
+            },
+        );
         let every = self.inner.options.model_refresh_interval;
-        spawn_loop("discreet-model-refresh", weak.clone(), every, |engine| {
-            engine.refresh_models();
-        });
+        spawn_loop(
+            "discreet-model-refresh",
+            weak.clone(),
+            every,
+            false,
+            |engine| {
+                engine.refresh_models();
+            },
+        );
         let every = self.inner.options.retention_interval;
-        spawn_loop("discreet-retention", weak, every, |engine| {
+        // The first sweep runs at once: data that expired while discreet was stopped must
+        // not be served for another interval.
+        spawn_loop("discreet-retention", weak, every, true, |engine| {
             if let Err(error) = engine.sweep_retention(now_millis()) {
                 tracing::error!(%error, "retention sweep failed");
             }
@@ -920,7 +947,7 @@ impl Engine {
 
     /// Honours `Sec-GPC: 1`: withdraws every purpose the policy marks as sale or sharing
     /// that the (known) subject has not already withdrawn. Returns the purposes withdrawn.
-    pub fn honour_gpc(&self, subject: &str) -> Result<Vec<String>> {
+    pub fn honour_gpc(&self, caller: &Caller, subject: &str) -> Result<Vec<String>> {
         self.check_ready()?;
         let vault = &self.inner.vault;
         let Some(id) = vault.subject_id(subject)? else {
@@ -935,7 +962,8 @@ impl Engine {
             if latest_decision(&consents, &purpose.name).is_some_and(|row| !row.granted) {
                 continue;
             }
-            self.record_consent("gpc", subject, &purpose.name, false, "gpc-header")?;
+            // On the ledger under the key that relayed the signal, with its source.
+            self.record_consent(&caller.key_id, subject, &purpose.name, false, "gpc-header")?;
             withdrawn.push(purpose.name.clone());
         }
         Ok(withdrawn)
@@ -969,12 +997,8 @@ impl Engine {
         Ok(self.consents_view(&rows))
     }
 
-    /// The consents view of stored rows (for exports).
-    pub(crate) fn consents_view_of(&self, rows: &[ConsentRow]) -> ConsentsView {
-        self.consents_view(rows)
-    }
-
-    fn consents_view(&self, rows: &[ConsentRow]) -> ConsentsView {
+    /// Every consent purpose's state and the history, from stored rows.
+    pub(crate) fn consents_view(&self, rows: &[ConsentRow]) -> ConsentsView {
         let consents = self
             .inner
             .policy
@@ -1130,7 +1154,7 @@ impl Engine {
 
     /// Everything discreet holds or derived about a subject (GDPR Art. 15 and 20).
     pub fn export(&self, caller: &Caller, subject: &str) -> Result<Value> {
-        self.authorize(caller, Action::Export)?;
+        self.authorize_rights(caller, Action::Export)?;
         check_subject("subject", subject)?;
         self.check_ready()?;
         crate::export::export(self, caller, subject)
@@ -1182,7 +1206,7 @@ impl Engine {
     /// Forgets a subject everywhere: durable intent, models unlearn, vault erases and
     /// destroys the key, signed receipt, ledger. Answers only when all of it is done.
     pub fn forget(&self, caller: &Caller, subject: &str) -> Result<ForgetReceipt> {
-        self.authorize(caller, Action::Forget)?;
+        self.authorize_rights(caller, Action::Forget)?;
         check_subject("subject", subject)?;
         self.check_ready()?;
         let vault = &self.inner.vault;
@@ -1489,11 +1513,15 @@ fn spawn_loop(
     name: &str,
     inner: Weak<Inner>,
     every: Duration,
+    first_run_now: bool,
     work: impl Fn(&Engine) + Send + 'static,
 ) {
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            if first_run_now && let Some(inner) = inner.upgrade() {
+                work(&Engine { inner });
+            }
             let mut last = Instant::now();
             loop {
                 std::thread::sleep(Duration::from_millis(50).min(every));

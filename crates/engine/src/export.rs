@@ -157,7 +157,7 @@ pub(crate) fn export(engine: &Engine, caller: &Caller, subject: &str) -> Result<
         "controller": policy.controller(),
         "attributes": attributes_json,
         "events": events_json,
-        "consents": engine.consents_view_of(&consent_rows),
+        "consents": engine.consents_view(&consent_rows),
         "derived": engine.derived_of(id),
         "purposes": purposes,
         "categories": categories,

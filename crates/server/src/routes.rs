@@ -141,11 +141,11 @@ async fn honour_gpc(
     if !gpc_requested(headers) || !allowed {
         return Ok(false);
     }
-    let engine = engine.clone();
+    let (engine, caller) = (engine.clone(), caller.clone());
     blocking(move || {
         let mut withdrew = false;
         for subject in subjects {
-            withdrew |= !engine.honour_gpc(&subject)?.is_empty();
+            withdrew |= !engine.honour_gpc(&caller, &subject)?.is_empty();
         }
         Ok(withdrew)
     })

@@ -50,6 +50,14 @@ impl Rng {
     }
 }
 
+/// Search queries customers type (personal: they must never reach a log line).
+const QUERIES: [&str; 4] = [
+    "lunch bag",
+    "heart t-light holder",
+    "vintage doily",
+    "jam jar",
+];
+
 fn customer(index: usize) -> String {
     format!("c-{}", index + 1)
 }
@@ -83,12 +91,7 @@ fn batches(now: i64) -> Vec<Vec<Value>> {
     let mut rng = Rng(0x5EED_D15C_4EE7_0001);
     let countries = ["United Kingdom", "France", "Germany", "EIRE"];
     let weathers = ["rain", "clear", "cloudy", "cold"];
-    let queries = [
-        "lunch bag",
-        "heart t-light holder",
-        "vintage doily",
-        "jam jar",
-    ];
+    let queries = QUERIES;
     (0..BATCHES)
         .map(|_| {
             (0..EVENTS_PER_BATCH)
@@ -268,6 +271,32 @@ fn compare_answers(label: &str, before: &Answers, after: &Answers) -> Result<(),
         Ok(())
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+/// Customer ids (`c-<n>`, `w-<n>`), search queries and item codes must not appear in a log.
+fn assert_no_personal_values(log: &str) {
+    assert!(!log.is_empty(), "the server wrote no log at all");
+    let bytes = log.as_bytes();
+    for (index, window) in bytes.windows(3).enumerate() {
+        let customer_id = (window[0] == b'c' || window[0] == b'w')
+            && window[1] == b'-'
+            && window[2].is_ascii_digit()
+            && (index == 0 || !bytes[index - 1].is_ascii_alphanumeric());
+        assert!(
+            !customer_id,
+            "a customer id in the log: {}",
+            &log[index.saturating_sub(60)..(index + 20).min(log.len())]
+        );
+    }
+    for query in QUERIES {
+        assert!(!log.contains(query), "a search query in the log: {query}");
+    }
+    for cluster in 0..CLUSTERS {
+        for index in (3..ITEMS_PER_CLUSTER).step_by(4) {
+            let code = item(cluster, index);
+            assert!(!log.contains(&code), "an item code in the log: {code}");
+        }
     }
 }
 
@@ -696,6 +725,10 @@ fn acknowledged_events_survive_sigkill_and_answers_stay_the_same() {
         third.log()
     );
     lap("SIGTERM", &mut timings);
+    // Invariant 2: nothing personal in a log line, even at debug level.
+    for server in [&first, &second, &third] {
+        assert_no_personal_values(&server.log());
+    }
 
     let audit = run_on(&store, &["audit", "verify", "--json"], CLI_WITHIN);
     assert_eq!(audit.code(), Some(0), "audit verify: {audit}");

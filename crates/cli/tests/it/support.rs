@@ -220,8 +220,10 @@ impl Server {
         let mut args = vec!["serve".to_owned()];
         args.extend(store.flags());
         args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
+        // Debug logging, so that the log-hygiene check sees every line the server can write.
         let child = discreet()
             .args(&args)
+            .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -6,4 +6,5 @@ mod consent;
 mod export;
 mod ingest;
 mod retention;
+mod rights;
 mod support;

@@ -87,6 +87,11 @@ impl std::ops::Deref for TestEngine {
 }
 
 fn open_engine(dir: &Path, options: EngineOptions) -> Engine {
+    open_engine_with_policy(dir, Policy::builtin_retail(), options)
+}
+
+/// An engine over the vault in `dir` under `policy`, rebuilt and ready.
+pub fn open_engine_with_policy(dir: &Path, policy: Policy, options: EngineOptions) -> Engine {
     let kek_file = dir.join("kek");
     let kek = Kek::load_or_create_file(&kek_file).expect("KEK file");
     let vault = Vault::open_sqlite(
@@ -94,7 +99,7 @@ fn open_engine(dir: &Path, options: EngineOptions) -> Engine {
         KekRing::new(kek),
     )
     .expect("open vault");
-    let engine = Engine::new(Policy::builtin_retail(), vault, options).expect("engine");
+    let engine = Engine::new(policy, vault, options).expect("engine");
     engine.rebuild(&|_| {}).expect("rebuild");
     assert!(engine.is_ready());
     engine

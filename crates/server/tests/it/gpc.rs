@@ -167,12 +167,15 @@ async fn sec_gpc_withdraws_sale_or_sharing_purposes() {
     assert_eq!(state_of(&last, "partner_ads"), "withdrawn");
     assert_eq!(withdrawals_by_gpc(&last).len(), 2);
 
-    // The ledger records the withdrawal under the `gpc` actor.
-    assert!(
-        t.ledger()
-            .iter()
-            .any(|record| record.entry.actor == "gpc" && record.entry.action == "consent.withdrawn"),
-    );
+    // The ledger records the withdrawal under the key that relayed the signal.
+    let storefront_key = t
+        .engine
+        .authenticate(&t.storefront)
+        .expect("live storefront key")
+        .key_id;
+    assert!(t.ledger().iter().any(|record| {
+        record.entry.actor == storefront_key && record.entry.action == "consent.withdrawn"
+    }));
 }
 
 #[tokio::test]

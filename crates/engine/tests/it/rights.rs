@@ -1,0 +1,69 @@
+//! Subject-rights calls are purpose-bound, and retention is enforced from the moment the
+//! background work starts.
+
+use discreet_engine::{Caller, EngineOptions, Error};
+use discreet_policy::{BUILTIN_RETAIL_TOML, Policy};
+
+use crate::support::{days_ago, event, ingest_all, open_engine_with_policy, privacy};
+
+/// Invariant 3 (purpose-bound use): export and forget read every category of a subject
+/// under `subject_rights`; a role that has the actions but not that purpose is refused,
+/// and nothing changes.
+#[test]
+fn export_and_forget_need_the_subject_rights_purpose() {
+    let toml = BUILTIN_RETAIL_TOML.replace(
+        "purposes = [\"subject_rights\"]",
+        "purposes = [\"analytics\"]",
+    );
+    let policy = Policy::from_toml_str(&toml, "test").expect("policy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open_engine_with_policy(dir.path(), policy, EngineOptions::default());
+    ingest_all(&engine, &[event("c-1", "purchase", "A", &days_ago(2.0))]);
+
+    for outcome in [
+        engine.export(&privacy(), "c-1").map(|_| ()),
+        engine.forget(&privacy(), "c-1").map(|_| ()),
+    ] {
+        match outcome {
+            Err(Error::Forbidden { detail }) => {
+                assert!(detail.contains("subject_rights"), "{detail}")
+            }
+            other => panic!("expected Forbidden, got {other:?}"),
+        }
+    }
+    let export = engine
+        .export(&Caller::operator(), "c-1")
+        .expect("the subject is untouched");
+    assert_eq!(export["events"].as_array().map(Vec::len), Some(1));
+}
+
+/// Invariant 6 (retention): data that expired while discreet was stopped is erased by a
+/// sweep that runs as soon as the background work starts, not an interval later.
+#[test]
+fn the_first_retention_sweep_runs_when_the_background_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open_engine_with_policy(
+        dir.path(),
+        Policy::builtin_retail(),
+        EngineOptions::default(),
+    );
+    // Purchases are kept 3 years in the built-in policy: one is past it, one is not.
+    ingest_all(
+        &engine,
+        &[
+            event("c-1", "purchase", "A", &days_ago(4.0 * 366.0)),
+            event("c-1", "purchase", "B", &days_ago(2.0)),
+        ],
+    );
+    assert_eq!(engine.vault().count_events().expect("count"), 2);
+    engine.start_background();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while engine.vault().count_events().expect("count") != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired purchase was not erased at start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    engine.shutdown();
+}
