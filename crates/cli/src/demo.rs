@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use discreet_engine::{Caller, Engine};
+use discreet_engine::{AttributeInput, Caller, Engine};
 use discreet_policy::fnv1a_64;
-use serde_json::json;
 
 use crate::CommandError;
 use crate::retail_csv::{RetailRow, read_retail_csv};
@@ -123,7 +122,11 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
         .put_attributes(
             &operator,
             &consenting,
-            &json!({"email": format!("{}@example.com", consenting), "first_name": "Alex", "size": "M"}),
+            &[
+                attribute("email", &format!("{consenting}@example.com")),
+                attribute("first_name", "Alex"),
+                attribute("size", "M"),
+            ],
         )
         .map_err(engine_error)?;
     let storefront = engine
@@ -264,4 +267,11 @@ discreet is serving the demo at {base}. In another terminal:
 
 Stop with Ctrl-C."#
     );
+}
+
+fn attribute(name: &str, value: &str) -> AttributeInput {
+    AttributeInput {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    }
 }

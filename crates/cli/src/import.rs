@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use discreet_engine::{Caller, Engine};
-use serde_json::{Value, json};
+use discreet_engine::{Caller, Engine, EventContext, EventInput, EventType};
 
 use crate::CommandError;
 use crate::retail_csv::{RetailRow, read_retail_file};
@@ -136,30 +135,34 @@ pub fn ingest_rows(
     let mut duplicates = 0;
     let mut customers = std::collections::HashSet::new();
     for (index, chunk) in purchases.chunks(batch).enumerate() {
-        let body: Vec<Value> = chunk
+        let batch: Vec<EventInput> = chunk
             .iter()
             .map(|row| {
                 let customer = row.customer.as_deref().unwrap_or_default();
                 customers.insert(customer);
-                json!({
-                    "subject": format!("{subject_prefix}{customer}"),
-                    "type": "purchase",
-                    "item": row.stock_code,
-                    "at": discreet_vault::rfc3339((row.at + shift_seconds) * 1_000),
-                    "quantity": row.quantity,
-                    "context": {"country": row.country},
-                })
+                EventInput {
+                    subject: format!("{subject_prefix}{customer}"),
+                    event_type: EventType::Purchase,
+                    item: Some(row.stock_code.clone()),
+                    at: (row.at + shift_seconds) * 1_000,
+                    // Out-of-range quantities reach the engine's check, which refuses the batch.
+                    quantity: Some(u32::try_from(row.quantity).unwrap_or(u32::MAX)),
+                    query: None,
+                    value: None,
+                    context: EventContext {
+                        weather: None,
+                        country: Some(row.country.clone()),
+                    },
+                }
             })
             .collect();
-        let body = json!({ "events": body });
-        let raw = serde_json::to_vec(&body).unwrap_or_default();
         // The batch's place in the file makes re-running an interrupted import safe.
         let key = format!(
             "import/{subject_prefix}/{shift_seconds}/{}/{index}",
             chunk.len()
         );
         let outcome = engine
-            .ingest(&caller, &body, &raw, Some(&key))
+            .ingest(&caller, &batch, Some(&key))
             .map_err(engine_error)?;
         events += outcome.accepted;
         duplicates += outcome.duplicates;

@@ -1,6 +1,32 @@
 //! The engine's errors, named by meaning. Messages carry field names, ids and counts, never
 //! a personal value, so they are safe to return to callers and to log.
 
+use std::fmt;
+
+/// What a `NotFound` did not find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// A subject discreet does not know, or has forgotten.
+    Subject,
+    /// An item no model has seen.
+    Item,
+    /// A forget receipt.
+    Receipt,
+    /// A live API key.
+    ApiKey,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Missing::Subject => "subject",
+            Missing::Item => "item",
+            Missing::Receipt => "receipt",
+            Missing::ApiKey => "API key",
+        })
+    }
+}
+
 /// What went wrong in an engine call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,9 +36,9 @@ pub enum Error {
     /// The caller's role does not allow this action, purpose or data category.
     #[error("{detail}")]
     Forbidden { detail: String },
-    /// No such subject, receipt or key (a forgotten subject is not found).
+    /// No such subject, item, receipt or key (a forgotten subject is not found).
     #[error("{what} not found")]
-    NotFound { what: &'static str },
+    NotFound { what: Missing },
     /// The subject is being forgotten; nothing more is written for them.
     #[error("the subject is being forgotten; no data is accepted for them")]
     Forgetting,
@@ -34,7 +60,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn bad_input(field: impl Into<String>, detail: impl Into<String>) -> Error {
+    /// Bad input in `field`.
+    pub fn bad_input(field: impl Into<String>, detail: impl Into<String>) -> Error {
         Error::BadInput {
             field: field.into(),
             detail: detail.into(),
@@ -46,14 +73,48 @@ impl Error {
             detail: detail.into(),
         }
     }
+
+    pub(crate) fn internal(detail: impl Into<String>) -> Error {
+        Error::Internal {
+            detail: detail.into(),
+        }
+    }
+
+    /// The same error with its field named inside `prefix` (e.g. `events[3]` + `at`).
+    pub fn within(self, prefix: &str) -> Error {
+        match self {
+            Error::BadInput { field, detail } if field.is_empty() => Error::BadInput {
+                field: prefix.to_owned(),
+                detail,
+            },
+            Error::BadInput { field, detail } => Error::BadInput {
+                field: format!("{prefix}.{field}"),
+                detail,
+            },
+            other => other,
+        }
+    }
 }
 
 impl From<discreet_vault::Error> for Error {
     fn from(error: discreet_vault::Error) -> Error {
         use discreet_vault::Error as Vault;
         match error {
-            Vault::NotFound { what } => Error::NotFound { what },
-            Vault::KeyDestroyed => Error::NotFound { what: "subject" },
+            Vault::NotFound { what } => match what {
+                "receipt" => Error::NotFound {
+                    what: Missing::Receipt,
+                },
+                "API key" => Error::NotFound {
+                    what: Missing::ApiKey,
+                },
+                "subject" => Error::NotFound {
+                    what: Missing::Subject,
+                },
+                other => Error::internal(format!("{other} not found")),
+            },
+            Vault::KeyDestroyed => Error::NotFound {
+                what: Missing::Subject,
+            },
             Vault::Forgetting => Error::Forgetting,
             Vault::IdempotencyConflict => Error::IdempotencyConflict,
             Vault::BadInput { detail } => Error::BadInput {
@@ -61,17 +122,13 @@ impl From<discreet_vault::Error> for Error {
                 detail,
             },
             Vault::Conflict { detail } => Error::Conflict { detail },
-            other => Error::Internal {
-                detail: other.to_string(),
-            },
+            other => Error::internal(other.to_string()),
         }
     }
 }
 
 impl From<discreet_model::ModelError> for Error {
     fn from(error: discreet_model::ModelError) -> Error {
-        Error::Internal {
-            detail: format!("models: {error}"),
-        }
+        Error::internal(format!("models: {error}"))
     }
 }

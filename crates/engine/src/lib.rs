@@ -1,20 +1,40 @@
 //! discreet-engine: the rules. It ties the policy, the vault and the models together and
 //! is the only place that decides whether a use of personal data is allowed: every call
 //! names its caller (an API key's role), reads name a purpose, and consent decides what
-//! the models may learn. It never touches storage except through the vault, and never
-//! keeps a personal value outside the vault except in the models, which are rebuilt from
-//! the vault at start (derived state, never persisted).
+//! the models may learn. It takes typed values (parsing a wire format is its callers' job),
+//! never touches storage except through the vault, and never keeps a personal value
+//! outside the vault except in the models, which are rebuilt from the vault at start
+//! (derived state, never persisted).
 
+mod access;
+mod answers;
+mod audit;
+mod consent;
 mod engine;
 mod error;
-pub mod event;
 mod export;
+mod ingest;
+pub mod input;
+mod interactions;
+mod keys;
+mod lifecycle;
+mod recommend;
+mod retention;
+mod rights;
 
-pub use engine::{
-    Caller, ConsentDecision, ConsentState, ConsentsView, Engine, EngineFigures, EngineOptions,
-    IngestOutcome, IssuedKey, MAX_ANSWER_ITEMS, MAX_ATTRIBUTE_BYTES, MAX_SOURCE_BYTES,
-    RIGHTS_PURPOSE, RebuildProgress, RebuildReport, Recommendations, RecommendedItem, SimilarItem,
+pub use access::{Caller, RIGHTS_PURPOSE};
+pub use answers::{
+    ConsentDecision, ConsentState, ConsentsView, EngineFigures, IngestOutcome, IssuedKey,
+    NotPersonal, RebuildProgress, RebuildReport, Recommendations, RecommendedItem, SimilarItem,
     SweepReport,
 };
-pub use error::{Error, Result};
-pub use event::EventContext;
+pub use audit::{AuditQuery, MAX_AUDIT_ENTRIES};
+pub use consent::GPC_CARRIERS;
+pub use engine::{Engine, EngineOptions, tuned_model_config};
+pub use error::{Error, Missing, Result};
+pub use export::{
+    AccessEntry, AutomatedDecisions, CategoryHeld, Derived, ExportedAttribute, ExportedEvent,
+    ExportedPurpose, HeldItem, Right, SubjectExport,
+};
+pub use input::{AttributeInput, EventContext, EventInput, EventType};
+pub use interactions::EventPayload;

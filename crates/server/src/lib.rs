@@ -9,6 +9,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod state;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
 pub use auth::{AuthGuard, BLOCK_AFTER, BLOCK_FOR, SLOW_AFTER};
-pub use error::{ERROR_CODES, PROBLEM_TYPE_BASE, Problem};
+pub use error::{Code, PROBLEM_TYPE_BASE, Problem};
 pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
 pub use state::{AppState, Limits};

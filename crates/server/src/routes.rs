@@ -10,18 +10,18 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use discreet_engine::{Caller, Engine, EventContext};
+use discreet_engine::{AuditQuery, Caller, Engine, EventContext};
 use discreet_policy::Action;
 use serde_json::{Value, json};
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, bad};
 use crate::state::AppState;
+use crate::wire;
 
 /// A JSON body, parsed by us so that every failure is a problem+json naming the body.
 pub struct JsonBody {
     pub value: Value,
-    pub raw: Bytes,
 }
 
 impl FromRequest<AppState> for JsonBody {
@@ -42,14 +42,7 @@ impl FromRequest<AppState> for JsonBody {
                 })?;
         let value = serde_json::from_slice(&raw)
             .map_err(|error| bad("body", format!("is not valid JSON ({error})")))?;
-        Ok(JsonBody { value, raw })
-    }
-}
-
-fn bad(field: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        field: field.to_owned(),
-        detail: detail.into(),
+        Ok(JsonBody { value })
     }
 }
 
@@ -100,7 +93,7 @@ fn count_param(pairs: &[(String, String)], default: usize) -> ApiResult<usize> {
 
 fn time_param(pairs: &[(String, String)], name: &str) -> ApiResult<Option<i64>> {
     param(pairs, name)
-        .map(|text| discreet_engine::event::parse_time(name, text).map_err(ApiError::from))
+        .map(|text| wire::parse_time(name, text).map_err(ApiError::from))
         .transpose()
 }
 
@@ -125,31 +118,21 @@ fn gpc_requested(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.trim() == "1")
 }
 
-/// Honours `Sec-GPC: 1` for the subjects a request names, when the caller's role may make
-/// the request at all (a request answered 403 changes nothing).
+/// Honours `Sec-GPC: 1` for the subjects a request of kind `request` names. The engine
+/// refuses it for a role that may not make the request (a request answered 403 changes
+/// nothing). True when a withdrawal was recorded.
 async fn honour_gpc(
     engine: &Engine,
     caller: &Caller,
-    action: Action,
+    request: Action,
     headers: &HeaderMap,
     subjects: Vec<String>,
 ) -> ApiResult<bool> {
-    let allowed = engine
-        .policy()
-        .role(&caller.role)
-        .is_some_and(|role| role.allows_action(action));
-    if !gpc_requested(headers) || !allowed {
+    if !gpc_requested(headers) || subjects.is_empty() {
         return Ok(false);
     }
     let (engine, caller) = (engine.clone(), caller.clone());
-    blocking(move || {
-        let mut withdrew = false;
-        for subject in subjects {
-            withdrew |= !engine.honour_gpc(&caller, &subject)?.is_empty();
-        }
-        Ok(withdrew)
-    })
-    .await
+    blocking(move || Ok(engine.honour_gpc(&caller, request, &subjects)? > 0)).await
 }
 
 /// Ingest a batch of events.
@@ -175,24 +158,20 @@ pub async fn post_events(
                 .to_owned(),
         ),
     };
-    let engine = state.engine.clone();
-    let JsonBody { value, raw } = body;
+    let events = wire::event_batch(&body.value)?;
     let subjects: Vec<String> = if gpc_requested(&headers) {
-        value["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|event| event["subject"].as_str().map(str::to_owned))
+        events
+            .iter()
+            .map(|event| event.subject.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect()
     } else {
         Vec::new()
     };
-    let for_engine = caller.clone();
+    let (engine, for_engine) = (state.engine.clone(), caller.clone());
     let outcome =
-        blocking(move || engine.ingest(&for_engine, &value, &raw, idempotency_key.as_deref()))
-            .await?;
+        blocking(move || engine.ingest(&for_engine, &events, idempotency_key.as_deref())).await?;
     honour_gpc(&state.engine, &caller, Action::Ingest, &headers, subjects).await?;
     Ok(Json(outcome).into_response())
 }
@@ -212,10 +191,11 @@ pub async fn put_attributes(
     body: JsonBody,
 ) -> ApiResult<Response> {
     let subject = path(subject)?;
+    let attributes = wire::attributes(&body.value)?;
     let engine = state.engine.clone();
     let for_engine = (caller.clone(), subject.clone());
     let updated =
-        blocking(move || engine.put_attributes(&for_engine.0, &for_engine.1, &body.value)).await?;
+        blocking(move || engine.put_attributes(&for_engine.0, &for_engine.1, &attributes)).await?;
     honour_gpc(
         &state.engine,
         &caller,
@@ -241,34 +221,18 @@ pub async fn put_consent(
     body: JsonBody,
 ) -> ApiResult<Response> {
     let (subject, purpose) = path(segments)?;
-    let Some(object) = body.value.as_object() else {
-        return Err(bad(
-            "body",
-            "must be an object {\"granted\": true, \"source\": \"...\"}",
-        ));
-    };
-    if let Some(unknown) = object
-        .keys()
-        .find(|key| !["granted", "source"].contains(&key.as_str()))
-    {
-        return Err(bad(
-            unknown,
-            "is not a field; known fields: granted, source",
-        ));
-    }
-    let granted = match object.get("granted") {
-        Some(Value::Bool(granted)) => *granted,
-        None => return Err(bad("granted", "is required (true or false)")),
-        Some(_) => return Err(bad("granted", "must be true or false")),
-    };
-    let source = match object.get("source") {
-        None | Some(Value::Null) => "api".to_owned(),
-        Some(Value::String(source)) => source.clone(),
-        Some(_) => return Err(bad("source", "must be a string")),
-    };
+    let decision = wire::consent(&body.value)?;
     let engine = state.engine.clone();
-    let answer =
-        blocking(move || engine.set_consent(&caller, &subject, &purpose, granted, &source)).await?;
+    let answer = blocking(move || {
+        engine.set_consent(
+            &caller,
+            &subject,
+            &purpose,
+            decision.granted,
+            &decision.source,
+        )
+    })
+    .await?;
     Ok(Json(answer).into_response())
 }
 
@@ -325,11 +289,16 @@ pub async fn get_recommendations(
         weather: param(&pairs, "context.weather").map(str::to_owned),
         country: param(&pairs, "context.country").map(str::to_owned),
     };
+    let purpose = purpose.to_owned();
+    let ask = || {
+        let engine = state.engine.clone();
+        let (caller, subject, purpose, context) =
+            (caller.clone(), subject.clone(), purpose.clone(), context.clone());
+        blocking(move || engine.recommend(&caller, &subject, &purpose, n, &context))
+    };
     // Checked and answered first, so a refused request withdraws nothing; when the signal
     // does withdraw a purpose, the answer is made again under the new consents.
-    let mut answer = state
-        .engine
-        .recommend(&caller, &subject, purpose, n, &context)?;
+    let mut answer = ask().await?;
     let withdrew = honour_gpc(
         &state.engine,
         &caller,
@@ -339,9 +308,7 @@ pub async fn get_recommendations(
     )
     .await?;
     if withdrew {
-        answer = state
-            .engine
-            .recommend(&caller, &subject, purpose, n, &context)?;
+        answer = ask().await?;
     }
     Ok(Json(answer).into_response())
 }
@@ -361,7 +328,8 @@ pub async fn get_similar(
     let item = path(item)?;
     let pairs = query(pairs, &["n"])?;
     let n = count_param(&pairs, 10)?;
-    let items = state.engine.similar(&caller, &item, n)?;
+    let engine = state.engine.clone();
+    let items = blocking(move || engine.similar(&caller, &item, n)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -437,28 +405,21 @@ pub async fn get_audit(
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult<Response> {
     let pairs = query(pairs, &["subject", "actor", "since", "until", "limit"])?;
-    let subject = param(&pairs, "subject").map(str::to_owned);
-    let actor = param(&pairs, "actor").map(str::to_owned);
-    let since = time_param(&pairs, "since")?;
-    let until = time_param(&pairs, "until")?;
     let limit = match param(&pairs, "limit") {
         None => 100,
         Some(text) => text
             .parse::<usize>()
             .map_err(|_| bad("limit", "must be a whole number from 1 to 10000"))?,
     };
+    let audit_query = AuditQuery {
+        subject: param(&pairs, "subject").map(str::to_owned),
+        actor: param(&pairs, "actor").map(str::to_owned),
+        since: time_param(&pairs, "since")?,
+        until: time_param(&pairs, "until")?,
+        limit,
+    };
     let engine = state.engine.clone();
-    let records = blocking(move || {
-        engine.audit(
-            &caller,
-            subject.as_deref(),
-            actor.as_deref(),
-            since,
-            until,
-            limit,
-        )
-    })
-    .await?;
+    let records = blocking(move || engine.audit(&caller, &audit_query)).await?;
     let entries: Vec<Value> = records
         .into_iter()
         .map(|record| {
@@ -524,30 +485,10 @@ pub async fn post_key(
     Authenticated(caller): Authenticated,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    let Some(object) = body.value.as_object() else {
-        return Err(bad(
-            "body",
-            "must be an object {\"role\": \"...\", \"label\": \"...\"}",
-        ));
-    };
-    if let Some(unknown) = object
-        .keys()
-        .find(|key| !["role", "label"].contains(&key.as_str()))
-    {
-        return Err(bad(unknown, "is not a field; known fields: role, label"));
-    }
-    let role = object
-        .get("role")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("role", "is required (a role of the policy)"))?
-        .to_owned();
-    let label = match object.get("label") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(label)) => label.clone(),
-        Some(_) => return Err(bad("label", "must be a string")),
-    };
+    let request = wire::key_request(&body.value)?;
     let engine = state.engine.clone();
-    let issued = blocking(move || engine.create_api_key(&caller, &role, &label)).await?;
+    let issued =
+        blocking(move || engine.create_api_key(&caller, &request.role, &request.label)).await?;
     Ok(
         Json(json!({ "id": issued.id, "role": issued.role, "secret": issued.secret.as_str() }))
             .into_response(),

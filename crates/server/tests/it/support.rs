@@ -120,10 +120,10 @@ impl TestApp {
 
     /// Ingests events through the engine as the operator (setup, not under test).
     pub fn ingest(&self, events: Vec<Value>) {
-        let body = json!({ "events": events });
-        let raw = serde_json::to_vec(&body).expect("json");
+        let events = discreet_server::wire::event_batch(&json!({ "events": events }))
+            .expect("setup events are well formed");
         self.engine
-            .ingest(&Caller::operator(), &body, &raw, None)
+            .ingest(&Caller::operator(), &events, None)
             .expect("setup ingest");
     }
 

@@ -1,0 +1,128 @@
+//! Who may do what: the `Caller` every call names, and the checks of its role's actions,
+//! purposes and data categories against the policy. Every refusal of the engine is written
+//! here, in one form: "role `R` may not …".
+
+use discreet_policy::{Action, Purpose, Role};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// The purpose under which subject-rights requests (export, forget) read data.
+pub const RIGHTS_PURPOSE: &str = "subject_rights";
+
+/// Who is calling: an API key's id and its role (from the policy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub key_id: String,
+    pub role: String,
+}
+
+impl Caller {
+    /// The operator at the command line (role `admin` of the policy).
+    pub fn operator() -> Caller {
+        Caller {
+            key_id: "cli".into(),
+            role: "admin".into(),
+        }
+    }
+}
+
+/// A role that may take the action it was checked for; it answers the finer questions.
+pub(crate) struct Permit<'a> {
+    pub role: &'a Role,
+}
+
+impl Permit<'_> {
+    /// The role may use data for `purpose`.
+    pub fn purpose(&self, purpose: &str) -> Result<()> {
+        if self.role.allows_purpose(purpose) {
+            Ok(())
+        } else {
+            Err(refusal(self.role, &format!("use data for `{purpose}`")))
+        }
+    }
+
+    /// The role may write `category`; `field` names the part of the request that holds it.
+    pub fn write(&self, category: &str, field: Option<&str>) -> Result<()> {
+        self.category("write", category, field)
+    }
+
+    /// The role may read `category`.
+    pub fn read(&self, category: &str) -> Result<()> {
+        self.category("read", category, None)
+    }
+
+    /// True when the role may use every one of `categories`.
+    pub fn all_categories<'c>(&self, mut categories: impl Iterator<Item = &'c str>) -> bool {
+        categories.all(|category| self.role.allows_category(category))
+    }
+
+    fn category(&self, verb: &str, category: &str, field: Option<&str>) -> Result<()> {
+        if self.role.allows_category(category) {
+            return Ok(());
+        }
+        Err(refusal(
+            self.role,
+            &match field {
+                Some(field) => format!("{verb} `{category}` ({field})"),
+                None => format!("{verb} `{category}`"),
+            },
+        ))
+    }
+}
+
+/// "role `R` may not {what}".
+fn refusal(role: &Role, what: &str) -> Error {
+    Error::forbidden(format!("role `{}` may not {what}", role.name))
+}
+
+impl Engine {
+    /// The role of `caller`, which must allow `action`.
+    pub(crate) fn authorize(&self, caller: &Caller, action: Action) -> Result<Permit<'_>> {
+        let role = self.inner.policy.role(&caller.role).ok_or_else(|| {
+            Error::forbidden(format!("role `{}` is not in the policy", caller.role))
+        })?;
+        if !role.allows_action(action) {
+            return Err(refusal(role, action.as_str()));
+        }
+        Ok(Permit { role })
+    }
+
+    /// Export and forget read every category of a subject's data under the subject-rights
+    /// purpose: the role must allow the action and that purpose.
+    pub(crate) fn authorize_rights(&self, caller: &Caller, action: Action) -> Result<Permit<'_>> {
+        let permit = self.authorize(caller, action)?;
+        permit.purpose(RIGHTS_PURPOSE)?;
+        Ok(permit)
+    }
+
+    /// A purpose the policy declares.
+    pub(crate) fn purpose(&self, name: &str) -> Result<&Purpose> {
+        let policy = &self.inner.policy;
+        policy.purpose(name).ok_or_else(|| {
+            not_declared(
+                "purpose",
+                name,
+                policy
+                    .purposes()
+                    .iter()
+                    .map(|purpose| purpose.name.as_str()),
+            )
+        })
+    }
+}
+
+/// "`name` is not a {what} of the policy; known: …" for the field named `what`.
+pub(crate) fn not_declared<'a>(
+    what: &str,
+    name: &str,
+    known: impl Iterator<Item = &'a str>,
+) -> Error {
+    Error::bad_input(
+        what,
+        format!(
+            "`{name}` is not a {what} of the policy; known: {}",
+            known.collect::<Vec<_>>().join(", ")
+        ),
+    )
+}

@@ -1,0 +1,253 @@
+//! Consent: recording decisions (proof of consent on the ledger), making the models follow
+//! the decision for their purpose — a grant teaches the stored events, a withdrawal makes
+//! the models forget the subject exactly — and honouring `Sec-GPC: 1`, authorized here like
+//! every other use.
+
+use discreet_policy::Action;
+use discreet_vault::{Access, ConsentRow, NewConsent, SubjectId, now_millis, rfc3339};
+
+use crate::access::Caller;
+use crate::answers::{ConsentDecision, ConsentState, ConsentsView};
+use crate::engine::{Engine, read, write};
+use crate::error::{Error, Result};
+use crate::input::{MAX_SOURCE_BYTES, check_subject, is_short_text};
+use crate::interactions::{interactions_of, model_name};
+
+/// The ledger's name for consent bookkeeping reads.
+const CONSENT_PURPOSE: &str = "consent_management";
+/// Category of consent records.
+pub(crate) const CONSENT_CATEGORY: &str = "user.privacy_preferences";
+/// The `source` of withdrawals made for `Sec-GPC: 1`.
+const GPC_SOURCE: &str = "gpc-header";
+/// The actions whose requests name subjects, and so may carry a `Sec-GPC: 1` signal for them.
+pub const GPC_CARRIERS: [Action; 4] = [
+    Action::Ingest,
+    Action::AttributesWrite,
+    Action::ConsentsRead,
+    Action::Recommendations,
+];
+
+fn state_name(granted: bool) -> &'static str {
+    if granted { "granted" } else { "withdrawn" }
+}
+
+/// The latest decision for `purpose` in a subject's consent history.
+pub(crate) fn latest_decision<'a>(
+    consents: &'a [ConsentRow],
+    purpose: &str,
+) -> Option<&'a ConsentRow> {
+    consents
+        .iter()
+        .filter(|row| row.purpose == purpose)
+        .max_by_key(|row| row.at)
+}
+
+impl Engine {
+    /// Records a consent decision; for the models' purpose, a grant teaches the models the
+    /// subject's stored events and a withdrawal unlearns them.
+    pub fn set_consent(
+        &self,
+        caller: &Caller,
+        subject: &str,
+        purpose: &str,
+        granted: bool,
+        source: &str,
+    ) -> Result<ConsentState> {
+        let permit = self.authorize(caller, Action::ConsentsWrite)?;
+        check_subject("subject", subject)?;
+        let purpose_rule = self.purpose(purpose)?;
+        if !purpose_rule.requires_consent() {
+            return Err(Error::bad_input(
+                "purpose",
+                format!(
+                    "`{purpose}` rests on {}, not on consent; there is nothing to grant or withdraw",
+                    purpose_rule.legal_basis.as_str()
+                ),
+            ));
+        }
+        if !is_short_text(source, MAX_SOURCE_BYTES) {
+            return Err(Error::bad_input(
+                "source",
+                format!(
+                    "must be 1 to {MAX_SOURCE_BYTES} bytes of text naming where the decision was collected"
+                ),
+            ));
+        }
+        permit.write(CONSENT_CATEGORY, None)?;
+        self.check_ready()?;
+        let _gate = write(&self.inner.gate);
+        let row = self.inner.vault.record_consent(
+            subject,
+            &caller.key_id,
+            &self.new_consent(purpose, granted, source),
+        )?;
+        self.follow_consent(&caller.key_id, &row)?;
+        Ok(ConsentState {
+            purpose: row.purpose,
+            state: state_name(row.granted),
+            at: Some(rfc3339(row.at)),
+        })
+    }
+
+    fn new_consent(&self, purpose: &str, granted: bool, source: &str) -> NewConsent {
+        NewConsent {
+            purpose: purpose.to_owned(),
+            granted,
+            at: now_millis(),
+            source: source.to_owned(),
+            policy_version: self.inner.policy.version().to_owned(),
+        }
+    }
+
+    /// Makes the models follow a recorded decision, if it is for their purpose (the caller
+    /// holds the gate alone).
+    fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
+        let Some(model_purpose) = self.inner.model_purpose.as_deref() else {
+            return Ok(());
+        };
+        if row.purpose != model_purpose {
+            return Ok(());
+        }
+        let subject = row.subject;
+        let was = read(&self.inner.models).consented.contains(&subject);
+        if was == row.granted {
+            return Ok(());
+        }
+        let events = self.inner.vault.events_of_subject(
+            subject,
+            Access {
+                actor,
+                purpose: model_purpose,
+            },
+        )?;
+        let mut models = write(&self.inner.models);
+        let models = &mut *models;
+        let interactions = interactions_of(&mut models.set, &events)?;
+        if row.granted {
+            models.consented.insert(subject);
+            for interaction in &interactions {
+                models.set.learn(interaction)?;
+            }
+        } else {
+            models.consented.remove(&subject);
+            models
+                .set
+                .forget_subject(&model_name(subject), &interactions)?;
+        }
+        Ok(())
+    }
+
+    /// Honours `Sec-GPC: 1` on a request of kind `request` that names `subjects`: withdraws,
+    /// for each known subject, every purpose the policy marks as sale or sharing that it has
+    /// not already withdrawn — on the ledger under the caller's key, with source
+    /// `gpc-header`. The caller's role must allow `request`, which must be one of
+    /// `GPC_CARRIERS`. Returns how many withdrawals were recorded.
+    pub fn honour_gpc(&self, caller: &Caller, request: Action, subjects: &[String]) -> Result<u64> {
+        if !GPC_CARRIERS.contains(&request) {
+            return Err(Error::bad_input(
+                "Sec-GPC",
+                format!(
+                    "applies to requests that name subjects, not to `{}`",
+                    request.as_str()
+                ),
+            ));
+        }
+        self.authorize(caller, request)?;
+        for subject in subjects {
+            check_subject("subject", subject)?;
+        }
+        self.check_ready()?;
+        let vault = &self.inner.vault;
+        let mut withdrawals = 0;
+        for subject in subjects {
+            let Some(id) = vault.subject_id(subject)? else {
+                continue;
+            };
+            let consents = vault.consents_of_subject(id)?;
+            for purpose in self.inner.policy.purposes_sale_or_sharing() {
+                if !purpose.requires_consent()
+                    || latest_decision(&consents, &purpose.name).is_some_and(|row| !row.granted)
+                {
+                    continue;
+                }
+                let _gate = write(&self.inner.gate);
+                let row = vault.record_consent(
+                    subject,
+                    &caller.key_id,
+                    &self.new_consent(&purpose.name, false, GPC_SOURCE),
+                )?;
+                self.follow_consent(&caller.key_id, &row)?;
+                withdrawals += 1;
+            }
+        }
+        Ok(withdrawals)
+    }
+
+    /// Every consent purpose's state and the history of a subject's decisions.
+    pub fn consents(&self, caller: &Caller, subject: &str) -> Result<ConsentsView> {
+        let permit = self.authorize(caller, Action::ConsentsRead)?;
+        check_subject("subject", subject)?;
+        permit.read(CONSENT_CATEGORY)?;
+        let rows = match self.inner.vault.consents_of(
+            subject,
+            Access {
+                actor: &caller.key_id,
+                purpose: CONSENT_PURPOSE,
+            },
+        ) {
+            Ok(rows) => rows,
+            Err(discreet_vault::Error::NotFound { .. } | discreet_vault::Error::KeyDestroyed) => {
+                Vec::new()
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(self.consents_view(&rows))
+    }
+
+    /// Every consent purpose's state and the history, from stored rows.
+    pub(crate) fn consents_view(&self, rows: &[ConsentRow]) -> ConsentsView {
+        let consents = self
+            .inner
+            .policy
+            .purposes()
+            .iter()
+            .filter(|purpose| purpose.requires_consent())
+            .map(|purpose| match latest_decision(rows, &purpose.name) {
+                Some(row) => ConsentState {
+                    purpose: purpose.name.clone(),
+                    state: state_name(row.granted),
+                    at: Some(rfc3339(row.at)),
+                },
+                None => ConsentState {
+                    purpose: purpose.name.clone(),
+                    state: "never",
+                    at: None,
+                },
+            })
+            .collect();
+        let history = rows
+            .iter()
+            .map(|row| ConsentDecision {
+                purpose: row.purpose.clone(),
+                state: state_name(row.granted),
+                at: rfc3339(row.at),
+                source: row.source.clone(),
+                policy_version: row.policy_version.clone(),
+            })
+            .collect();
+        ConsentsView { consents, history }
+    }
+
+    /// Whether the latest decision for the models' purpose is a grant.
+    pub(crate) fn consent_holds(&self, consents: &[ConsentRow]) -> bool {
+        let Some(purpose) = &self.inner.model_purpose else {
+            return false;
+        };
+        latest_decision(consents, purpose).is_some_and(|row| row.granted)
+    }
+
+    /// Whether the models may learn from `subject` (the caller holds the gate).
+    pub(crate) fn is_consented(&self, subject: SubjectId) -> bool {
+        read(&self.inner.models).consented.contains(&subject)
+    }
+}

@@ -1,0 +1,203 @@
+//! The writes of what customers do and declare: event batches (checked whole, sealed by the
+//! vault, learned by the models only while the subject consents) and attribute values.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use discreet_policy::Action;
+use discreet_vault::crypto::sha256_parts;
+use discreet_vault::{Idempotency, NewAttribute, NewEvent, SubjectId, now_millis};
+
+use crate::access::Caller;
+use crate::answers::IngestOutcome;
+use crate::engine::{Engine, read, write};
+use crate::error::{Error, Result};
+use crate::input::{
+    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, is_short_text,
+};
+use crate::interactions::{EventPayload, interaction_from};
+
+/// Longest idempotency key accepted, in bytes.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+impl Engine {
+    /// Ingests a batch of events. With an idempotency key, the same key and events are
+    /// accepted once. One bad event rejects the whole batch; nothing is stored.
+    pub fn ingest(
+        &self,
+        caller: &Caller,
+        events: &[EventInput],
+        idempotency_key: Option<&str>,
+    ) -> Result<IngestOutcome> {
+        let started = Instant::now();
+        let permit = self.authorize(caller, Action::Ingest)?;
+        self.check_ready()?;
+        let policy = &self.inner.policy;
+        check_batch(
+            events,
+            self.inner.options.max_batch_events,
+            now_millis(),
+            &|event_type| policy.category_of_event_type(event_type.as_str()).is_some(),
+        )?;
+        let mut payloads = Vec::with_capacity(events.len());
+        let mut new_events = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let category = policy
+                .category_of_event_type(event.event_type.as_str())
+                .unwrap_or_default();
+            permit.write(category, Some(&format!("events[{index}].type")))?;
+            let payload = EventPayload::of(event);
+            new_events.push(NewEvent {
+                subject: event.subject.clone(),
+                category: category.to_owned(),
+                at: event.at,
+                payload: payload.to_bytes(),
+            });
+            payloads.push(payload);
+        }
+        let idempotency = match idempotency_key {
+            None => None,
+            Some(key) if !is_short_text(key, MAX_IDEMPOTENCY_KEY_BYTES) => {
+                return Err(Error::bad_input(
+                    "Idempotency-Key",
+                    "must be 1 to 255 bytes of visible text",
+                ));
+            }
+            // Scoped to the API key: two clients that happen to pick the same key do not
+            // swallow each other's batches.
+            Some(key) => Some(Idempotency {
+                key: format!("{}/{key}", caller.key_id),
+                body_hash: batch_hash(&new_events),
+            }),
+        };
+        let checked_micros = started.elapsed().as_micros() as u64;
+        let _gate = read(&self.inner.gate);
+        let outcome =
+            self.inner
+                .vault
+                .append_events(&caller.key_id, &new_events, idempotency.as_ref())?;
+        let stored_micros = started.elapsed().as_micros() as u64;
+        self.inner
+            .events_accepted
+            .fetch_add(outcome.accepted, Ordering::Relaxed);
+        if outcome.accepted > 0 {
+            self.learn_batch(events, &payloads)?;
+        }
+        tracing::debug!(
+            events = events.len(),
+            checked_micros,
+            stored_micros,
+            total_micros = started.elapsed().as_micros() as u64,
+            "ingest done"
+        );
+        Ok(IngestOutcome {
+            accepted: outcome.accepted,
+            duplicates: outcome.duplicates,
+        })
+    }
+
+    /// Teaches the models the events of consenting subjects (the caller holds the gate).
+    fn learn_batch(&self, events: &[EventInput], payloads: &[EventPayload]) -> Result<()> {
+        let mut subjects: HashMap<&str, Option<SubjectId>> = HashMap::new();
+        for event in events {
+            if !subjects.contains_key(event.subject.as_str()) {
+                let id = self.inner.vault.subject_id(&event.subject)?;
+                subjects.insert(&event.subject, id);
+            }
+        }
+        let mut models = write(&self.inner.models);
+        let models = &mut *models;
+        for (event, payload) in events.iter().zip(payloads) {
+            let Some(subject) = subjects.get(event.subject.as_str()).copied().flatten() else {
+                continue;
+            };
+            if !models.consented.contains(&subject) {
+                continue;
+            }
+            if let Some(interaction) = interaction_from(&mut models.set, subject, event.at, payload)
+            {
+                models.set.learn(&interaction)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores attribute values (names declared in the policy). Returns the names stored.
+    pub fn put_attributes(
+        &self,
+        caller: &Caller,
+        subject: &str,
+        attributes: &[AttributeInput],
+    ) -> Result<Vec<String>> {
+        let permit = self.authorize(caller, Action::AttributesWrite)?;
+        check_subject("subject", subject)?;
+        if attributes.is_empty() {
+            return Err(Error::bad_input("body", "names no attribute"));
+        }
+        let policy = &self.inner.policy;
+        let mut new_attributes = Vec::with_capacity(attributes.len());
+        for attribute in attributes {
+            let name = attribute.name.as_str();
+            let Some(category) = policy.category_of_attribute(name) else {
+                let declared: Vec<&str> = policy.attributes().keys().map(String::as_str).collect();
+                return Err(Error::bad_input(
+                    name,
+                    format!(
+                        "is not an attribute declared in the policy; declared: {}",
+                        declared.join(", ")
+                    ),
+                ));
+            };
+            if attribute.value.len() > MAX_ATTRIBUTE_BYTES
+                || attribute.value.chars().any(char::is_control)
+            {
+                return Err(Error::bad_input(
+                    name,
+                    format!("must be at most {MAX_ATTRIBUTE_BYTES} bytes of text"),
+                ));
+            }
+            permit.write(category, Some(name))?;
+            new_attributes.push(NewAttribute {
+                name: name.to_owned(),
+                category: category.to_owned(),
+                value: attribute.value.clone().into_bytes(),
+            });
+        }
+        self.check_ready()?;
+        self.inner
+            .vault
+            .put_attributes(subject, &caller.key_id, &new_attributes)?;
+        Ok(new_attributes
+            .into_iter()
+            .map(|attribute| attribute.name)
+            .collect())
+    }
+}
+
+/// The hash an idempotency key is remembered with: over what is stored (subject, time,
+/// category and sealed payload of each event), so the same events in another JSON layout
+/// count as the same batch.
+fn batch_hash(events: &[NewEvent]) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + events.len() * 4);
+    let times: Vec<[u8; 8]> = events.iter().map(|event| event.at.to_be_bytes()).collect();
+    let lengths: Vec<[u8; 12]> = events
+        .iter()
+        .map(|event| {
+            let mut lengths = [0u8; 12];
+            lengths[..4].copy_from_slice(&(event.subject.len() as u32).to_be_bytes());
+            lengths[4..8].copy_from_slice(&(event.category.len() as u32).to_be_bytes());
+            lengths[8..].copy_from_slice(&(event.payload.len() as u32).to_be_bytes());
+            lengths
+        })
+        .collect();
+    parts.push(b"discreet/ingest-batch/v2");
+    for ((event, at), lengths) in events.iter().zip(&times).zip(&lengths) {
+        parts.push(lengths);
+        parts.push(event.subject.as_bytes());
+        parts.push(at);
+        parts.push(event.category.as_bytes());
+        parts.push(&event.payload);
+    }
+    sha256_parts(&parts)
+}

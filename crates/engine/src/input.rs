@@ -1,0 +1,279 @@
+//! What callers hand the engine, typed: events, attribute values and request contexts, and
+//! the checks of their meaning (sizes, ranges, what the policy declares). Parsing a wire
+//! format (JSON, CSV) into these types is the caller's job, done once at its boundary; the
+//! checks here name the index and field at fault and never echo a value.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest subject (customer) id accepted, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 128;
+/// Longest item code accepted, in bytes.
+pub const MAX_ITEM_BYTES: usize = 64;
+/// Longest search query accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 512;
+/// Longest country name accepted, in bytes.
+pub const MAX_COUNTRY_BYTES: usize = 64;
+/// Largest quantity accepted.
+pub const MAX_QUANTITY: u32 = 1_000_000;
+/// Events may be dated at most this far in the future (clock skew between shop and us).
+pub const MAX_FUTURE_MILLIS: i64 = 24 * 3_600_000;
+/// Earliest accepted event time: 1970-01-01.
+pub const MIN_EVENT_MILLIS: i64 = 0;
+/// Longest attribute value accepted, in bytes.
+pub const MAX_ATTRIBUTE_BYTES: usize = 1_024;
+/// Longest consent `source` accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 128;
+/// Most items one answer lists.
+pub const MAX_ANSWER_ITEMS: usize = 100;
+
+/// Weather names accepted in `context.weather`.
+pub const WEATHER_NAMES: [&str; 6] = ["clear", "cloudy", "rain", "snow", "hot", "cold"];
+/// What `quantity` must be.
+pub const QUANTITY_RULE: &str = "must be a whole number from 1 to 1000000";
+/// What `value` (a rating) must be.
+pub const RATING_RULE: &str = "must be a number from 0 to 10";
+
+/// The kinds of event the API knows; the policy maps each to a data category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    View,
+    Cart,
+    Purchase,
+    Search,
+    Rating,
+}
+
+impl EventType {
+    /// Every event type, in the API's order.
+    pub const ALL: [EventType; 5] = [
+        EventType::View,
+        EventType::Cart,
+        EventType::Purchase,
+        EventType::Search,
+        EventType::Rating,
+    ];
+
+    /// The wire name (`view`, ...), as the policy names it too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::View => "view",
+            EventType::Cart => "cart",
+            EventType::Purchase => "purchase",
+            EventType::Search => "search",
+            EventType::Rating => "rating",
+        }
+    }
+
+    /// The event type of a wire name.
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|event_type| event_type.as_str() == name)
+    }
+
+    /// "must be one of view, cart, … (declared in the policy)".
+    pub fn rule() -> String {
+        let names: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+        format!(
+            "must be one of {} (declared in the policy)",
+            names.join(", ")
+        )
+    }
+}
+
+/// Non-personal context of an event or a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventContext {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weather: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub country: Option<String>,
+}
+
+impl EventContext {
+    /// True when no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.weather.is_none() && self.country.is_none()
+    }
+}
+
+/// One event as a caller reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventInput {
+    /// The shop's customer id.
+    pub subject: String,
+    pub event_type: EventType,
+    /// Required except for searches.
+    pub item: Option<String>,
+    /// When it happened, unix milliseconds.
+    pub at: i64,
+    pub quantity: Option<u32>,
+    /// The search text, for searches.
+    pub query: Option<String>,
+    /// The rating, for ratings.
+    pub value: Option<f64>,
+    pub context: EventContext,
+}
+
+/// One attribute value as a caller reports it (numbers and booleans as their text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeInput {
+    /// A name the policy declares.
+    pub name: String,
+    pub value: String,
+}
+
+/// Checks a subject id (path segment or event field).
+pub fn check_subject(field: &str, subject: &str) -> Result<()> {
+    check_identifier(field, subject, MAX_SUBJECT_BYTES)
+}
+
+/// Checks an item code.
+pub fn check_item(field: &str, item: &str) -> Result<()> {
+    check_identifier(field, item, MAX_ITEM_BYTES)
+}
+
+/// An identifier: 1 to `max_bytes` bytes of text without control characters.
+fn check_identifier(field: &str, text: &str, max_bytes: usize) -> Result<()> {
+    if text.is_empty() || text.len() > max_bytes {
+        return Err(Error::bad_input(
+            field,
+            format!("must be 1 to {max_bytes} bytes, got {}", text.len()),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Error::bad_input(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// True for 1 to `max_bytes` bytes of text without control characters.
+pub(crate) fn is_short_text(text: &str, max_bytes: usize) -> bool {
+    !text.is_empty() && text.len() <= max_bytes && !text.chars().any(char::is_control)
+}
+
+/// Checks a request or event context.
+pub fn check_context(field: &str, context: &EventContext) -> Result<()> {
+    if let Some(weather) = &context.weather
+        && !WEATHER_NAMES.contains(&weather.as_str())
+    {
+        return Err(Error::bad_input(
+            format!("{field}.weather"),
+            format!("must be one of {}", WEATHER_NAMES.join(", ")),
+        ));
+    }
+    if let Some(country) = &context.country
+        && !is_short_text(country, MAX_COUNTRY_BYTES)
+    {
+        return Err(Error::bad_input(
+            format!("{field}.country"),
+            format!("must be 1 to {MAX_COUNTRY_BYTES} bytes of text"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `n`, the length of an answer.
+pub(crate) fn check_count(n: usize) -> Result<()> {
+    if (1..=MAX_ANSWER_ITEMS).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::bad_input(
+            "n",
+            format!("must be from 1 to {MAX_ANSWER_ITEMS}"),
+        ))
+    }
+}
+
+/// Checks a whole batch: one problem rejects it, naming `events[i].field`.
+pub(crate) fn check_batch(
+    events: &[EventInput],
+    max_events: usize,
+    now_millis: i64,
+    declared: &dyn Fn(EventType) -> bool,
+) -> Result<()> {
+    if events.is_empty() {
+        return Err(Error::bad_input("events", "must hold at least one event"));
+    }
+    if events.len() > max_events {
+        return Err(Error::bad_input(
+            "events",
+            format!(
+                "holds {} events; a batch holds at most {max_events}",
+                events.len()
+            ),
+        ));
+    }
+    for (index, event) in events.iter().enumerate() {
+        check_event(event, now_millis, declared)
+            .map_err(|error| error.within(&format!("events[{index}]")))?;
+    }
+    Ok(())
+}
+
+/// Checks one event's meaning; fields are named relative to the event.
+fn check_event(
+    event: &EventInput,
+    now_millis: i64,
+    declared: &dyn Fn(EventType) -> bool,
+) -> Result<()> {
+    check_subject("subject", &event.subject)?;
+    if !declared(event.event_type) {
+        return Err(Error::bad_input("type", EventType::rule()));
+    }
+    if event.at < MIN_EVENT_MILLIS || event.at > now_millis.saturating_add(MAX_FUTURE_MILLIS) {
+        return Err(Error::bad_input(
+            "at",
+            "must lie between 1970-01-01 and one day from now",
+        ));
+    }
+    match &event.item {
+        Some(item) => check_item("item", item)?,
+        None if event.event_type != EventType::Search => {
+            return Err(Error::bad_input(
+                "item",
+                format!("is required for a `{}` event", event.event_type.as_str()),
+            ));
+        }
+        None => {}
+    }
+    match &event.query {
+        Some(query) if query.is_empty() || query.len() > MAX_QUERY_BYTES => {
+            return Err(Error::bad_input(
+                "query",
+                format!("must be 1 to {MAX_QUERY_BYTES} bytes"),
+            ));
+        }
+        None if event.event_type == EventType::Search => {
+            return Err(Error::bad_input(
+                "query",
+                "is required for a `search` event",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(quantity) = event.quantity
+        && !(1..=MAX_QUANTITY).contains(&quantity)
+    {
+        return Err(Error::bad_input("quantity", QUANTITY_RULE));
+    }
+    match event.value {
+        None if event.event_type == EventType::Rating => {
+            return Err(Error::bad_input(
+                "value",
+                "is required for a `rating` event",
+            ));
+        }
+        Some(rating) if !(rating.is_finite() && (0.0..=10.0).contains(&rating)) => {
+            return Err(Error::bad_input("value", RATING_RULE));
+        }
+        _ => {}
+    }
+    check_context("context", &event.context)
+}
