@@ -17,7 +17,7 @@ pub mod storage;
 mod vault;
 
 pub use crypto::{Kek, KekRing};
-pub use error::{Error, Result};
+pub use error::{Error, Missing, Result};
 pub use ledger::{LedgerDraft, LedgerRecord, LedgerVerification};
 pub use receipt::{ErasedCounts, ForgetReceipt, PublicKeyInfo};
 pub use storage::{ApiKeyRow, ConsentRow, KeyStorage, LedgerFilter, Storage, SubjectId};

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::crypto::WrappedKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 use crate::storage::*;
 
@@ -622,7 +622,9 @@ impl Storage for SqliteStorage {
                     match forgetting {
                         Some(0) => {}
                         Some(_) => return Err(Error::Forgetting),
-                        None => return Err(Error::NotFound { what: "subject" }),
+                        None => return Err(Error::NotFound {
+ what: Missing::Subject,
+ }),
                     }
                 }
             }
@@ -688,7 +690,9 @@ impl Storage for SqliteStorage {
                     params![id, at],
                 )?;
                 if changed == 0 {
-                    return Err(Error::NotFound { what: "API key" });
+                    return Err(Error::NotFound {
+ what: Missing::ApiKey,
+ });
                 }
             }
             append_ledger_entries(connection, state, batch.ledger)?;
@@ -884,7 +888,7 @@ impl Storage for SqliteStorage {
             // Exactly one forget completes: another that raced here finds no intent left.
             if connection.execute("DELETE FROM erasures WHERE subject = ?1", [subject])? != 1 {
                 return Err(Error::NotFound {
-                    what: "erasure intent",
+                    what: Missing::ErasureIntent,
                 });
             }
             connection.execute("DELETE FROM subjects WHERE id = ?1", [subject])?;

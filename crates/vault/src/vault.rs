@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{
     DataKey, Kek, KekRing, Signer, TokenKey, constant_time_eq, random_bytes, sha256_parts, to_hex,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::ledger::{
     CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerKey,
     LedgerRecord, LedgerVerification, checkpoint_message,
@@ -476,7 +476,9 @@ impl Vault {
 
     fn active_subject(&self, external_id: &str) -> Result<SubjectId> {
         match self.find_subject(external_id)? {
-            None => Err(Error::NotFound { what: "subject" }),
+            None => Err(Error::NotFound {
+                what: Missing::Subject,
+            }),
             Some(row) if row.state == SubjectState::Forgetting => Err(Error::Forgetting),
             Some(row) => Ok(row.id),
         }
@@ -717,7 +719,9 @@ impl Vault {
         for (offset, event) in events.iter().enumerate() {
             let subject = *subjects
                 .get(event.subject.as_str())
-                .ok_or(Error::NotFound { what: "subject" })?;
+                .ok_or(Error::NotFound {
+                    what: Missing::Subject,
+                })?;
             let key = match keys.get(&subject) {
                 Some(key) => key.clone(),
                 None => {
@@ -875,7 +879,9 @@ impl Vault {
         let subject = *self
             .resolve_subjects(std::iter::once(external_id))?
             .get(external_id)
-            .ok_or(Error::NotFound { what: "subject" })?;
+            .ok_or(Error::NotFound {
+                what: Missing::Subject,
+            })?;
         let key = self.data_key(subject)?;
         let now = now_millis();
         let rows = attributes
@@ -949,7 +955,9 @@ impl Vault {
         let subject = *self
             .resolve_subjects(std::iter::once(external_id))?
             .get(external_id)
-            .ok_or(Error::NotFound { what: "subject" })?;
+            .ok_or(Error::NotFound {
+                what: Missing::Subject,
+            })?;
         let mut row = ConsentRow {
             subject,
             purpose: consent.purpose.clone(),
@@ -1027,9 +1035,9 @@ impl Vault {
         actor: &str,
         model_interactions: u64,
     ) -> Result<SubjectId> {
-        let row = self
-            .find_subject(external_id)?
-            .ok_or(Error::NotFound { what: "subject" })?;
+        let row = self.find_subject(external_id)?.ok_or(Error::NotFound {
+            what: Missing::Subject,
+        })?;
         let token = self.subject_token(row.id);
         let intent = ErasureIntent {
             subject: row.id,
@@ -1077,7 +1085,7 @@ impl Vault {
             .storage
             .erasure_intent(subject)?
             .ok_or(Error::NotFound {
-                what: "erasure intent",
+                what: Missing::ErasureIntent,
             })?;
         // Shred first: from this commit on, every copy of the subject's data is unreadable.
         {
