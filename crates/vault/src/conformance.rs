@@ -2,7 +2,9 @@
 //! facade. A backend's integration tests call `conformance_tests!` with a function that
 //! makes a fresh `ConformanceBackend`; each case then opens (and reopens) that store.
 //!
-//! The cases panic on a broken promise, as tests do; nothing here runs in production.
+//! The cases panic on a broken promise, as tests do; nothing here runs in production: the
+//! module exists only with the `testing` feature, which a backend's tests enable in their
+//! dev-dependencies (`discreet-vault = { …, features = ["testing"] }`).
 
 use crate::crypto::{Kek, KekRing};
 use crate::error::Error;

@@ -7,6 +7,7 @@
 //! so copies in old backups can never be opened again. This crate never decides whether a
 //! use is allowed (the engine does) and never sees a plaintext value it was not handed.
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 pub mod crypto;
 mod error;

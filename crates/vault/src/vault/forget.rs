@@ -15,8 +15,10 @@ use crate::storage::*;
 use super::{Vault, now_millis, rfc3339};
 
 /// The steps of a forget, for crash-injection tests: stop right after this step.
+/// Public with the `testing` feature only; without it, forgets never stop early.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub enum ForgetStep {
     IntentWritten,
     KeyDestroyed,
@@ -68,6 +70,7 @@ impl Vault {
     }
 
     /// Crash injection for tests: begins a forget and stops right after `step`.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn forget_until(&self, external_id: &str, actor: &str, step: ForgetStep) -> Result<()> {
         let subject = self.begin_forget(external_id, actor, 0)?;

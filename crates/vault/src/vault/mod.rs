@@ -11,7 +11,8 @@
 //! `sealing` (associated data, opening rows), `subjects` (lookups and their cache), `keys`
 //! (data keys, secrets, KEK rotation), `events`, `attributes` and `consents` (writes and
 //! logged reads), `forget` (intent, shredding, receipts), `retention`, `ledger_ops`
-//! (ledger, checkpoints, backups), `api_keys`, and `cache` (the bounded map both caches use).
+//! (ledger, checkpoints, backups), `api_keys`, `cache` (the bounded map both caches use), and `testing` (hooks for tests,
+//! with the `testing` feature only).
 
 mod api_keys;
 mod attributes;
@@ -24,6 +25,7 @@ mod ledger_ops;
 mod retention;
 mod sealing;
 mod subjects;
+#[cfg(feature = "testing")]
 mod testing;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,7 @@ pub use api_keys::api_key_hash;
 pub use attributes::{Attribute, NewAttribute};
 pub use consents::NewConsent;
 pub use events::{AppendOutcome, Event, Idempotency, NewEvent};
+#[cfg(feature = "testing")]
 pub use forget::ForgetStep;
 pub use keys::RotationReport;
 pub use retention::Expired;

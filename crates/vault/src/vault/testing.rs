@@ -1,4 +1,5 @@
-//! Hooks for tests only: the backend underneath, and unlogged reads by internal id.
+//! Hooks for tests only (the `testing` feature): the backend underneath, and unlogged
+//! reads by internal id.
 //!
 //! Nothing in production may call these: they bypass the ledger.
 
