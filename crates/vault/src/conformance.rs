@@ -62,7 +62,7 @@ pub fn events_round_trip(backend: &dyn ConformanceBackend) {
     assert!(read.windows(2).all(|pair| pair[0].seq < pair[1].seq));
     assert_eq!(read[0].payload, events[0].payload);
     assert_eq!(read[24].at, 1_048);
-    assert_eq!(vault.subject_id("c-2").expect("lookup").is_some(), true);
+    assert!(vault.subject_id("c-2").expect("lookup").is_some());
     assert!(vault.subject_id("c-3").expect("lookup").is_none());
     assert!(matches!(
         vault.events_of("c-3", READER),
