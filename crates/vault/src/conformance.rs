@@ -9,9 +9,10 @@
 use crate::crypto::{Kek, KekRing};
 use crate::error::Error;
 use crate::ledger::LedgerDraft;
-use crate::storage::LedgerFilter;
+use crate::storage::{ConsentRow, LedgerFilter};
 use crate::vault::{
-    Access, ForgetStep, Idempotency, NewAttribute, NewConsent, NewEvent, Vault, now_millis,
+    Access, Attribute, Event, ForgetStep, Idempotency, NewAttribute, NewConsent, NewEvent, Vault,
+    now_millis,
 };
 
 /// A fresh, persistent store of one backend.
@@ -31,6 +32,21 @@ const READER: Access<'static> = Access {
     actor: "conformance",
     purpose: "personalization",
 };
+
+/// A customer's events, read through one lookup as the engine does.
+fn events_of(vault: &Vault, customer: &str) -> crate::Result<Vec<Event>> {
+    vault.events_of(vault.active_subject_id(customer)?, READER)
+}
+
+/// A customer's attributes, read through one lookup.
+fn attributes_of(vault: &Vault, customer: &str) -> crate::Result<Vec<Attribute>> {
+    vault.attributes_of(vault.active_subject_id(customer)?, READER)
+}
+
+/// A customer's consent history, read through one lookup.
+fn consents_of(vault: &Vault, customer: &str) -> crate::Result<Vec<ConsentRow>> {
+    vault.consents_of(vault.active_subject_id(customer)?, READER)
+}
 
 fn event(subject: &str, item: &str, at: i64) -> NewEvent {
     NewEvent {
@@ -57,7 +73,7 @@ pub fn events_round_trip(backend: &dyn ConformanceBackend) {
         .append_events("conformance", &events, None)
         .expect("append");
     assert_eq!(outcome.accepted, 50);
-    let read = vault.events_of("c-1", READER).expect("read c-1");
+    let read = events_of(&vault, "c-1").expect("read c-1");
     assert_eq!(read.len(), 25);
     assert!(read.windows(2).all(|pair| pair[0].seq < pair[1].seq));
     assert_eq!(read[0].payload, events[0].payload);
@@ -65,7 +81,7 @@ pub fn events_round_trip(backend: &dyn ConformanceBackend) {
     assert!(vault.subject_id("c-2").expect("lookup").is_some());
     assert!(vault.subject_id("c-3").expect("lookup").is_none());
     assert!(matches!(
-        vault.events_of("c-3", READER),
+        vault.active_subject_id("c-3"),
         Err(Error::NotFound { .. })
     ));
 }
@@ -90,16 +106,15 @@ pub fn writes_survive_reopen(backend: &dyn ConformanceBackend) {
             .expect("attributes");
     }
     let vault = backend.open();
-    assert_eq!(vault.events_of("c-1", READER).expect("read").len(), 2);
+    assert_eq!(events_of(&vault, "c-1").expect("read").len(), 2);
     assert_eq!(
-        vault.attributes_of("c-1", READER).expect("read")[0].value,
+        attributes_of(&vault, "c-1").expect("read")[0].value,
         b"one@example.com"
     );
     vault
         .append_events("conformance", &[event("c-1", "c", 3)], None)
         .expect("append after reopen");
-    let seqs: Vec<i64> = vault
-        .events_of("c-1", READER)
+    let seqs: Vec<i64> = events_of(&vault, "c-1")
         .expect("read")
         .iter()
         .map(|event| event.seq)
@@ -126,8 +141,7 @@ pub fn sequence_numbers_never_reused(backend: &dyn ConformanceBackend) {
                 None,
             )
             .expect("append");
-        let highest = vault
-            .events_of("c-gone", READER)
+        let highest = events_of(&vault, "c-gone")
             .expect("read")
             .last()
             .expect("event")
@@ -139,7 +153,7 @@ pub fn sequence_numbers_never_reused(backend: &dyn ConformanceBackend) {
     vault
         .append_events("conformance", &[event("c-new", "d", 4)], None)
         .expect("append");
-    let next = vault.events_of("c-new", READER).expect("read")[0].seq;
+    let next = events_of(&vault, "c-new").expect("read")[0].seq;
     assert!(
         next > highest,
         "sequence {next} reused (highest ever {highest})"
@@ -174,7 +188,7 @@ pub fn attributes_replace(backend: &dyn ConformanceBackend) {
             ],
         )
         .expect("put");
-    let attributes = vault.attributes_of("c-1", READER).expect("read");
+    let attributes = attributes_of(&vault, "c-1").expect("read");
     assert_eq!(attributes.len(), 2);
     assert_eq!(
         attributes
@@ -208,7 +222,7 @@ pub fn consent_history_is_append_only(backend: &dyn ConformanceBackend) {
     vault
         .record_consent("c-1", "conformance", &consent("personalization", false, 12))
         .expect("withdraw");
-    let history = vault.consents_of("c-1", READER).expect("history");
+    let history = consents_of(&vault, "c-1").expect("history");
     assert_eq!(history.len(), 3);
     assert_eq!(
         (
@@ -249,7 +263,7 @@ pub fn idempotent_appends(backend: &dyn ConformanceBackend) {
         vault.append_events("conformance", &events, Some(&other_body)),
         Err(Error::IdempotencyConflict)
     ));
-    assert_eq!(vault.events_of("c-1", READER).expect("read").len(), 2);
+    assert_eq!(events_of(&vault, "c-1").expect("read").len(), 2);
 }
 
 /// Forget erases events, attributes, consents and the key, and signs a receipt.
@@ -302,7 +316,7 @@ pub fn forget_is_total(backend: &dyn ConformanceBackend) {
     );
     assert!(vault.subject_id("c-1").expect("lookup").is_none());
     assert!(matches!(
-        vault.events_of("c-1", READER),
+        vault.active_subject_id("c-1"),
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
@@ -313,13 +327,7 @@ pub fn forget_is_total(backend: &dyn ConformanceBackend) {
         vault.forget("c-1", "conformance", 0),
         Err(Error::NotFound { .. })
     ));
-    assert_eq!(
-        vault
-            .events_of("c-2", READER)
-            .expect("others untouched")
-            .len(),
-        1
-    );
+    assert_eq!(events_of(&vault, "c-2").expect("others untouched").len(), 1);
     let entries = vault
         .ledger(&LedgerFilter {
             subject_token: Some(receipt.subject_token.clone()),
@@ -409,10 +417,10 @@ pub fn interrupted_forget_completes_on_open(backend: &dyn ConformanceBackend) {
         assert_eq!(recovered.len(), 1, "{step:?}");
         assert!(recovered[0].erased.key_destroyed);
         assert!(matches!(
-            vault.events_of(&customer, READER),
+            vault.active_subject_id(&customer),
             Err(Error::NotFound { .. })
         ));
-        assert!(vault.events_of("c-keep", READER).is_ok());
+        assert!(events_of(&vault, "c-keep").is_ok());
     }
 }
 
@@ -445,7 +453,7 @@ pub fn retention_erases_only_expired(backend: &dyn ConformanceBackend) {
         vault.erase_expired(&expired, "retention").expect("erase"),
         1
     );
-    assert_eq!(vault.events_of("c-1", READER).expect("read").len(), 2);
+    assert_eq!(events_of(&vault, "c-1").expect("read").len(), 2);
     assert!(
         vault
             .expired(now, &retention)
@@ -462,7 +470,7 @@ pub fn ledger_chains_across_reopen(backend: &dyn ConformanceBackend) {
         vault
             .append_events("conformance", &[event("c-1", "a", 1)], None)
             .expect("append");
-        vault.events_of("c-1", READER).expect("read");
+        events_of(&vault, "c-1").expect("read");
     }
     let vault = backend.open();
     vault
@@ -545,7 +553,7 @@ pub fn kek_rotation_rewraps_everything(backend: &dyn ConformanceBackend) {
         .expect("open with the new KEK");
     for customer in ["c-1", "c-2", "c-3"] {
         assert_eq!(
-            vault.events_of(customer, READER).expect("readable").len(),
+            events_of(&vault, customer).expect("readable").len(),
             1,
             "{customer}"
         );
@@ -586,7 +594,7 @@ pub fn retention_keeps_newer_attribute_values(backend: &dyn ConformanceBackend) 
         0
     );
     assert_eq!(
-        vault.attributes_of("c-1", READER).expect("read")[0].value,
+        attributes_of(&vault, "c-1").expect("read")[0].value,
         b"new@example.com"
     );
 }
@@ -625,13 +633,7 @@ pub fn finishing_an_unbegun_forget_changes_nothing(backend: &dyn ConformanceBack
         vault.finish_forget(subject, "conformance"),
         Err(Error::NotFound { .. })
     ));
-    assert_eq!(
-        vault
-            .events_of("c-1", READER)
-            .expect("still readable")
-            .len(),
-        1
-    );
+    assert_eq!(events_of(&vault, "c-1").expect("still readable").len(), 1);
     vault
         .forget_until("c-1", "conformance", ForgetStep::IntentWritten)
         .expect("begin");
@@ -682,6 +684,93 @@ pub fn api_keys_store_hashes_and_revoke_once(backend: &dyn ConformanceBackend) {
     assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
 }
 
+/// One lookup per operation: an append names the internal ids it resolved, reads and
+/// consents take them, and a subject being forgotten or gone is refused as storage refuses it.
+pub fn subjects_resolve_once(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    let idempotency = Idempotency {
+        key: "batch-ids".into(),
+        body_hash: [3; 32],
+    };
+    let outcome = vault
+        .append_events(
+            "conformance",
+            &[
+                event("c-1", "a", 1),
+                event("c-2", "b", 2),
+                event("c-1", "c", 3),
+            ],
+            Some(&idempotency),
+        )
+        .expect("append");
+    let c1 = vault.active_subject_id("c-1").expect("known");
+    let c2 = vault.subject_id("c-2").expect("lookup").expect("known");
+    assert_eq!(
+        outcome.subjects,
+        [("c-1".to_owned(), c1), ("c-2".to_owned(), c2)].into()
+    );
+    let replay = vault
+        .append_events(
+            "conformance",
+            &[
+                event("c-1", "a", 1),
+                event("c-2", "b", 2),
+                event("c-1", "c", 3),
+            ],
+            Some(&idempotency),
+        )
+        .expect("replay");
+    assert!(
+        replay.subjects.is_empty(),
+        "nothing stored, nothing resolved"
+    );
+    assert_eq!(vault.events_of(c1, READER).expect("read").len(), 2);
+    let created = vault
+        .put_attributes(
+            "c-3",
+            "conformance",
+            &[attribute(
+                "email",
+                "user.contact.email",
+                "three@example.com",
+            )],
+        )
+        .expect("put");
+    assert_eq!(Some(created), vault.subject_id("c-3").expect("lookup"));
+    assert_eq!(vault.attributes_of(created, READER).expect("read").len(), 1);
+    let row = vault
+        .record_consent_of(c2, "conformance", &consent("personalization", true, 7))
+        .expect("consent");
+    assert_eq!(row.subject, c2);
+    assert_eq!(
+        vault.consent_history(c2).expect("history"),
+        vec![row.clone()]
+    );
+    assert_eq!(vault.consents_of(c2, READER).expect("read"), vec![row]);
+    vault.begin_forget(c2, "conformance", 0).expect("begin");
+    assert!(
+        vault.subject_id("c-2").expect("lookup").is_none(),
+        "a forget begun by internal id drops the subject from the lookup cache"
+    );
+    assert!(matches!(
+        vault.active_subject_id("c-2"),
+        Err(Error::Forgetting)
+    ));
+    assert!(matches!(
+        vault.record_consent_of(c2, "conformance", &consent("personalization", false, 8)),
+        Err(Error::Forgetting)
+    ));
+    vault.finish_forget(c2, "conformance").expect("finish");
+    assert!(matches!(
+        vault.record_consent_of(c2, "conformance", &consent("personalization", false, 9)),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        vault.begin_forget(c2, "conformance", 0),
+        Err(Error::NotFound { .. })
+    ));
+}
+
 /// Expands to one `#[test]` per conformance case for a backend made by `$make`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -691,7 +780,7 @@ macro_rules! conformance_tests {
             idempotent_appends, forget_is_total, writes_after_forget_began_are_refused, interrupted_forget_completes_on_open,
             retention_erases_only_expired, retention_keeps_newer_attribute_values,
             retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
-            kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once);
+            kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once, subjects_resolve_once);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

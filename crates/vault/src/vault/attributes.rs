@@ -30,17 +30,18 @@ pub struct Attribute {
 }
 
 impl Vault {
-    /// Seals and stores attribute values (a new value replaces the old one).
+    /// Seals and stores attribute values (a new value replaces the old one), creating the
+    /// subject if new; returns the internal id the customer id resolved to.
     pub fn put_attributes(
         &self,
         external_id: &str,
         actor: &str,
         attributes: &[NewAttribute],
-    ) -> Result<()> {
-        if attributes.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<SubjectId> {
         let subject = self.resolve_subject(external_id)?;
+        if attributes.is_empty() {
+            return Ok(subject);
+        }
         let key = self.data_key(subject)?;
         let now = now_millis();
         let rows = attributes
@@ -65,12 +66,11 @@ impl Vault {
             ..WriteBatch::default()
         })?;
         self.after_write(head);
-        Ok(())
+        Ok(subject)
     }
 
-    /// A subject's attributes, opened; the read is written to the ledger.
-    pub fn attributes_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<Attribute>> {
-        let subject = self.active_subject(external_id)?;
+    /// A subject's attributes by internal id, opened; the read is written to the ledger.
+    pub fn attributes_of(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<Attribute>> {
         let attributes = self.open_rows_of(
             subject,
             |subject| self.storage.attributes_of(subject),

@@ -30,6 +30,22 @@ impl Vault {
         consent: &NewConsent,
     ) -> Result<ConsentRow> {
         let subject = self.resolve_subject(external_id)?;
+        self.record_consent_of(subject, actor, consent)
+    }
+
+    /// Appends a consent decision to the history of a subject already resolved (no lookup);
+    /// a subject being forgotten or gone is refused as the storage write refuses it.
+    pub fn record_consent_of(
+        &self,
+        subject: SubjectId,
+        actor: &str,
+        consent: &NewConsent,
+    ) -> Result<ConsentRow> {
+        let key = match self.data_key(subject) {
+            Ok(key) => key,
+            // A forgotten subject has no key left: say why, as the write would.
+            Err(error) => return Err(self.write_refusal(subject)?.unwrap_or(error)),
+        };
         let mut row = ConsentRow {
             subject,
             purpose: consent.purpose.clone(),
@@ -39,7 +55,7 @@ impl Vault {
             policy_version: consent.policy_version.clone(),
             tag: Vec::new(),
         };
-        tag_consent(&*self.data_key(subject)?, &mut row)?;
+        tag_consent(&key, &mut row)?;
         let entry = LedgerDraft::new(
             now_millis(),
             actor,
@@ -61,10 +77,10 @@ impl Vault {
         Ok(row)
     }
 
-    /// A subject's consent history, oldest first; the read is written to the ledger.
-    pub fn consents_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<ConsentRow>> {
-        let subject = self.active_subject(external_id)?;
-        let consents = self.consents_of_subject(subject)?;
+    /// A subject's consent history by internal id, oldest first, every tag verified; the
+    /// read is written to the ledger.
+    pub fn consents_of(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<ConsentRow>> {
+        let consents = self.consent_history(subject)?;
         self.record_access(vec![
             LedgerDraft::new(now_millis(), access.actor, "consents.read")
                 .subject(&self.subject_token(subject))
@@ -74,9 +90,10 @@ impl Vault {
         Ok(consents)
     }
 
-    /// A subject's consent history by internal id, for rebuilding consent state at start-up
-    /// (the caller writes one ledger entry for the whole rebuild).
-    pub fn consents_of_subject(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
+    /// A subject's consent history by internal id, every tag verified, unlogged: for the
+    /// engine's own bookkeeping, such as rebuilding consent state at start-up (the caller
+    /// writes one ledger entry for the whole rebuild).
+    pub fn consent_history(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
         let consents = self.storage.consents_of(subject)?;
         if consents.is_empty() {
             return Ok(consents);

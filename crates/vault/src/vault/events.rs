@@ -53,6 +53,11 @@ pub struct AppendOutcome {
     pub accepted: u64,
     /// Events not stored again because the same idempotency key and body were seen before.
     pub duplicates: u64,
+    /// The customer ids of the batch and the internal ids they resolved to (empty when the
+    /// batch was an idempotent duplicate and nothing was stored). Never serialized: it
+    /// links customer ids to internal ids.
+    #[serde(skip)]
+    pub subjects: BTreeMap<String, SubjectId>,
 }
 
 impl Vault {
@@ -76,6 +81,7 @@ impl Vault {
                         Ok(AppendOutcome {
                             accepted: 0,
                             duplicates: stored.accepted,
+                            subjects: BTreeMap::new(),
                         })
                     } else {
                         Err(Error::IdempotencyConflict)
@@ -93,6 +99,7 @@ impl Vault {
             return Ok(AppendOutcome {
                 accepted: 0,
                 duplicates: 0,
+                subjects: BTreeMap::new(),
             });
         }
         let subjects = self.resolve_subjects(events.iter().map(|event| event.subject.as_str()))?;
@@ -153,6 +160,7 @@ impl Vault {
                     return Ok(AppendOutcome {
                         accepted: 0,
                         duplicates: stored.accepted,
+                        subjects: BTreeMap::new(),
                     });
                 }
                 return Err(Error::IdempotencyConflict);
@@ -162,17 +170,15 @@ impl Vault {
         Ok(AppendOutcome {
             accepted: events.len() as u64,
             duplicates: 0,
+            subjects: subjects
+                .into_iter()
+                .map(|(external_id, subject)| (external_id.to_owned(), subject))
+                .collect(),
         })
     }
 
-    /// A subject's events, opened; the read is written to the ledger.
-    pub fn events_of(&self, external_id: &str, access: Access<'_>) -> Result<Vec<Event>> {
-        let subject = self.active_subject(external_id)?;
-        self.events_of_subject(subject, access)
-    }
-
     /// A subject's events by internal id, opened; the read is written to the ledger.
-    pub fn events_of_subject(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<Event>> {
+    pub fn events_of(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<Event>> {
         let events = self.open_rows_of(
             subject,
             |subject| self.storage.events_of(subject),

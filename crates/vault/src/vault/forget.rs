@@ -33,23 +33,52 @@ impl Vault {
         actor: &str,
         model_interactions: u64,
     ) -> Result<ForgetReceipt> {
-        let subject = self.begin_forget(external_id, actor, model_interactions)?;
+        let subject = self.forgettable_subject(external_id)?;
+        self.write_forget_intent(subject, actor, model_interactions)?;
         self.finish_forget(subject, actor)
     }
 
-    /// Writes the durable intent to forget; from here the forget completes even across crashes.
+    /// Writes the durable intent to forget a subject already resolved; from here the forget
+    /// completes even across crashes. The subject leaves the lookup cache.
     pub fn begin_forget(
         &self,
-        external_id: &str,
+        subject: SubjectId,
         actor: &str,
         model_interactions: u64,
-    ) -> Result<SubjectId> {
-        let row = self.find_subject(external_id)?.ok_or(Error::NotFound {
+    ) -> Result<()> {
+        // Once its key is destroyed, a subject is past the point of no return: its forget
+        // finishes on its own, and a lookup by customer id no longer finds it either.
+        let not_found = Error::NotFound {
             what: Missing::Subject,
-        })?;
-        let token = self.subject_token(row.id);
+        };
+        if !matches!(self.keys.data_key(subject)?, KeyState::Live(_))
+            || self.storage.subject(subject)?.is_none()
+        {
+            return Err(not_found);
+        }
+        self.write_forget_intent(subject, actor, model_interactions)
+    }
+
+    /// The subject of a customer id in any state (a forget begun may be finished again).
+    fn forgettable_subject(&self, external_id: &str) -> Result<SubjectId> {
+        self.find_subject(external_id)?
+            .map(|row| row.id)
+            .ok_or(Error::NotFound {
+                what: Missing::Subject,
+            })
+    }
+
+    /// Stores the intent (or keeps one already stored), then drops the subject from the
+    /// lookup cache and moves the forget epoch on.
+    fn write_forget_intent(
+        &self,
+        subject: SubjectId,
+        actor: &str,
+        model_interactions: u64,
+    ) -> Result<()> {
+        let token = self.subject_token(subject);
         let intent = ErasureIntent {
-            subject: row.id,
+            subject,
             subject_token: token.clone(),
             requested_at: now_millis(),
             model_interactions,
@@ -57,8 +86,8 @@ impl Vault {
         let entry =
             LedgerDraft::new(intent.requested_at, actor, "forget.requested").subject(&token);
         self.storage.begin_erasure(&intent, entry)?;
-        self.forget_cached_subject(row.id);
-        Ok(row.id)
+        self.forget_cached_subject(subject);
+        Ok(())
     }
 
     /// Completes a forget begun with `begin_forget`.
@@ -73,7 +102,8 @@ impl Vault {
     #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn forget_until(&self, external_id: &str, actor: &str, step: ForgetStep) -> Result<()> {
-        let subject = self.begin_forget(external_id, actor, 0)?;
+        let subject = self.forgettable_subject(external_id)?;
+        self.write_forget_intent(subject, actor, 0)?;
         if step != ForgetStep::IntentWritten {
             self.finish_forget_until(subject, actor, Some(step))?;
         }

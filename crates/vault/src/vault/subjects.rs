@@ -131,7 +131,10 @@ impl Vault {
         }
     }
 
-    pub(super) fn active_subject(&self, external_id: &str) -> Result<SubjectId> {
+    /// The internal id of an active subject: `NotFound` when the customer id is unknown (or
+    /// forgotten), `Forgetting` while it is being forgotten. Always read from storage, not
+    /// the lookup cache, so it sees a forget that has begun and checks the sealed customer id.
+    pub fn active_subject_id(&self, external_id: &str) -> Result<SubjectId> {
         match self.find_subject(external_id)? {
             None => Err(Error::NotFound {
                 what: Missing::Subject,
@@ -157,6 +160,18 @@ impl Vault {
             }
         }
         Ok(active)
+    }
+
+    /// Why storage would refuse a write for `subject` (`Forgetting`, or `NotFound` once it
+    /// is gone), or `None` while it is active.
+    pub(super) fn write_refusal(&self, subject: SubjectId) -> Result<Option<Error>> {
+        Ok(match self.storage.subject(subject)? {
+            None => Some(Error::NotFound {
+                what: Missing::Subject,
+            }),
+            Some(row) if row.state == SubjectState::Forgetting => Some(Error::Forgetting),
+            Some(_) => None,
+        })
     }
 
     /// Finds or creates one subject.
