@@ -48,13 +48,12 @@ impl Vault {
     ) -> Result<()> {
         // Once its key is destroyed, a subject is past the point of no return: its forget
         // finishes on its own, and a lookup by customer id no longer finds it either.
-        let not_found = Error::NotFound {
-            what: Missing::Subject,
-        };
         if !matches!(self.keys.data_key(subject)?, KeyState::Live(_))
             || self.storage.subject(subject)?.is_none()
         {
-            return Err(not_found);
+            return Err(Error::NotFound {
+                what: Missing::Subject,
+            });
         }
         self.write_forget_intent(subject, actor, model_interactions)
     }
