@@ -58,7 +58,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Parses hexadecimal (either case); `None` when it is not hex of even length.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.as_bytes();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {

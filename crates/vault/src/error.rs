@@ -9,9 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The subject (or receipt) is unknown, or has been forgotten.
+    /// The subject (or receipt, API key, erasure intent) is unknown, or has been forgotten.
     #[error("{what} not found")]
-    NotFound { what: &'static str },
+    NotFound { what: Missing },
     /// The subject is being forgotten; its data can no longer be read or added to.
     #[error("the subject is being forgotten")]
     Forgetting,
@@ -50,6 +50,30 @@ pub enum Error {
     /// The writer thread has stopped; the vault must be reopened.
     #[error("the vault writer has stopped")]
     WriterStopped,
+}
+
+/// What was not found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// A subject: never known, or forgotten.
+    Subject,
+    /// A forget receipt.
+    Receipt,
+    /// A live API key.
+    ApiKey,
+    /// A durable intent to forget a subject.
+    ErasureIntent,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Missing::Subject => "subject",
+            Missing::Receipt => "receipt",
+            Missing::ApiKey => "API key",
+            Missing::ErasureIntent => "erasure intent",
+        })
+    }
 }
 
 impl From<rusqlite::Error> for Error {

@@ -299,26 +299,26 @@ impl<'key> ChainVerifier<'key> {
         let last_seq = self.expected_seq - 1;
         let mut checkpoints_verified = 0;
         let mut first_bad = self.first_bad;
-        if first_bad.is_none() {
-            if let Some(anchor) = self.anchor {
-                if anchor.seq > last_seq {
-                    first_bad = Some((
+        if first_bad.is_none()
+            && let Some(anchor) = self.anchor
+        {
+            if anchor.seq > last_seq {
+                first_bad = Some((
+                    last_seq + 1,
+                    format!(
+                        "entries {}..={} were removed (the key store's anchor covers them)",
                         last_seq + 1,
-                        format!(
-                            "entries {}..={} were removed (the key store's anchor covers them)",
-                            last_seq + 1,
-                            anchor.seq
-                        ),
-                    ));
-                } else if self.hashes_at_checkpoints.get(&anchor.seq) != Some(&anchor.hash) {
-                    first_bad = Some((
-                        anchor.seq,
-                        format!(
-                            "the chain up to entry {} was rewritten (the key store's anchor differs)",
-                            anchor.seq
-                        ),
-                    ));
-                }
+                        anchor.seq
+                    ),
+                ));
+            } else if self.hashes_at_checkpoints.get(&anchor.seq) != Some(&anchor.hash) {
+                first_bad = Some((
+                    anchor.seq,
+                    format!(
+                        "the chain up to entry {} was rewritten (the key store's anchor differs)",
+                        anchor.seq
+                    ),
+                ));
             }
         }
         if first_bad.is_none() {

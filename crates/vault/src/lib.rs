@@ -7,6 +7,7 @@
 //! so copies in old backups can never be opened again. This crate never decides whether a
 //! use is allowed (the engine does) and never sees a plaintext value it was not handed.
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 pub mod crypto;
 mod error;
@@ -17,7 +18,7 @@ pub mod storage;
 mod vault;
 
 pub use crypto::{Kek, KekRing};
-pub use error::{Error, Result};
+pub use error::{Error, Missing, Result};
 pub use ledger::{LedgerDraft, LedgerRecord, LedgerVerification};
 pub use receipt::{ErasedCounts, ForgetReceipt, PublicKeyInfo};
 pub use storage::{ApiKeyRow, ConsentRow, KeyStorage, LedgerFilter, Storage, SubjectId};

@@ -4,7 +4,8 @@
 //! times, purposes); they never see a key or a plaintext personal value. Every write that
 //! touches personal data carries its ledger entries, and a backend commits both in one
 //! transaction: data is written if and only if its access is on the ledger.
-//! The same conformance suite (`crate::conformance`) runs against every backend.
+//! The same conformance suite (`crate::conformance`, with the `testing` feature) runs
+//! against every backend.
 
 use std::path::Path;
 

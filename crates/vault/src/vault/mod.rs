@@ -1,0 +1,331 @@
+//! The vault facade: the only way personal data goes in and out of storage.
+//!
+//! It finds subjects by a keyed hash of the shop's customer id, seals every personal value
+//! with the subject's own data key (associated data binds each ciphertext to its subject
+//! and row), writes every access to the ledger in the same transaction as the data, and
+//! forgets a subject by a durable intent, key destruction, row erasure and a signed receipt
+//! — finishing any interrupted forget when it opens. It never decides whether a use is
+//! allowed: that is the engine's job; it records what the engine says it did.
+//!
+//! The type and its opening live here; its `impl` blocks live beside it by responsibility:
+//! `sealing` (associated data, opening rows), `subjects` (lookups and their cache), `keys`
+//! (data keys, secrets, KEK rotation), `events`, `attributes` and `consents` (writes and
+//! logged reads), `forget` (intent, shredding, receipts), `retention`, `ledger_ops`
+//! (ledger, checkpoints, backups), `api_keys`, `cache` (the bounded map both caches use), and `testing` (hooks for tests,
+//! with the `testing` feature only).
+
+mod api_keys;
+mod attributes;
+mod cache;
+mod consents;
+mod events;
+mod forget;
+mod keys;
+mod ledger_ops;
+mod retention;
+mod sealing;
+mod subjects;
+#[cfg(feature = "testing")]
+mod testing;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::crypto::{DataKey, KekRing, Signer, TokenKey, to_hex};
+use crate::error::{Error, Result};
+use crate::ledger::{LedgerDraft, LedgerKey};
+use crate::receipt::{ForgetReceipt, PublicKeyInfo};
+use crate::sqlite::{DATA_FILE, KEY_STORE_FILE, SqliteKeyStore, SqliteStorage};
+use crate::storage::*;
+
+pub use api_keys::api_key_hash;
+pub use attributes::{Attribute, NewAttribute};
+pub use consents::NewConsent;
+pub use events::{AppendOutcome, Event, Idempotency, NewEvent};
+#[cfg(feature = "testing")]
+pub use forget::ForgetStep;
+pub use keys::RotationReport;
+pub use retention::Expired;
+
+use cache::BoundedCache;
+use subjects::SubjectCache;
+
+/// Entries each in-memory cache (unwrapped data keys, subject lookups) holds at most; past
+/// this a cache starts afresh.
+const KEY_CACHE_LIMIT: usize = 65_536;
+
+const SECRET_LOOKUP: &str = "subject-lookup-key";
+const SECRET_TOKEN: &str = "subject-token-key";
+const SECRET_SIGNING: &str = "signing-seed";
+const SECRET_LEDGER: &str = "ledger-chain-key";
+/// The `meta` entry naming the signing key of the key store that belongs to this data.
+const META_SIGNING_KEY: &str = "signing_key_id";
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(millis: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+/// Who reads, and for which purpose (written to the ledger).
+#[derive(Clone, Copy, Debug)]
+pub struct Access<'a> {
+    pub actor: &'a str,
+    pub purpose: &'a str,
+}
+
+/// Where an embedded vault keeps its files.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// The data folder (created if missing).
+    pub data_dir: PathBuf,
+    /// The key store file; `DATA_DIR/keystore.sqlite` when not set.
+    pub key_store: Option<PathBuf>,
+    /// Where the KEK was read from, to refuse a KEK kept inside the data folder.
+    pub kek_file: Option<PathBuf>,
+}
+
+impl SqliteOptions {
+    /// Files in `data_dir`, KEK from `kek_file`.
+    pub fn new(data_dir: impl Into<PathBuf>, kek_file: Option<PathBuf>) -> Self {
+        SqliteOptions {
+            data_dir: data_dir.into(),
+            key_store: None,
+            kek_file,
+        }
+    }
+
+    /// The sealed-data file.
+    pub fn data_file(&self) -> PathBuf {
+        self.data_dir.join(DATA_FILE)
+    }
+
+    /// The key store file.
+    pub fn key_store_file(&self) -> PathBuf {
+        self.key_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(KEY_STORE_FILE))
+    }
+}
+
+/// Refuses a KEK file that lives inside the data folder.
+pub fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
+    let absolute = |path: &Path| -> PathBuf {
+        match std::fs::canonicalize(path) {
+            Ok(path) => path,
+            Err(_) => match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+                    std::fs::canonicalize(parent)
+                        .map(|parent| parent.join(name))
+                        .unwrap_or_else(|_| path.to_owned())
+                }
+                _ => std::env::current_dir()
+                    .map(|dir| dir.join(path))
+                    .unwrap_or_else(|_| path.to_owned()),
+            },
+        }
+    };
+    if absolute(kek_file).starts_with(absolute(data_dir)) {
+        return Err(Error::Config {
+            detail: format!(
+                "the KEK file {} is inside the data folder {}; keep it elsewhere so that a copy of the data never carries its key",
+                kek_file.display(),
+                data_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The vault.
+pub struct Vault {
+    storage: Box<dyn Storage>,
+    keys: Box<dyn KeyStorage>,
+    keks: RwLock<KekRing>,
+    lookup_key: TokenKey,
+    token_key: TokenKey,
+    signer: Signer,
+    key_cache: Mutex<BoundedCache<SubjectId, Arc<DataKey>>>,
+    /// Lookup HMAC → internal id, guarded by a forget epoch.
+    subject_cache: SubjectCache,
+    subject_creation: Mutex<()>,
+    /// Held while a data key is loaded into the cache or destroyed, so that a key read just
+    /// before its destruction never lands in the cache after it.
+    key_loading: Mutex<()>,
+    /// One KEK rotation at a time.
+    rotation: Mutex<()>,
+    ledger_key: LedgerKey,
+    last_checkpoint_seq: AtomicI64,
+    recovered: Vec<ForgetReceipt>,
+    /// Keeps other processes out of the data folder while this vault is open.
+    _folder_lock: Option<std::fs::File>,
+}
+
+impl Vault {
+    /// Opens the embedded vault (SQLite files in the data folder).
+    pub fn open_sqlite(options: &SqliteOptions, keks: KekRing) -> Result<Vault> {
+        if let Some(kek_file) = &options.kek_file {
+            check_kek_outside(kek_file, &options.data_dir)?;
+        }
+        create_private_dir(&options.data_dir)?;
+        let folder_lock = lock_folder(&options.data_dir)?;
+        let storage = SqliteStorage::open(&options.data_file())?;
+        let keys = SqliteKeyStore::open(&options.key_store_file())?;
+        let mut vault = Vault::open(Box::new(storage), Box::new(keys), keks)?;
+        vault._folder_lock = Some(folder_lock);
+        Ok(vault)
+    }
+
+    /// Opens a vault over any backend; finishes interrupted forgets and re-applies forgets
+    /// to data restored from an old backup.
+    pub fn open(
+        storage: Box<dyn Storage>,
+        keys: Box<dyn KeyStorage>,
+        keks: KekRing,
+    ) -> Result<Vault> {
+        // Fresh keys for data that already exists would make it unreadable for good: a lost
+        // or misplaced key store must stop the vault, not be silently replaced.
+        if keys.secret(SECRET_SIGNING)?.is_none() && !storage.is_empty()? {
+            return Err(Error::Config {
+                detail: "the key store is empty but the data is not: wrong key store path, or the key store \
+                         was lost (restore it from its backup); refusing to create new keys"
+                    .into(),
+            });
+        }
+        let secret = |name: &str| keys::open_secret(keys.as_ref(), &keks, name);
+        let lookup_key = TokenKey::new(&secret(SECRET_LOOKUP)?);
+        let token_key = TokenKey::new(&secret(SECRET_TOKEN)?);
+        let signer = Signer::from_seed(&secret(SECRET_SIGNING)?)?;
+        let ledger_secret = secret(SECRET_LEDGER)?;
+        match storage.meta(META_SIGNING_KEY)? {
+            Some(key_id) if key_id != signer.key_id() => {
+                return Err(Error::Config {
+                    detail: format!(
+                        "the key store (signing key {}) does not belong to this data (signing key {key_id})",
+                        signer.key_id()
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => storage.set_meta(META_SIGNING_KEY, signer.key_id())?,
+        }
+        storage.attach_ledger_key(LedgerKey::new(&ledger_secret))?;
+        let last_checkpoint_seq = storage
+            .checkpoints()?
+            .last()
+            .map(|checkpoint| checkpoint.seq)
+            .unwrap_or(0);
+        let mut vault = Vault {
+            storage,
+            keys,
+            keks: RwLock::new(keks),
+            lookup_key,
+            token_key,
+            signer,
+            key_cache: Mutex::new(BoundedCache::new(KEY_CACHE_LIMIT)),
+            subject_cache: SubjectCache::new(KEY_CACHE_LIMIT),
+            subject_creation: Mutex::new(()),
+            key_loading: Mutex::new(()),
+            rotation: Mutex::new(()),
+            ledger_key: LedgerKey::new(&ledger_secret),
+            last_checkpoint_seq: AtomicI64::new(last_checkpoint_seq),
+            recovered: Vec::new(),
+            _folder_lock: None,
+        };
+        vault.recovered = vault.recover()?;
+        Ok(vault)
+    }
+
+    /// Finishes every interrupted forget, then drops rows of subjects whose key is destroyed.
+    fn recover(&self) -> Result<Vec<ForgetReceipt>> {
+        let mut receipts = Vec::new();
+        for intent in self.storage.erasure_intents()? {
+            receipts.push(
+                self.finish_forget_until(intent.subject, "system:recovery", None)?
+                    .ok_or(Error::Storage {
+                        detail: "recovery stopped before its receipt".into(),
+                    })?,
+            );
+        }
+        let destroyed = self.keys.destroyed_subjects()?;
+        for subject in self.storage.subjects_present(&destroyed)? {
+            let entry = LedgerDraft::new(now_millis(), "system:recovery", "forget.reapplied")
+                .subject(&self.subject_token(subject))
+                .detail("rows of a forgotten subject found (restored backup?) and dropped");
+            self.storage.drop_subject(subject, entry)?;
+        }
+        Ok(receipts)
+    }
+
+    /// Receipts of forgets that were interrupted and completed when this vault opened.
+    pub fn recovered_forgets(&self) -> &[ForgetReceipt] {
+        &self.recovered
+    }
+
+    /// The pseudonymous token naming a subject in the ledger, metrics and receipts.
+    pub fn subject_token(&self, subject: SubjectId) -> String {
+        to_hex(&self.token_key.tag(&subject.to_be_bytes())[..16])
+    }
+
+    /// The key that verifies receipts and ledger checkpoints.
+    pub fn public_key(&self) -> PublicKeyInfo {
+        PublicKeyInfo {
+            key_id: self.signer.key_id().to_owned(),
+            algorithm: "Ed25519",
+            public_key: to_hex(&self.signer.public_key()),
+        }
+    }
+}
+
+/// Takes an exclusive lock on `DATA_DIR/LOCK` for as long as the returned file lives: two
+/// processes writing one data folder would each believe they own the ledger head.
+fn lock_folder(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| Error::io("opening lock file", &path, error))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
+            detail: format!(
+                "the data folder {} is in use by another discreet process",
+                dir.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("locking", &path, error)),
+    }
+}
+
+/// The error for a lock whose holder panicked.
+fn poisoned() -> Error {
+    Error::Storage {
+        detail: "a lock was poisoned by a panic".into(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|error| Error::io("creating data folder", dir, error))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
