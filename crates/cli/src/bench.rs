@@ -294,8 +294,9 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
                 actor: "bench",
                 purpose: "subject_rights",
             };
-            let read = vault.events_of(&customer, access)?.len()
-                + vault.attributes_of(&customer, access)?.len();
+            let subject = vault.active_subject_id(&customer)?;
+            let read = vault.events_of(subject, access)?.len()
+                + vault.attributes_of(subject, access)?.len();
             read_ms.push(started.elapsed().as_secs_f64() * 1_000.0);
             anyhow::ensure!(read == args.events_per_subject, "read {read} values back");
             let started = Instant::now();

@@ -113,7 +113,7 @@ impl Engine {
         if was == row.granted {
             return Ok(());
         }
-        let events = self.inner.vault.events_of_subject(
+        let events = self.inner.vault.events_of(
             subject,
             Access {
                 actor,
@@ -163,7 +163,7 @@ impl Engine {
             let Some(id) = vault.subject_id(subject)? else {
                 continue;
             };
-            let consents = vault.consents_of_subject(id)?;
+            let consents = vault.consent_history(id)?;
             for purpose in self.inner.policy.purposes_sale_or_sharing() {
                 if !purpose.requires_consent()
                     || latest_decision(&consents, &purpose.name).is_some_and(|row| !row.granted)
@@ -171,8 +171,8 @@ impl Engine {
                     continue;
                 }
                 let _gate = write(&self.inner.gate);
-                let row = vault.record_consent(
-                    subject,
+                let row = vault.record_consent_of(
+                    id,
                     &caller.key_id,
                     &self.new_consent(&purpose.name, false, GPC_SOURCE),
                 )?;
@@ -188,17 +188,18 @@ impl Engine {
         let permit = self.authorize(caller, Action::ConsentsRead)?;
         check_subject("subject", subject)?;
         permit.read(CONSENT_CATEGORY)?;
-        let rows = match self.inner.vault.consents_of(
-            subject,
-            Access {
-                actor: &caller.key_id,
-                purpose: CONSENT_PURPOSE,
+        let vault = &self.inner.vault;
+        let access = Access {
+            actor: &caller.key_id,
+            purpose: CONSENT_PURPOSE,
+        };
+        // An unknown (or forgotten) subject has decided nothing; one being forgotten is a 409.
+        let rows = match vault.active_subject_id(subject) {
+            Ok(id) => match vault.consents_of(id, access) {
+                Err(discreet_vault::Error::KeyDestroyed) => Vec::new(),
+                rows => rows?,
             },
-        ) {
-            Ok(rows) => rows,
-            Err(discreet_vault::Error::NotFound { .. } | discreet_vault::Error::KeyDestroyed) => {
-                Vec::new()
-            }
+            Err(discreet_vault::Error::NotFound { .. }) => Vec::new(),
             Err(error) => return Err(error.into()),
         };
         Ok(self.consents_view(&rows))

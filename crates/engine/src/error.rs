@@ -101,16 +101,19 @@ impl From<discreet_vault::Error> for Error {
         use discreet_vault::Error as Vault;
         match error {
             Vault::NotFound { what } => match what {
-                "receipt" => Error::NotFound {
-                    what: Missing::Receipt,
-                },
-                "API key" => Error::NotFound {
-                    what: Missing::ApiKey,
-                },
-                "subject" => Error::NotFound {
+                discreet_vault::Missing::Subject => Error::NotFound {
                     what: Missing::Subject,
                 },
-                other => Error::internal(format!("{other} not found")),
+                discreet_vault::Missing::Receipt => Error::NotFound {
+                    what: Missing::Receipt,
+                },
+                discreet_vault::Missing::ApiKey => Error::NotFound {
+                    what: Missing::ApiKey,
+                },
+                // The engine never asks for an intent: one missing is a fault, not bad input.
+                discreet_vault::Missing::ErasureIntent => {
+                    Error::internal(format!("{what} not found"))
+                }
             },
             Vault::KeyDestroyed => Error::NotFound {
                 what: Missing::Subject,

@@ -1,7 +1,7 @@
 //! The writes of what customers do and declare: event batches (checked whole, sealed by the
 //! vault, learned by the models only while the subject consents) and attribute values.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -82,7 +82,7 @@ impl Engine {
             .events_accepted
             .fetch_add(outcome.accepted, Ordering::Relaxed);
         if outcome.accepted > 0 {
-            self.learn_batch(events, &payloads)?;
+            self.learn_batch(events, &payloads, &outcome.subjects)?;
         }
         tracing::debug!(
             events = events.len(),
@@ -98,18 +98,17 @@ impl Engine {
     }
 
     /// Teaches the models the events of consenting subjects (the caller holds the gate).
-    fn learn_batch(&self, events: &[EventInput], payloads: &[EventPayload]) -> Result<()> {
-        let mut subjects: HashMap<&str, Option<SubjectId>> = HashMap::new();
-        for event in events {
-            if !subjects.contains_key(event.subject.as_str()) {
-                let id = self.inner.vault.subject_id(&event.subject)?;
-                subjects.insert(&event.subject, id);
-            }
-        }
+    /// `subjects` are the ids the vault resolved the batch's customer ids to.
+    fn learn_batch(
+        &self,
+        events: &[EventInput],
+        payloads: &[EventPayload],
+        subjects: &BTreeMap<String, SubjectId>,
+    ) -> Result<()> {
         let mut models = write(&self.inner.models);
         let models = &mut *models;
         for (event, payload) in events.iter().zip(payloads) {
-            let Some(subject) = subjects.get(event.subject.as_str()).copied().flatten() else {
+            let Some(&subject) = subjects.get(&event.subject) else {
                 continue;
             };
             if !models.consented.contains(&subject) {

@@ -43,8 +43,7 @@ impl Engine {
                 let consented = match consent_of.get(&event.subject) {
                     Some(&consented) => consented,
                     None => {
-                        let consented =
-                            self.consent_holds(&vault.consents_of_subject(event.subject)?);
+                        let consented = self.consent_holds(&vault.consent_history(event.subject)?);
                         consent_of.insert(event.subject, consented);
                         consented
                     }
@@ -108,8 +107,7 @@ impl Engine {
         let vault = &self.inner.vault;
         let mut found = Vec::new();
         for subject in vault.subjects_with_consent(purpose)? {
-            if !seen.contains_key(&subject)
-                && self.consent_holds(&vault.consents_of_subject(subject)?)
+            if !seen.contains_key(&subject) && self.consent_holds(&vault.consent_history(subject)?)
             {
                 found.push(subject);
             }

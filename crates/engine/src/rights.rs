@@ -38,9 +38,9 @@ impl Engine {
             actor: &caller.key_id,
             purpose: RIGHTS_PURPOSE,
         };
-        let events = vault.events_of_subject(id, access)?;
-        let attributes = vault.attributes_of(subject, access)?;
-        let consent_rows = vault.consents_of(subject, access)?;
+        let events = vault.events_of(id, access)?;
+        let attributes = vault.attributes_of(id, access)?;
+        let consent_rows = vault.consents_of(id, access)?;
         let subject_token = vault.subject_token(id);
         self.flush_access_log();
         let ledger = vault.ledger(&LedgerFilter {
@@ -123,7 +123,7 @@ impl Engine {
         })?;
         let consented = self.is_consented(id);
         let interactions = if consented {
-            let events = vault.events_of_subject(
+            let events = vault.events_of(
                 id,
                 Access {
                     actor: &caller.key_id,
@@ -135,7 +135,7 @@ impl Engine {
             Vec::new()
         };
         let read_micros = started.elapsed().as_micros() as u64;
-        vault.begin_forget(subject, &caller.key_id, interactions.len() as u64)?;
+        vault.begin_forget(id, &caller.key_id, interactions.len() as u64)?;
         let intent_micros = started.elapsed().as_micros() as u64;
         // From the intent on, the vault and the models forget independently: the vault
         // destroys the key and erases the rows while the models unlearn, and the answer

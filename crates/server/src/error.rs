@@ -127,7 +127,9 @@ impl ApiError {
                     Some(field.clone()),
                 ),
                 EngineError::Forbidden { detail } => (Code::Forbidden, detail.clone(), None),
-                EngineError::NotFound { what } => ((*what).into(), format!("{what} not found"), None),
+                EngineError::NotFound { what } => {
+                    ((*what).into(), format!("{what} not found"), None)
+                }
                 EngineError::Forgetting => (Code::SubjectBeingForgotten, error.to_string(), None),
                 EngineError::IdempotencyConflict => {
                     (Code::IdempotencyConflict, error.to_string(), None)

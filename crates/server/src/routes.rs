@@ -292,8 +292,12 @@ pub async fn get_recommendations(
     let purpose = purpose.to_owned();
     let ask = || {
         let engine = state.engine.clone();
-        let (caller, subject, purpose, context) =
-            (caller.clone(), subject.clone(), purpose.clone(), context.clone());
+        let (caller, subject, purpose, context) = (
+            caller.clone(),
+            subject.clone(),
+            purpose.clone(),
+            context.clone(),
+        );
         blocking(move || engine.recommend(&caller, &subject, &purpose, n, &context))
     };
     // Checked and answered first, so a refused request withdraws nothing; when the signal

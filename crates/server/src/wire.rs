@@ -285,7 +285,12 @@ pub fn key_request(body: &Value) -> Result<KeyBody> {
     };
     let role = match object.get("role") {
         Some(Value::String(role)) => role.clone(),
-        _ => return Err(Error::bad_input("role", "is required (a role of the policy)")),
+        _ => {
+            return Err(Error::bad_input(
+                "role",
+                "is required (a role of the policy)",
+            ));
+        }
     };
     let label = fields.text("label")?.unwrap_or_default();
     Ok(KeyBody { role, label })
