@@ -4,9 +4,8 @@
 //! every answer equals that of an engine that never saw the canary — incrementally and
 //! after a rebuild from the vault.
 
-use discreet_engine::{Error, EventContext};
+use discreet_engine::{Error, EventContext, EventInput, NotPersonal};
 use discreet_vault::crypto::from_hex;
-use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -17,7 +16,7 @@ const CANARY_ONLY: &str = "CANARY-ONLY-7F3A9";
 struct CanaryShop {
     shop: Shop,
     /// The canary's events, sent after everyone else's.
-    canary_events: Vec<Value>,
+    canary_events: Vec<EventInput>,
     a: String,
     b: String,
     c: String,
@@ -45,18 +44,18 @@ fn canary_shop() -> CanaryShop {
             .values()
             .any(|held| held.contains(&a) && held.contains(&b))
     );
-    let mut bought_a = event(CANARY, "purchase", &a, &days_ago(3.0));
-    bought_a["quantity"] = json!(2);
-    let mut bought_b = event(CANARY, "purchase", &b, &days_ago(3.0));
-    bought_b["context"] = json!({"weather": "rain", "country": "France"});
+    let mut bought_a = event(CANARY, "purchase", &a, days_ago(3.0));
+    bought_a.quantity = Some(2);
+    let mut bought_b = event(CANARY, "purchase", &b, days_ago(3.0));
+    bought_b.context = context("rain", "France");
     let canary_events = vec![
         bought_a,
         bought_b,
-        event(CANARY, "view", &c, &days_ago(5.5)),
-        event(CANARY, "cart", &c, &days_ago(5.4)),
-        event(CANARY, "purchase", CANARY_ONLY, &days_ago(4.0)),
-        json!({"subject": CANARY, "type": "rating", "item": a, "value": 4.5, "at": days_ago(2.0)}),
-        json!({"subject": CANARY, "type": "search", "query": "canary 7f3a9 gift", "at": days_ago(6.0)}),
+        event(CANARY, "view", &c, days_ago(5.5)),
+        event(CANARY, "cart", &c, days_ago(5.4)),
+        event(CANARY, "purchase", CANARY_ONLY, days_ago(4.0)),
+        rating(CANARY, &a, 4.5, days_ago(2.0)),
+        search(CANARY, "canary 7f3a9 gift", days_ago(6.0)),
     ];
     CanaryShop {
         shop,
@@ -154,7 +153,7 @@ fn forget_removes_the_canary_from_every_answer_and_model() {
         recommendations.items
     );
     let export = with_canary.export(&privacy(), CANARY).expect("export");
-    assert_eq!(export["events"].as_array().map(Vec::len), Some(7));
+    assert_eq!(export.events.len(), 7);
 
     // The forget.
     let events_before = with_canary.vault().count_events().expect("count");
@@ -219,7 +218,7 @@ fn forget_removes_the_canary_from_every_answer_and_model() {
         )
         .expect("recommend");
     assert!(!after.personalized);
-    assert_eq!(after.reason, Some("unknown_subject"));
+    assert_eq!(after.reason, Some(NotPersonal::UnknownSubject));
     assert!(after.items.iter().all(|item| item.because.is_empty()));
     let consents = with_canary
         .consents(&storefront(), CANARY)
@@ -272,12 +271,12 @@ fn forget_of_a_customer_who_never_consented_leaves_the_models_unchanged() {
     let shop = Shop::generate(5, 25, 25, "cust");
     let never = "never-consented-1";
     let mut events = shop.events.clone();
-    let mut bought = event(never, "purchase", &shop.items[4], &days_ago(7.0));
-    bought["quantity"] = json!(3);
+    let mut bought = event(never, "purchase", &shop.items[4], days_ago(7.0));
+    bought.quantity = Some(3);
     events.extend([
         bought,
-        event(never, "view", &shop.items[9], &days_ago(6.0)),
-        event(never, "purchase", "ONLY-NEVER-1", &days_ago(5.0)),
+        event(never, "view", &shop.items[9], days_ago(6.0)),
+        event(never, "purchase", "ONLY-NEVER-1", days_ago(5.0)),
     ]);
     let engine = engine_with(&shop.customers, &events);
     // The same data, not forgotten: what "unchanged" means.
@@ -294,7 +293,7 @@ fn forget_of_a_customer_who_never_consented_leaves_the_models_unchanged() {
             &EventContext::default(),
         )
         .expect("recommend");
-    assert_eq!(answer.reason, Some("no_consent"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoConsent));
 
     let receipt = engine.forget(&privacy(), never).expect("forget");
     assert_eq!(receipt.erased.model_interactions, 0);
@@ -324,7 +323,7 @@ fn forget_of_a_customer_who_never_consented_leaves_the_models_unchanged() {
             &EventContext::default(),
         )
         .expect("recommend");
-    assert_eq!(answer.reason, Some("unknown_subject"));
+    assert_eq!(answer.reason, Some(NotPersonal::UnknownSubject));
     assert!(matches!(
         engine.export(&privacy(), never),
         Err(Error::NotFound { .. })

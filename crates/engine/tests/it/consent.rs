@@ -1,10 +1,15 @@
 //! Invariants 3 (purpose-bound use) and 4 (consent reaches the models): without consent a
 //! customer gets a useful non-personal answer and their events shape no model; a grant
 //! teaches the models exactly their stored events, a withdrawal unlearns them exactly;
-//! every read names a purpose the caller's role allows.
+//! every read names a purpose the caller's role allows, and a `Sec-GPC: 1` withdrawal is
+//! authorized like the request that carries it.
 
-use discreet_engine::{Caller, Error, EventContext, Recommendations};
-use serde_json::json;
+use discreet_engine::{
+    Caller, ConsentsView, EngineOptions, Error, EventContext, EventInput, GPC_CARRIERS,
+    NotPersonal, Recommendations,
+};
+use discreet_policy::{Action, Policy};
+use discreet_vault::LedgerFilter;
 
 use crate::support::*;
 
@@ -21,16 +26,16 @@ fn recommend_as(
 
 /// The shop, and the holdout customer's events: mostly popular items, plus one item
 /// nobody else holds.
-fn shop_and_holdout() -> (Shop, Vec<serde_json::Value>) {
+fn shop_and_holdout() -> (Shop, Vec<EventInput>) {
     let shop = Shop::generate(11, 30, 30, "shopper");
     let mut holdout = vec![
-        event(HOLDOUT, "purchase", &shop.items[0], &days_ago(10.0)),
-        event(HOLDOUT, "purchase", &shop.items[17], &days_ago(9.0)),
-        event(HOLDOUT, "view", &shop.items[29], &days_ago(8.5)),
-        event(HOLDOUT, "purchase", "HOLDOUT-ONLY-1", &days_ago(4.0)),
-        json!({"subject": HOLDOUT, "type": "rating", "item": shop.items[17], "value": 5, "at": days_ago(2.0)}),
+        event(HOLDOUT, "purchase", &shop.items[0], days_ago(10.0)),
+        event(HOLDOUT, "purchase", &shop.items[17], days_ago(9.0)),
+        event(HOLDOUT, "view", &shop.items[29], days_ago(8.5)),
+        event(HOLDOUT, "purchase", "HOLDOUT-ONLY-1", days_ago(4.0)),
+        rating(HOLDOUT, &shop.items[17], 5.0, days_ago(2.0)),
     ];
-    holdout[0]["quantity"] = json!(3);
+    holdout[0].quantity = Some(3);
     (shop, holdout)
 }
 
@@ -69,9 +74,9 @@ fn consent_decides_what_the_models_learn() {
             recommend_as(&never_sent, &storefront(), HOLDOUT, "personalization").expect("ok"),
         )
     });
-    assert_eq!(answer.reason, Some("no_consent"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoConsent));
     assert!(!non_personal(&answer).is_empty(), "still a useful answer");
-    assert_eq!(unknown.reason, Some("unknown_subject"));
+    assert_eq!(unknown.reason, Some(NotPersonal::UnknownSubject));
     assert_eq!(
         non_personal(&answer),
         non_personal(&unknown),
@@ -102,19 +107,19 @@ fn consent_decides_what_the_models_learn() {
             recommend_as(&never_sent, &storefront(), HOLDOUT, "personalization").expect("ok"),
         )
     });
-    assert_eq!(answer.reason, Some("no_consent"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoConsent));
     assert_eq!(non_personal(&answer), non_personal(&unknown));
 
     // The customer's export says the models no longer hold anything of theirs.
     let export = engine.export(&privacy(), HOLDOUT).expect("export");
-    assert_eq!(export["derived"]["learned"], false);
-    assert_eq!(export["derived"]["models_hold"], json!([]));
-    assert_eq!(export["events"].as_array().map(Vec::len), Some(5));
+    assert!(!export.derived.learned);
+    assert!(export.derived.models_hold.is_empty());
+    assert_eq!(export.events.len(), 5);
 
     // Events sent after the withdrawal are stored, not learned.
     ingest(
         &engine,
-        &[event(HOLDOUT, "purchase", &shop.items[5], &days_ago(1.0))],
+        &[event(HOLDOUT, "purchase", &shop.items[5], days_ago(1.0))],
     )
     .expect("ingest");
     let (left, right) = answers_of_both(&engine, &never_sent, &shop.customers, &items);
@@ -125,7 +130,7 @@ fn consent_decides_what_the_models_learn() {
     let (left, right) = answers_of_both(&engine, &never_sent, &shop.customers, &items);
     assert_same_answers("rebuilt after withdrawal vs never sent", &left, &right);
     let answer = recommend_as(&engine, &storefront(), HOLDOUT, "personalization").expect("ok");
-    assert_eq!(answer.reason, Some("no_consent"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoConsent));
 }
 
 /// Guards invariant 3: the reason a non-personal answer gives — unknown subject, a purpose
@@ -140,18 +145,18 @@ fn non_personal_answers_say_why() {
 
     let answer = recommend_as(&engine, &storefront(), "nobody-knows-me", "personalization")
         .expect("recommend");
-    assert_eq!(answer.reason, Some("unknown_subject"));
+    assert_eq!(answer.reason, Some(NotPersonal::UnknownSubject));
     assert!(!non_personal(&answer).is_empty());
 
     let answer = recommend_as(&engine, &storefront(), customer, "marketing_email").expect("ok");
-    assert_eq!(answer.reason, Some("purpose_not_personal"));
+    assert_eq!(answer.reason, Some(NotPersonal::PurposeNotPersonal));
     assert!(!non_personal(&answer).is_empty());
 
     // A customer who consented but has no events yet.
     grant(&engine, "signed-up-today");
     let answer =
         recommend_as(&engine, &storefront(), "signed-up-today", "personalization").expect("ok");
-    assert_eq!(answer.reason, Some("no_history"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoHistory));
     assert!(!non_personal(&answer).is_empty());
 }
 
@@ -224,11 +229,8 @@ fn consent_given_withdrawn_and_given_again_is_learned_once() {
     let (left, right) = answers_of_both(&engine, &from_start, &everyone, &items);
     assert_same_answers("grant, withdraw, grant vs from the start", &left, &right);
     let export = engine.export(&privacy(), HOLDOUT).expect("export");
-    assert_eq!(export["derived"]["learned"], true);
-    assert_eq!(
-        export["consents"]["history"].as_array().map(Vec::len),
-        Some(4)
-    );
+    assert!(export.derived.learned);
+    assert_eq!(export.consents.history.len(), 4);
     // Decisions made within the same millisecond: the last one holds, also after a
     // rebuild from the vault.
     let quick = &shop.customers[2];
@@ -284,20 +286,20 @@ fn consent_given_before_any_event_survives_a_restart() {
 fn consent_changes_racing_ingests_leave_exact_models() {
     let shop = Shop::generate(41, 20, 20, "racer");
     let racer = "racer-x";
-    let racing: Vec<[serde_json::Value; 2]> = (0..60)
+    let racing: Vec<[EventInput; 2]> = (0..60)
         .map(|i| {
             [
                 event(
                     racer,
                     "purchase",
                     &shop.items[i % shop.items.len()],
-                    &days_ago(1.0 + i as f64 / 10.0),
+                    days_ago(1.0 + i as f64 / 10.0),
                 ),
                 event(
                     &shop.customers[1],
                     "view",
                     &shop.items[(i * 7) % shop.items.len()],
-                    &days_ago(1.0 + i as f64 / 7.0),
+                    days_ago(1.0 + i as f64 / 7.0),
                 ),
             ]
         })
@@ -330,7 +332,7 @@ fn consent_changes_racing_ingests_leave_exact_models() {
     let (left, right) = answers_of_both(&engine, &never_learned, &shop.customers, &shop.items);
     assert_same_answers("after racing, withdrawn vs never learned", &left, &right);
     let answer = recommend_as(&engine, &storefront(), racer, "personalization").expect("ok");
-    assert_eq!(answer.reason, Some("no_consent"));
+    assert_eq!(answer.reason, Some(NotPersonal::NoConsent));
     grant(&engine, racer);
     let mut everyone = shop.customers.clone();
     everyone.push(racer.to_owned());
@@ -340,4 +342,166 @@ fn consent_changes_racing_ingests_leave_exact_models() {
     let from_start = engine_with(&everyone, &all_events);
     let (left, right) = answers_of_both(&live, &from_start, &everyone, &shop.items);
     assert_same_answers("granted at last, rebuilt vs from the start", &left, &right);
+}
+
+/// A small shop whose partner-advertising purpose shares data (sale/sharing under CCPA);
+/// the analyst may only ask for similar items.
+const GPC_POLICY: &str = r#"
+version = "gpc-test-1"
+
+[controller]
+name = "Tiny Shop SARL"
+contact = "privacy@tiny.example"
+
+[[categories]]
+name = "user.behavior"
+retention = "1 year"
+
+[[categories]]
+name = "user.contact.email"
+retention = "6 months"
+
+[[categories]]
+name = "user.privacy_preferences"
+retention = "5 years"
+
+[[purposes]]
+name = "personalization"
+data_use = "personalize.content.profiling"
+legal_basis = "consent"
+description = "We suggest products from what you viewed."
+categories = ["user.behavior.browsing_history"]
+data_subjects = ["customer"]
+
+[[purposes]]
+name = "partner_ads"
+data_use = "marketing.advertising.third_party.targeted"
+legal_basis = "consent"
+description = "We share what you viewed with an advertising partner."
+categories = ["user.behavior.browsing_history", "user.contact.email"]
+data_subjects = ["customer"]
+recipients = ["ad_partner"]
+sale_or_sharing = true
+
+[attributes]
+email = "user.contact.email"
+
+[event_types]
+view = "user.behavior.browsing_history"
+
+[[roles]]
+name = "admin"
+description = "Operators."
+actions = ["*"]
+purposes = ["*"]
+categories = ["*"]
+
+[[roles]]
+name = "storefront"
+description = "The website."
+actions = ["ingest", "attributes_write", "consents_read", "consents_write", "recommendations"]
+purposes = ["personalization", "partner_ads"]
+categories = ["user.behavior", "user.contact", "user.privacy_preferences"]
+
+[[roles]]
+name = "analyst"
+description = "Merchandising: similar items only."
+actions = ["similar_items"]
+purposes = ["personalization"]
+categories = []
+
+[[recipients]]
+name = "ad_partner"
+kind = "controller"
+description = "An advertising network."
+location = "European Union"
+"#;
+
+/// Ledger entries written under `actor` with `action`.
+fn ledger_entries(engine: &discreet_engine::Engine, actor: &str, action: &str) -> usize {
+    engine.flush_access_log();
+    engine
+        .vault()
+        .ledger(&LedgerFilter {
+            actor: Some(actor.to_owned()),
+            limit: 1_000_000,
+            ..LedgerFilter::default()
+        })
+        .expect("ledger")
+        .iter()
+        .filter(|record| record.entry.action == action)
+        .count()
+}
+
+fn partner_ads_state(consents: &ConsentsView) -> &'static str {
+    consents
+        .consents
+        .iter()
+        .find(|state| state.purpose == "partner_ads")
+        .expect("partner_ads state")
+        .state
+}
+
+/// Guards invariant 3 for `Sec-GPC: 1` at the engine's own door, not only at the HTTP
+/// layer's: a role that may not make the request carrying the signal (the analyst, who
+/// may not ingest, write attributes, read consents or ask for recommendations) cannot
+/// withdraw a customer's consent through `honour_gpc`, nor can any role through an action
+/// whose requests name no subject; neither refusal touches the consents or the ledger. The
+/// storefront, relaying the signal on a recommendations request, records the withdrawal.
+#[test]
+fn a_role_without_the_action_cannot_trigger_gpc_withdrawals_through_the_engine() {
+    let policy = Policy::from_toml_str(GPC_POLICY, "gpc-test.toml").expect("policy");
+    let engine = TestEngine::with_policy(policy, EngineOptions::default());
+    ingest(&engine, &[event("c-1", "view", "A", days_ago(2.0))]).expect("ingest");
+    engine
+        .set_consent(&storefront(), "c-1", "partner_ads", true, "banner")
+        .expect("grant");
+    let subjects = ["c-1".to_owned()];
+    let consents_before = engine.consents(&storefront(), "c-1").expect("consents");
+    assert_eq!(partner_ads_state(&consents_before), "granted");
+    let ledger_before = ledger_len(&engine);
+
+    for request in GPC_CARRIERS {
+        match engine.honour_gpc(&analyst(), request, &subjects) {
+            Err(Error::Forbidden { .. }) => {}
+            other => panic!("the analyst may not relay GPC on {request:?}: {other:?}"),
+        }
+    }
+    for caller in [storefront(), analyst()] {
+        match engine.honour_gpc(&caller, Action::SimilarItems, &subjects) {
+            Err(Error::BadInput { field, .. }) => assert_eq!(field, "Sec-GPC", "{}", caller.role),
+            other => panic!(
+                "{}: similar items name no subject to withdraw for: {other:?}",
+                caller.role
+            ),
+        }
+    }
+    assert_eq!(
+        ledger_len(&engine),
+        ledger_before,
+        "a refusal wrote to the ledger"
+    );
+    let consents_after = engine.consents(&storefront(), "c-1").expect("consents");
+    assert_eq!(
+        consents_after, consents_before,
+        "a refusal changed a consent"
+    );
+
+    let withdrawn_before = ledger_entries(&engine, &storefront().key_id, "consent.withdrawn");
+    let withdrawals = engine
+        .honour_gpc(&storefront(), Action::Recommendations, &subjects)
+        .expect("honour GPC");
+    assert_eq!(withdrawals, 1);
+    let consents = engine.consents(&storefront(), "c-1").expect("consents");
+    assert_eq!(partner_ads_state(&consents), "withdrawn");
+    let last = consents.history.last().expect("a decision");
+    assert_eq!(
+        (last.purpose.as_str(), last.state, last.source.as_str()),
+        ("partner_ads", "withdrawn", "gpc-header")
+    );
+    assert_eq!(
+        ledger_entries(&engine, &storefront().key_id, "consent.withdrawn"),
+        withdrawn_before + 1,
+        "the withdrawal is on the ledger under the storefront's key"
+    );
 }

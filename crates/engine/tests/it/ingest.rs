@@ -3,32 +3,26 @@
 //! value; the vault, its ledger and the models are as before. Idempotency keys make a
 //! retried batch count once.
 
-use discreet_engine::{EngineOptions, Error};
-use serde_json::{Value, json};
+use discreet_engine::{EngineOptions, Error, EventInput, EventType};
+use discreet_policy::{BUILTIN_RETAIL_TOML, Policy};
 
 use crate::support::*;
 
 /// Sent in bad values: must never come back in an error message.
 const MARKER: &str = "zebulon-7f3a9";
 
-fn good(subject: &str) -> Value {
-    let mut event = event(subject, "purchase", "85123A", &days_ago(1.0));
-    event["quantity"] = json!(2);
-    event["context"] = json!({"weather": "rain", "country": "France"});
+fn good(subject: &str) -> EventInput {
+    let mut event = event(subject, "purchase", "85123A", days_ago(1.0));
+    event.quantity = Some(2);
+    event.context = context("rain", "France");
     event
 }
 
-/// A good event with `change` applied: fields set (a `null` value removes the field).
-fn changed(subject: &str, change: Value) -> Value {
-    let mut event = good(subject);
-    for (name, value) in change.as_object().expect("object") {
-        if value.is_null() {
-            event.as_object_mut().expect("object").remove(name);
-        } else {
-            event[name] = value.clone();
-        }
-    }
-    event
+/// Text of exactly `bytes` bytes that starts with `MARKER`, to send where a value is too long.
+fn marked(bytes: usize) -> String {
+    let mut text = MARKER.repeat(bytes / MARKER.len() + 1);
+    text.truncate(bytes);
+    text
 }
 
 struct Snapshot {
@@ -69,107 +63,149 @@ fn assert_unchanged(engine: &TestEngine, before: &Snapshot, case: &str) {
     }
 }
 
-/// An engine with a small batch limit and one consenting customer with two events.
-fn small_engine() -> TestEngine {
-    let engine = TestEngine::with_options(EngineOptions {
-        max_batch_events: 5,
-        ..EngineOptions::default()
-    });
+/// An engine under `policy` with a small batch limit and one consenting customer with two
+/// events.
+fn small_engine_under(policy: Policy) -> TestEngine {
+    let engine = TestEngine::with_policy(
+        policy,
+        EngineOptions {
+            max_batch_events: 5,
+            ..EngineOptions::default()
+        },
+    );
     grant(&engine, "regular");
     ingest(
         &engine,
         &[
             good("regular"),
-            event("regular", "view", "22423", &days_ago(2.0)),
+            event("regular", "view", "22423", days_ago(2.0)),
         ],
     )
     .expect("ingest");
     engine
 }
 
-/// Guards invariant 9: each malformed field of the second event of a batch is refused with
-/// a `BadInput` naming `events[1].<field>`, the message does not echo the value, and
-/// neither event is stored, logged, learned or creates its subject.
+fn small_engine() -> TestEngine {
+    small_engine_under(Policy::builtin_retail())
+}
+
+/// The built-in policy without the `cart` event type, so that a batch can hold an event of
+/// a type the policy does not declare.
+fn retail_without_carts() -> Policy {
+    let cart = "cart = \"user.behavior.browsing_history\"\n";
+    assert!(BUILTIN_RETAIL_TOML.contains(cart));
+    let policy =
+        Policy::from_toml_str(&BUILTIN_RETAIL_TOML.replace(cart, ""), "no-carts").expect("policy");
+    assert_eq!(policy.category_of_event_type("cart"), None);
+    policy
+}
+
+/// Guards invariant 9: each bad field of the second event of a batch is refused with a
+/// `BadInput` naming `events[1].<field>`, the message does not echo the value, and neither
+/// event is stored, logged, learned or creates its subject. (What only JSON can get wrong
+/// — wrong JSON types, `null`, unknown fields, times that are not RFC 3339 — is refused by
+/// the server's wire layer before the engine is called; the server's tests cover it.)
 #[test]
 fn a_bad_event_rejects_the_whole_batch_and_names_its_field() {
-    let engine = small_engine();
+    let engine = small_engine_under(retail_without_carts());
     let before = snapshot(&engine);
-    let long = |n: usize| "x".repeat(n);
-    let cases: Vec<(&str, Value)> = vec![
-        ("events[1].subject", json!({"subject": null})),
-        ("events[1].subject", json!({"subject": ""})),
-        ("events[1].subject", json!({"subject": long(129)})),
-        ("events[1].subject", json!({"subject": 42})),
-        ("events[1].subject", json!({"subject": "tab\tinside"})),
-        ("events[1].type", json!({"type": MARKER})),
-        ("events[1].type", json!({"type": null})),
-        ("events[1].item", json!({"item": null})),
-        ("events[1].item", json!({"item": ""})),
-        ("events[1].item", json!({"item": long(65)})),
-        ("events[1].item", json!({"item": 85123})),
-        ("events[1].at", json!({"at": MARKER})),
-        ("events[1].at", json!({"at": null})),
-        ("events[1].at", json!({"at": "2024-13-01T00:00:00Z"})),
-        ("events[1].at", json!({"at": "1969-12-31T23:59:59Z"})),
-        ("events[1].at", json!({"at": days_ago(-2.0)})),
-        ("events[1].at", json!({"at": 1_700_000_000})),
-        ("events[1].quantity", json!({"quantity": 0})),
-        ("events[1].quantity", json!({"quantity": -1})),
-        ("events[1].quantity", json!({"quantity": 1.5})),
-        ("events[1].quantity", json!({"quantity": 1_000_001})),
-        ("events[1].quantity", json!({"quantity": "2"})),
-        ("events[1].value", json!({"value": 11})),
-        ("events[1].value", json!({"value": -0.5})),
-        ("events[1].value", json!({"value": MARKER})),
-        (
-            "events[1].context.weather",
-            json!({"context": {"weather": MARKER}}),
-        ),
-        (
-            "events[1].context.weather",
-            json!({"context": {"weather": 3}}),
-        ),
-        (
-            "events[1].context.country",
-            json!({"context": {"country": ""}}),
-        ),
-        (
-            "events[1].context.mood",
-            json!({"context": {"mood": "happy"}}),
-        ),
-        ("events[1].context", json!({"context": MARKER})),
-        ("events[1].price", json!({"price": 3.5})),
-    ];
-    let mut more: Vec<(&str, Value)> = vec![
+    type Change = fn(&mut EventInput);
+    let cases: Vec<(&str, &str, Change)> = vec![
         // A search needs its query, 1 to 512 bytes.
+        ("events[1].query", "a search without a query", |event| {
+            event.event_type = EventType::Search;
+            event.item = None;
+            event.quantity = None;
+        }),
+        ("events[1].query", "a search with an empty query", |event| {
+            event.event_type = EventType::Search;
+            event.query = Some(String::new());
+            event.item = None;
+        }),
         (
             "events[1].query",
-            json!({"type": "search", "item": null, "quantity": null}),
-        ),
-        (
-            "events[1].query",
-            json!({"type": "search", "query": "", "item": null}),
-        ),
-        (
-            "events[1].query",
-            json!({"type": "search", "query": long(513), "item": null}),
-        ),
-        (
-            "events[1].query",
-            json!({"type": "search", "query": ["a"], "item": null}),
+            "a search with a query of 513 bytes",
+            |event| {
+                event.event_type = EventType::Search;
+                event.query = Some(marked(513));
+                event.item = None;
+            },
         ),
         // A rating needs its value, 0 to 10.
-        ("events[1].value", json!({"type": "rating"})),
-        ("events[1].value", json!({"type": "rating", "value": 10.5})),
+        ("events[1].value", "a rating without a value", |event| {
+            event.event_type = EventType::Rating;
+        }),
+        ("events[1].value", "a rating of 10.5", |event| {
+            event.event_type = EventType::Rating;
+            event.value = Some(10.5);
+        }),
+        ("events[1].value", "a rating of NaN", |event| {
+            event.event_type = EventType::Rating;
+            event.value = Some(f64::NAN);
+        }),
+        ("events[1].subject", "an empty subject", |event| {
+            event.subject = String::new();
+        }),
+        ("events[1].subject", "a subject of 129 bytes", |event| {
+            event.subject = marked(129);
+        }),
+        ("events[1].subject", "a subject with a tab", |event| {
+            event.subject = format!("{MARKER}\tinside");
+        }),
+        (
+            "events[1].type",
+            "a type the policy does not declare",
+            |event| {
+                event.event_type = EventType::Cart;
+            },
+        ),
+        ("events[1].item", "a purchase without an item", |event| {
+            event.item = None;
+        }),
+        ("events[1].item", "an empty item", |event| {
+            event.item = Some(String::new());
+        }),
+        ("events[1].item", "an item of 65 bytes", |event| {
+            event.item = Some(marked(65));
+        }),
+        ("events[1].at", "a time before 1970", |event| {
+            // 1969-12-31T23:59:59Z
+            event.at = -1_000;
+        }),
+        ("events[1].at", "a time two days ahead", |event| {
+            event.at = days_ago(-2.0);
+        }),
+        ("events[1].quantity", "a quantity of 0", |event| {
+            event.quantity = Some(0);
+        }),
+        ("events[1].quantity", "a quantity of 1,000,001", |event| {
+            event.quantity = Some(1_000_001);
+        }),
+        ("events[1].value", "a value of 11", |event| {
+            event.value = Some(11.0);
+        }),
+        ("events[1].value", "a value of -0.5", |event| {
+            event.value = Some(-0.5);
+        }),
+        (
+            "events[1].context.weather",
+            "an unknown weather name",
+            |event| {
+                event.context.weather = Some(MARKER.to_owned());
+            },
+        ),
+        ("events[1].context.country", "an empty country", |event| {
+            event.context.country = Some(String::new());
+        }),
     ];
-    more.extend(cases);
-    for (field, change) in more {
+    for (field, what, change) in cases {
         // The good first event is of a consenting customer (it would be stored and
         // learned) or of a new one (it would create the subject).
         for first in ["regular", "fresh-subject-0"] {
-            let case = format!("{field} with {change} after a good event of {first}");
-            let events = [good(first), changed("fresh-subject-1", change.clone())];
-            match ingest(&engine, &events) {
+            let case = format!("{field}, {what}, after a good event of {first}");
+            let mut bad = good("fresh-subject-1");
+            change(&mut bad);
+            match ingest(&engine, &[good(first), bad]) {
                 Err(Error::BadInput {
                     field: found,
                     detail,
@@ -191,60 +227,45 @@ fn a_bad_event_rejects_the_whole_batch_and_names_its_field() {
     assert_eq!(accepted.accepted, 1);
 }
 
-/// Guards invariant 9 at the batch level: the body's shape, an empty batch, a batch over
-/// `max_batch_events`, an unknown top-level field, a non-object event, a bad
-/// `Idempotency-Key` and a role that may not write all change nothing.
+/// Guards invariant 9 at the batch level: an empty batch, a batch over `max_batch_events`,
+/// a bad `Idempotency-Key` and a role that may not write all change nothing. (A body that
+/// is not a batch object — no `events`, an unknown top-level field, an event that is not
+/// an object — is the server's wire layer's to refuse; the server's tests cover it.)
 #[test]
 fn a_malformed_batch_changes_nothing() {
     let engine = small_engine();
     let before = snapshot(&engine);
-    let six: Vec<Value> = (0..6)
+    let six: Vec<EventInput> = (0..6)
         .map(|i| good(&format!("fresh-subject-{}", i % 2)))
         .collect();
-    let cases: Vec<(&str, Value)> = vec![
-        ("events", json!({"events": []})),
-        ("events", json!({"events": six})),
-        ("events", json!({})),
-        ("events", json!({"events": {"subject": "fresh-subject-0"}})),
-        (
-            "batch",
-            json!({"events": [good("fresh-subject-0")], "batch": 1}),
-        ),
-        ("body", json!([good("fresh-subject-0")])),
-        (
-            "events[1]",
-            json!({"events": [good("fresh-subject-0"), MARKER]}),
-        ),
+    let cases: Vec<(&str, &[EventInput])> = vec![
+        ("an empty batch", &[]),
+        ("six events, one over the limit", &six),
     ];
-    for (field, body) in cases {
-        let raw = serde_json::to_vec(&body).expect("bytes");
-        match engine.ingest(&storefront(), &body, &raw, None) {
-            Err(Error::BadInput {
-                field: found,
-                detail,
-            }) => {
-                assert_eq!(found, field, "{body}: {detail}");
+    for (what, events) in cases {
+        match ingest(&engine, events) {
+            Err(Error::BadInput { field, detail }) => {
+                assert_eq!(field, "events", "{what}: {detail}");
                 assert!(!detail.contains(MARKER), "{detail}");
             }
-            other => panic!("{body}: expected BadInput on {field}, got {other:?}"),
+            other => panic!("{what}: expected BadInput on events, got {other:?}"),
         }
-        assert_unchanged(&engine, &before, &format!("{body}"));
+        assert_unchanged(&engine, &before, what);
     }
-    let five: Vec<Value> = (0..5).map(|_| good("regular")).collect();
+    let five: Vec<EventInput> = (0..5).map(|_| good("regular")).collect();
     assert_eq!(ingest(&engine, &five).expect("five fit").accepted, 5);
     let before = snapshot(&engine);
 
-    let body = body_of(&[good("fresh-subject-1")]);
-    let raw = serde_json::to_vec(&body).expect("bytes");
+    let events = [good("fresh-subject-1")];
     for key in ["", "line\nbreak", &"k".repeat(256)] {
-        match engine.ingest(&storefront(), &body, &raw, Some(key)) {
+        match engine.ingest(&storefront(), &events, Some(key)) {
             Err(Error::BadInput { field, .. }) => assert_eq!(field, "Idempotency-Key"),
             other => panic!("idempotency key {key:?}: {other:?}"),
         }
         assert_unchanged(&engine, &before, "bad idempotency key");
     }
     for caller in [analyst(), privacy()] {
-        match engine.ingest(&caller, &body, &raw, None) {
+        match engine.ingest(&caller, &events, None) {
             Err(Error::Forbidden { .. }) => {}
             other => panic!("{} may not ingest: {other:?}", caller.role),
         }
@@ -252,35 +273,33 @@ fn a_malformed_batch_changes_nothing() {
     }
 }
 
-/// Guards invariant 8 with idempotency: the same key and body are stored once (the retry
+/// Guards invariant 8 with idempotency: the same key and events are stored once (the retry
 /// answers `accepted 0, duplicates N` and the models learn nothing twice); the same key
-/// with another body is a conflict that changes nothing.
+/// with other events is a conflict that changes nothing.
 #[test]
 fn an_idempotency_key_stores_a_batch_once() {
     let engine = small_engine();
     grant(&engine, "retrying");
-    let body = body_of(&[
+    let events = [
         good("retrying"),
-        event("retrying", "view", "22423", &days_ago(3.0)),
-        event("retrying", "cart", "21212", &days_ago(2.0)),
-    ]);
-    let raw = serde_json::to_vec(&body).expect("bytes");
+        event("retrying", "view", "22423", days_ago(3.0)),
+        event("retrying", "cart", "21212", days_ago(2.0)),
+    ];
     let first = engine
-        .ingest(&storefront(), &body, &raw, Some("order-1001"))
+        .ingest(&storefront(), &events, Some("order-1001"))
         .expect("first");
     assert_eq!((first.accepted, first.duplicates), (3, 0));
     let before = snapshot(&engine);
     let again = engine
-        .ingest(&storefront(), &body, &raw, Some("order-1001"))
+        .ingest(&storefront(), &events, Some("order-1001"))
         .expect("retry");
     assert_eq!((again.accepted, again.duplicates), (0, 3));
     assert_eq!(snapshot(&engine).events, before.events);
     assert_eq!(snapshot(&engine).modelled_events, before.modelled_events);
 
-    let other = body_of(&[good("retrying")]);
-    let other_raw = serde_json::to_vec(&other).expect("bytes");
+    let other = [good("retrying")];
     assert!(matches!(
-        engine.ingest(&storefront(), &other, &other_raw, Some("order-1001")),
+        engine.ingest(&storefront(), &other, Some("order-1001")),
         Err(Error::IdempotencyConflict)
     ));
     assert_eq!(snapshot(&engine).events, before.events);
@@ -289,7 +308,7 @@ fn an_idempotency_key_stores_a_batch_once() {
 
     // Another key is another request.
     let fresh = engine
-        .ingest(&storefront(), &body, &raw, Some("order-1002"))
+        .ingest(&storefront(), &events, Some("order-1002"))
         .expect("new key");
     assert_eq!((fresh.accepted, fresh.duplicates), (3, 0));
     assert_eq!(snapshot(&engine).events, before.events + 3);

@@ -2,8 +2,8 @@
 //! from the vault and unlearned from the models, exactly as if it had never been sent,
 //! while newer data stays.
 
-use discreet_engine::Error;
-use serde_json::{Value, json};
+use discreet_engine::{AttributeInput, Error, EventInput, EventType};
+use discreet_vault::rfc3339;
 
 use crate::support::*;
 
@@ -14,24 +14,17 @@ const YEAR_DAYS: i64 = 365;
 const SWEEP_AHEAD_DAYS: i64 = 3 * YEAR_DAYS - 100;
 const NO_CONSENT: &str = "no-consent-0001";
 
-fn at_millis(event: &Value) -> i64 {
-    let text = event["at"].as_str().expect("at");
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339");
-    (parsed.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// Whether the built-in policy keeps `event` at the sweep time.
-fn kept(event: &Value, now: i64) -> bool {
-    event["type"] == "purchase" && at_millis(event) > now - 100 * DAY_MILLIS
+fn kept(event: &EventInput, now: i64) -> bool {
+    event.event_type == EventType::Purchase && event.at > now - 100 * DAY_MILLIS
 }
 
 /// Drops purchases within a day of the retention boundary, where the clock moving on
 /// during the test would decide.
 fn keep_clear_of_the_boundary(shop: &mut Shop, now: i64) {
     shop.events.retain(|event| {
-        let age = now - at_millis(event);
-        event["type"] != "purchase" || (age - 100 * DAY_MILLIS).abs() > DAY_MILLIS
+        let age = now - event.at;
+        event.event_type != EventType::Purchase || (age - 100 * DAY_MILLIS).abs() > DAY_MILLIS
     });
 }
 
@@ -46,13 +39,13 @@ fn sweep_erases_and_unlearns_what_is_past_retention() {
     let mut shop = Shop::generate(23, 30, 30, "keeper");
     keep_clear_of_the_boundary(&mut shop, now);
     let mut no_consent_events = vec![
-        event(NO_CONSENT, "purchase", &shop.items[2], &days_ago(200.0)),
-        event(NO_CONSENT, "purchase", &shop.items[3], &days_ago(20.0)),
-        event(NO_CONSENT, "view", &shop.items[4], &days_ago(20.0)),
+        event(NO_CONSENT, "purchase", &shop.items[2], days_ago(200.0)),
+        event(NO_CONSENT, "purchase", &shop.items[3], days_ago(20.0)),
+        event(NO_CONSENT, "view", &shop.items[4], days_ago(20.0)),
     ];
     let mut all_events = shop.events.clone();
     all_events.append(&mut no_consent_events);
-    let kept_events: Vec<Value> = all_events
+    let kept_events: Vec<EventInput> = all_events
         .iter()
         .filter(|event| kept(event, now))
         .cloned()
@@ -61,7 +54,7 @@ fn sweep_erases_and_unlearns_what_is_past_retention() {
     let expired_learned = shop
         .events
         .iter()
-        .filter(|event| !kept(event, now) && event["type"] != "search")
+        .filter(|event| !kept(event, now) && event.event_type != EventType::Search)
         .count();
     assert!(
         kept_events.len() >= 20 && expired >= 40,
@@ -75,7 +68,16 @@ fn sweep_erases_and_unlearns_what_is_past_retention() {
         .put_attributes(
             &storefront(),
             attribute_owner,
-            &json!({"email": "keeper@example.com", "favourite_category": "candles"}),
+            &[
+                AttributeInput {
+                    name: "email".into(),
+                    value: "keeper@example.com".into(),
+                },
+                AttributeInput {
+                    name: "favourite_category".into(),
+                    value: "candles".into(),
+                },
+            ],
         )
         .expect("attributes");
     let fresh = engine_with(&shop.customers, &kept_events);
@@ -107,24 +109,26 @@ fn sweep_erases_and_unlearns_what_is_past_retention() {
 
     // What remains of a customer is only what is kept.
     let export = engine.export(&privacy(), attribute_owner).expect("export");
-    let events = export["events"].as_array().expect("events");
     let expected = kept_events
         .iter()
-        .filter(|event| event["subject"] == attribute_owner.as_str())
+        .filter(|event| event.subject == *attribute_owner)
         .count();
-    assert_eq!(events.len(), expected);
-    assert!(events.iter().all(|event| event["type"] == "purchase"));
-    assert_eq!(export["attributes"]["email"]["value"], "keeper@example.com");
-    assert!(export["attributes"].get("favourite_category").is_none());
-    let cutoff_seconds = (now - 100 * DAY_MILLIS) / 1_000;
-    for held in export["derived"]["models_hold"].as_array().expect("held") {
-        for at in held["event_times"].as_array().expect("times") {
-            let at = at.as_str().expect("time");
-            let parsed =
-                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                    .expect("RFC 3339");
+    assert_eq!(export.events.len(), expected);
+    assert!(
+        export
+            .events
+            .iter()
+            .all(|event| event.payload.event_type == EventType::Purchase)
+    );
+    assert_eq!(export.attributes["email"].value, "keeper@example.com");
+    assert!(!export.attributes.contains_key("favourite_category"));
+    // The models keep whole seconds, and times are exported in one fixed UTC format, so
+    // their text sorts as they do.
+    let cutoff = rfc3339((now - 100 * DAY_MILLIS) / 1_000 * 1_000);
+    for held in &export.derived.models_hold {
+        for at in &held.event_times {
             assert!(
-                parsed.unix_timestamp() > cutoff_seconds,
+                *at > cutoff,
                 "the models still hold an expired event at {at}"
             );
         }
@@ -159,14 +163,14 @@ fn sweep_before_refresh_then_forget_is_exact() {
     let who = "duplicated-1";
     let (old, new) = (days_ago(200.0), days_ago(10.0));
     let own = vec![
-        event(who, "purchase", &shop.items[1], &old),
-        event(who, "purchase", &shop.items[1], &old),
-        event(who, "purchase", &shop.items[7], &old),
-        event(who, "view", &shop.items[7], &old),
-        event(who, "view", &shop.items[7], &old),
-        event(who, "purchase", &shop.items[2], &new),
-        event(who, "purchase", &shop.items[2], &new),
-        event(who, "purchase", &shop.items[9], &new),
+        event(who, "purchase", &shop.items[1], old),
+        event(who, "purchase", &shop.items[1], old),
+        event(who, "purchase", &shop.items[7], old),
+        event(who, "view", &shop.items[7], old),
+        event(who, "view", &shop.items[7], old),
+        event(who, "purchase", &shop.items[2], new),
+        event(who, "purchase", &shop.items[2], new),
+        event(who, "purchase", &shop.items[9], new),
     ];
     let mut everyone = shop.customers.clone();
     everyone.push(who.to_owned());
@@ -178,7 +182,7 @@ fn sweep_before_refresh_then_forget_is_exact() {
         .expect("sweep");
     let mut all_events = shop.events.clone();
     all_events.extend(own.iter().cloned());
-    let kept_events: Vec<Value> = all_events
+    let kept_events: Vec<EventInput> = all_events
         .iter()
         .filter(|event| kept(event, now))
         .cloned()

@@ -1,14 +1,17 @@
-//! Shared fixtures: engines over a fresh vault in a temp folder, callers, event bodies with
+//! Shared fixtures: engines over a fresh vault in a temp folder, callers, typed events with
 //! times relative to now, a deterministic synthetic shop, and the comparison of every
 //! answer two engines give (what "the models are equal" means from outside).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use discreet_engine::{Caller, Engine, EngineOptions, Error, EventContext, IngestOutcome};
+use discreet_engine::input::MAX_ANSWER_ITEMS;
+use discreet_engine::{
+    Caller, Engine, EngineOptions, Error, EventContext, EventInput, EventType, IngestOutcome,
+    NotPersonal,
+};
 use discreet_policy::Policy;
-use discreet_vault::{Kek, KekRing, LedgerFilter, SqliteOptions, Vault, now_millis, rfc3339};
-use serde_json::{Value, json};
+use discreet_vault::{Kek, KekRing, LedgerFilter, SqliteOptions, Vault, now_millis};
 
 pub const DAY_MILLIS: i64 = 86_400_000;
 /// Score tolerance when two engines' answers are compared.
@@ -43,6 +46,7 @@ pub fn analyst() -> Caller {
 pub struct TestEngine {
     pub engine: Engine,
     pub dir: tempfile::TempDir,
+    policy: Policy,
     options: EngineOptions,
 }
 
@@ -52,11 +56,16 @@ impl TestEngine {
     }
 
     pub fn with_options(options: EngineOptions) -> TestEngine {
+        TestEngine::with_policy(Policy::builtin_retail(), options)
+    }
+
+    pub fn with_policy(policy: Policy, options: EngineOptions) -> TestEngine {
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = open_engine(dir.path(), options.clone());
+        let engine = open_engine_with_policy(dir.path(), policy.clone(), options.clone());
         TestEngine {
             engine,
             dir,
+            policy,
             options,
         }
     }
@@ -67,13 +76,15 @@ impl TestEngine {
         let TestEngine {
             engine,
             dir,
+            policy,
             options,
         } = self;
         drop(engine);
-        let engine = open_engine(dir.path(), options.clone());
+        let engine = open_engine_with_policy(dir.path(), policy.clone(), options.clone());
         TestEngine {
             engine,
             dir,
+            policy,
             options,
         }
     }
@@ -84,10 +95,6 @@ impl std::ops::Deref for TestEngine {
     fn deref(&self) -> &Engine {
         &self.engine
     }
-}
-
-fn open_engine(dir: &Path, options: EngineOptions) -> Engine {
-    open_engine_with_policy(dir, Policy::builtin_retail(), options)
 }
 
 /// An engine over the vault in `dir` under `policy`, rebuilt and ready.
@@ -107,28 +114,59 @@ pub fn open_engine_with_policy(dir: &Path, policy: Policy, options: EngineOption
 
 // ------------------------------------------------------------------------------ events
 
-/// RFC 3339 time `days` days before now.
-pub fn days_ago(days: f64) -> String {
-    rfc3339(now_millis() - (days * DAY_MILLIS as f64) as i64)
+/// Unix milliseconds `days` days before now.
+pub fn days_ago(days: f64) -> i64 {
+    now_millis() - (days * DAY_MILLIS as f64) as i64
 }
 
-pub fn event(subject: &str, event_type: &str, item: &str, at: &str) -> Value {
-    json!({"subject": subject, "type": event_type, "item": item, "at": at})
+/// An event of `event_type` (a wire name: `view`, `purchase`, ...) naming `item`, at
+/// `at_millis`; no quantity, value, query or context.
+pub fn event(subject: &str, event_type: &str, item: &str, at_millis: i64) -> EventInput {
+    EventInput {
+        subject: subject.to_owned(),
+        event_type: EventType::from_name(event_type)
+            .unwrap_or_else(|| panic!("`{event_type}` is not an event type")),
+        item: Some(item.to_owned()),
+        at: at_millis,
+        quantity: None,
+        query: None,
+        value: None,
+        context: EventContext::default(),
+    }
 }
 
-pub fn body_of(events: &[Value]) -> Value {
-    json!({ "events": events })
+/// A rating of `item` (0 to 10).
+pub fn rating(subject: &str, item: &str, value: f64, at_millis: i64) -> EventInput {
+    EventInput {
+        value: Some(value),
+        ..event(subject, "rating", item, at_millis)
+    }
+}
+
+/// A search for `query` (no item).
+pub fn search(subject: &str, query: &str, at_millis: i64) -> EventInput {
+    EventInput {
+        item: None,
+        query: Some(query.to_owned()),
+        ..event(subject, "search", "", at_millis)
+    }
+}
+
+/// A context of `weather` in `country`.
+pub fn context(weather: &str, country: &str) -> EventContext {
+    EventContext {
+        weather: Some(weather.to_owned()),
+        country: Some(country.to_owned()),
+    }
 }
 
 /// Ingests `events` as one batch from the storefront.
-pub fn ingest(engine: &Engine, events: &[Value]) -> Result<IngestOutcome, Error> {
-    let body = body_of(events);
-    let raw = serde_json::to_vec(&body).expect("body bytes");
-    engine.ingest(&storefront(), &body, &raw, None)
+pub fn ingest(engine: &Engine, events: &[EventInput]) -> Result<IngestOutcome, Error> {
+    engine.ingest(&storefront(), events, None)
 }
 
 /// Ingests `events` in batches of at most 200, and says how many were accepted.
-pub fn ingest_all(engine: &Engine, events: &[Value]) -> u64 {
+pub fn ingest_all(engine: &Engine, events: &[EventInput]) -> u64 {
     events
         .chunks(200)
         .map(|chunk| ingest(engine, chunk).expect("ingest").accepted)
@@ -205,8 +243,8 @@ impl Rng {
 pub struct Shop {
     pub items: Vec<String>,
     pub customers: Vec<String>,
-    /// Events in the order they are sent, each an API event object.
-    pub events: Vec<Value>,
+    /// Events in the order they are sent.
+    pub events: Vec<EventInput>,
 }
 
 const GROUPS: usize = 5;
@@ -250,19 +288,18 @@ impl Shop {
                     &customer,
                     event_type,
                     item,
-                    &days_ago(2.0 + rng.below(330) as f64 + rng.below(1_000) as f64 / 1_000.0),
+                    days_ago(2.0 + rng.below(330) as f64 + rng.below(1_000) as f64 / 1_000.0),
                 );
                 if event_type == "purchase" {
-                    event["quantity"] = json!(1 + rng.below(12));
+                    event.quantity = Some(1 + rng.below(12) as u32);
                 }
                 if event_type == "rating" {
-                    event["value"] = json!(1 + rng.below(5));
+                    event.value = Some((1 + rng.below(5)) as f64);
                 }
                 if rng.chance(40) {
-                    event["context"] = json!({
-                        "weather": *rng.pick(&WEATHERS),
-                        "country": *rng.pick(&COUNTRIES),
-                    });
+                    let weather = *rng.pick(&WEATHERS);
+                    let country = *rng.pick(&COUNTRIES);
+                    event.context = context(weather, country);
                 }
                 own.push(event);
             };
@@ -284,12 +321,11 @@ impl Shop {
                 add(&mut rng, "rating", &item);
             }
             if rng.chance(30) {
-                own.push(json!({
-                    "subject": customer,
-                    "type": "search",
-                    "query": format!("gift for group {favourite}"),
-                    "at": days_ago(1.0 + rng.below(300) as f64),
-                }));
+                own.push(search(
+                    &customer,
+                    &format!("gift for group {favourite}"),
+                    days_ago(1.0 + rng.below(300) as f64),
+                ));
             }
             customers.push(customer);
             events.extend(own);
@@ -304,18 +340,17 @@ impl Shop {
     /// Drops every event of `subject` that names `item`.
     pub fn drop_item_of(&mut self, subject: &str, item: &str) {
         self.events
-            .retain(|event| !(event["subject"] == subject && event["item"] == item));
+            .retain(|event| !(event.subject == subject && event.item.as_deref() == Some(item)));
     }
 
     /// The items each customer holds (any event kind).
     pub fn holdings(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for event in &self.events {
-            if let (Some(subject), Some(item)) = (event["subject"].as_str(), event["item"].as_str())
-            {
-                held.entry(subject.to_owned())
+            if let Some(item) = &event.item {
+                held.entry(event.subject.clone())
                     .or_default()
-                    .insert(item.to_owned());
+                    .insert(item.clone());
             }
         }
         held
@@ -328,7 +363,7 @@ impl Shop {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
     pub personalized: bool,
-    pub reason: Option<&'static str>,
+    pub reason: Option<NotPersonal>,
     pub items: Vec<(String, f32)>,
 }
 
@@ -355,7 +390,7 @@ pub fn answers(engine: &Engine, customers: &[String], items: &[String]) -> Answe
                     &storefront(),
                     customer,
                     "personalization",
-                    discreet_engine::MAX_ANSWER_ITEMS,
+                    MAX_ANSWER_ITEMS,
                     &EventContext::default(),
                 )
                 .expect("recommend");
@@ -376,8 +411,7 @@ pub fn answers(engine: &Engine, customers: &[String], items: &[String]) -> Answe
     let similar = items
         .iter()
         .map(|item| {
-            let list = match engine.similar(&storefront(), item, discreet_engine::MAX_ANSWER_ITEMS)
-            {
+            let list = match engine.similar(&storefront(), item, MAX_ANSWER_ITEMS) {
                 Ok(list) => list
                     .into_iter()
                     .map(|similar| (similar.item, similar.score))
@@ -495,7 +529,7 @@ pub fn assert_same_answers(what: &str, left: &Answers, right: &Answers) {
 }
 
 /// Builds an engine from `events` with `consenting` subjects' consent given first.
-pub fn engine_with(consenting: &[String], events: &[Value]) -> TestEngine {
+pub fn engine_with(consenting: &[String], events: &[EventInput]) -> TestEngine {
     let engine = TestEngine::new();
     for subject in consenting {
         grant(&engine, subject);

@@ -102,6 +102,11 @@ fn bad_batches() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "events[0].type",
         ),
         (
+            "type null",
+            event_with("type", Value::Null),
+            "events[0].type",
+        ),
+        (
             "item missing for a purchase",
             batch(vec![without(good_event(), "item")]),
             "events[0].item",
@@ -112,6 +117,11 @@ fn bad_batches() -> Vec<(&'static str, Vec<u8>, &'static str)> {
                 with(good_event(), "type", json!("view")),
                 "item",
             )]),
+            "events[0].item",
+        ),
+        (
+            "item null for a purchase",
+            event_with("item", Value::Null),
             "events[0].item",
         ),
         (
@@ -134,6 +144,7 @@ fn bad_batches() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             batch(vec![without(good_event(), "at")]),
             "events[0].at",
         ),
+        ("at null", event_with("at", Value::Null), "events[0].at"),
         (
             "at not RFC 3339",
             event_with("at", json!("yesterday")),
@@ -147,6 +158,11 @@ fn bad_batches() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "at without an offset",
             event_with("at", json!("2011-11-02T10:00:00")),
+            "events[0].at",
+        ),
+        (
+            "at in month 13",
+            event_with("at", json!("2024-13-01T00:00:00Z")),
             "events[0].at",
         ),
         (
@@ -315,6 +331,56 @@ async fn every_bad_event_field_is_named_and_nothing_is_stored() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     assert_eq!(t.stored(), before);
+}
+
+/// Sent in bad values: must never come back in an answer.
+const MARKER: &str = "zebulon-7f3a9";
+
+/// Guards invariant 9 for what only JSON can get wrong, in the second event of a batch
+/// (moved here from the engine's tests when the engine took typed events): the answer
+/// names `events[1].<field>` without echoing the value, and the good first event — of a
+/// consenting customer or of a new one — is not stored, learned or creates its subject.
+#[tokio::test]
+async fn a_json_fault_in_a_later_event_rejects_the_batch_without_echoing_it() {
+    let t = TestApp::new();
+    t.consent("c-1", "personalization", true);
+    t.ingest(vec![purchase("c-1", "A", 5)]);
+    let before = t.stored();
+    let learned_before = t.engine.figures().modelled_events;
+    let cases: Vec<(&str, Value)> = vec![
+        ("events[1].type", with(good_event(), "type", json!(MARKER))),
+        ("events[1].at", with(good_event(), "at", json!(MARKER))),
+        (
+            "events[1].value",
+            with(good_event(), "value", json!(MARKER)),
+        ),
+        (
+            "events[1].context",
+            with(good_event(), "context", json!(MARKER)),
+        ),
+        ("events[1]", json!(MARKER)),
+    ];
+    for (field, bad) in cases {
+        for first in ["c-1", "c-new"] {
+            let body = batch(vec![purchase(first, "B", 2), bad.clone()]);
+            let reply = t
+                .send(Req::post("/v1/events").key(&t.storefront).raw(body))
+                .await;
+            reply.bad_input(field);
+            assert!(
+                !reply.text().contains(MARKER),
+                "{field}: the answer echoes the value: {}",
+                reply.text()
+            );
+            assert_eq!(t.stored(), before, "{field} after {first}: stored");
+            assert_eq!(
+                t.engine.figures().modelled_events,
+                learned_before,
+                "{field} after {first}: learned"
+            );
+            assert_eq!(t.engine.vault().subject_id("c-new").unwrap(), None);
+        }
+    }
 }
 
 #[tokio::test]

@@ -301,17 +301,34 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|error| Error::io("opening lock file", &path, error))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
-            detail: format!(
-                "the data folder {} is in use by another discreet process",
-                dir.display()
-            ),
-        }),
-        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("locking", &path, error)),
+    // A lock just released can still be held for a moment by a process forked in between
+    // (it shares the descriptor until it execs or exits): wait briefly before refusing.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY_PAUSE);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Config {
+                    detail: format!(
+                        "the data folder {} is in use by another discreet process",
+                        dir.display()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(Error::io("locking", &path, error));
+            }
+        }
     }
 }
+
+/// How often, and how long apart, a held folder lock is tried again before refusing.
+const LOCK_ATTEMPTS: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The error for a lock whose holder panicked.
 fn poisoned() -> Error {
