@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use discreet_engine::{Caller, Engine, EventContext, EventInput, EventType};
+use discreet_engine::{Caller, Engine, EventContext, EventInput, EventType, IdempotencyKey};
 
 use crate::CommandError;
 use crate::retail_csv::{RetailRow, read_retail_file};
@@ -162,7 +162,11 @@ pub fn ingest_rows(
             chunk.len()
         );
         let outcome = engine
-            .ingest(&caller, &batch, Some(&key))
+            .ingest(
+                &caller,
+                &batch,
+                Some(IdempotencyKey::of_events(&key, &batch)),
+            )
             .map_err(engine_error)?;
         events += outcome.accepted;
         duplicates += outcome.duplicates;

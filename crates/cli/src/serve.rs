@@ -72,11 +72,11 @@ pub fn serve_engine(
         );
         let rebuilding = serving;
         std::thread::spawn(move || {
-            if !rebuilding.is_ready() {
-                if let Err(error) = rebuild_with_progress(&rebuilding) {
-                    eprintln!("error: rebuilding the models failed: {error:#}");
-                    std::process::exit(1);
-                }
+            if !rebuilding.is_ready()
+                && let Err(error) = rebuild_with_progress(&rebuilding)
+            {
+                eprintln!("error: rebuilding the models failed: {error:#}");
+                std::process::exit(1);
             }
             rebuilding.start_background();
             eprintln!("ready: http://{address}");

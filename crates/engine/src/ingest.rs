@@ -21,14 +21,55 @@ use crate::interactions::{EventPayload, interaction_from};
 /// Longest idempotency key accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
+/// An idempotency key with the fingerprint of the request it came with: the same key and
+/// fingerprint are accepted once, the same key with another fingerprint is a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    pub fingerprint: [u8; 32],
+}
+
+impl<'a> IdempotencyKey<'a> {
+    /// For a request body as received (what the HTTP API promises: "the same key and body").
+    pub fn of_body(key: &'a str, raw_body: &[u8]) -> IdempotencyKey<'a> {
+        IdempotencyKey {
+            key,
+            fingerprint: sha256_parts(&[b"discreet/ingest-body/v1", raw_body]),
+        }
+    }
+
+    /// For callers without a body (imports): over what is stored of each event.
+    pub fn of_events(key: &'a str, events: &[EventInput]) -> IdempotencyKey<'a> {
+        let encoded: Vec<Vec<u8>> = events
+            .iter()
+            .map(|event| {
+                let payload = EventPayload::of(event).to_bytes();
+                let mut encoded = Vec::with_capacity(24 + event.subject.len() + payload.len());
+                encoded.extend_from_slice(&(event.subject.len() as u64).to_be_bytes());
+                encoded.extend_from_slice(event.subject.as_bytes());
+                encoded.extend_from_slice(&event.at.to_be_bytes());
+                encoded.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+                encoded.extend_from_slice(&payload);
+                encoded
+            })
+            .collect();
+        let mut parts: Vec<&[u8]> = vec![b"discreet/ingest-events/v1"];
+        parts.extend(encoded.iter().map(Vec::as_slice));
+        IdempotencyKey {
+            key,
+            fingerprint: sha256_parts(&parts),
+        }
+    }
+}
+
 impl Engine {
-    /// Ingests a batch of events. With an idempotency key, the same key and events are
+    /// Ingests a batch of events. With an idempotency key, the same key and fingerprint are
     /// accepted once. One bad event rejects the whole batch; nothing is stored.
     pub fn ingest(
         &self,
         caller: &Caller,
         events: &[EventInput],
-        idempotency_key: Option<&str>,
+        idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<IngestOutcome> {
         let started = Instant::now();
         let permit = self.authorize(caller, Action::Ingest)?;
@@ -56,9 +97,9 @@ impl Engine {
             });
             payloads.push(payload);
         }
-        let idempotency = match idempotency_key {
+        let idempotency = match idempotency {
             None => None,
-            Some(key) if !is_short_text(key, MAX_IDEMPOTENCY_KEY_BYTES) => {
+            Some(IdempotencyKey { key, .. }) if !is_short_text(key, MAX_IDEMPOTENCY_KEY_BYTES) => {
                 return Err(Error::bad_input(
                     "Idempotency-Key",
                     "must be 1 to 255 bytes of visible text",
@@ -66,9 +107,9 @@ impl Engine {
             }
             // Scoped to the API key: two clients that happen to pick the same key do not
             // swallow each other's batches.
-            Some(key) => Some(Idempotency {
+            Some(IdempotencyKey { key, fingerprint }) => Some(Idempotency {
                 key: format!("{}/{key}", caller.key_id),
-                body_hash: batch_hash(&new_events),
+                body_hash: fingerprint,
             }),
         };
         let checked_micros = started.elapsed().as_micros() as u64;
@@ -172,31 +213,4 @@ impl Engine {
             .map(|attribute| attribute.name)
             .collect())
     }
-}
-
-/// The hash an idempotency key is remembered with: over what is stored (subject, time,
-/// category and sealed payload of each event), so the same events in another JSON layout
-/// count as the same batch.
-fn batch_hash(events: &[NewEvent]) -> [u8; 32] {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + events.len() * 4);
-    let times: Vec<[u8; 8]> = events.iter().map(|event| event.at.to_be_bytes()).collect();
-    let lengths: Vec<[u8; 12]> = events
-        .iter()
-        .map(|event| {
-            let mut lengths = [0u8; 12];
-            lengths[..4].copy_from_slice(&(event.subject.len() as u32).to_be_bytes());
-            lengths[4..8].copy_from_slice(&(event.category.len() as u32).to_be_bytes());
-            lengths[8..].copy_from_slice(&(event.payload.len() as u32).to_be_bytes());
-            lengths
-        })
-        .collect();
-    parts.push(b"discreet/ingest-batch/v2");
-    for ((event, at), lengths) in events.iter().zip(&times).zip(&lengths) {
-        parts.push(lengths);
-        parts.push(event.subject.as_bytes());
-        parts.push(at);
-        parts.push(event.category.as_bytes());
-        parts.push(&event.payload);
-    }
-    sha256_parts(&parts)
 }

@@ -36,5 +36,6 @@ pub use export::{
     AccessEntry, AutomatedDecisions, CategoryHeld, Derived, ExportedAttribute, ExportedEvent,
     ExportedPurpose, HeldItem, Right, SubjectExport,
 };
+pub use ingest::IdempotencyKey;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};
 pub use interactions::EventPayload;

@@ -31,9 +31,9 @@ impl Engine {
         check_subject("subject", subject)?;
         self.check_ready()?;
         let vault = &self.inner.vault;
-        let id = vault.subject_id(subject)?.ok_or(Error::NotFound {
-            what: Missing::Subject,
-        })?;
+        // Read from storage, not the lookup cache: a subject whose forget has begun answers
+        // 409 rather than an export of what is being erased.
+        let id = vault.active_subject_id(subject)?;
         let access = Access {
             actor: &caller.key_id,
             purpose: RIGHTS_PURPOSE,

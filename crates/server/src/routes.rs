@@ -10,7 +10,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use discreet_engine::{AuditQuery, Caller, Engine, EventContext};
+use discreet_engine::{AuditQuery, Caller, Engine, EventContext, IdempotencyKey};
 use discreet_policy::Action;
 use serde_json::{Value, json};
 
@@ -22,6 +22,8 @@ use crate::wire;
 /// A JSON body, parsed by us so that every failure is a problem+json naming the body.
 pub struct JsonBody {
     pub value: Value,
+    /// The bytes as received (idempotency keys remember their hash).
+    pub raw: Bytes,
 }
 
 impl FromRequest<AppState> for JsonBody {
@@ -42,7 +44,7 @@ impl FromRequest<AppState> for JsonBody {
                 })?;
         let value = serde_json::from_slice(&raw)
             .map_err(|error| bad("body", format!("is not valid JSON ({error})")))?;
-        Ok(JsonBody { value })
+        Ok(JsonBody { value, raw })
     }
 }
 
@@ -158,6 +160,12 @@ pub async fn post_events(
                 .to_owned(),
         ),
     };
+    // The role and readiness first, as for every call: a refused caller learns nothing of
+    // what its body should look like.
+    state.engine.check_action(&caller, Action::Ingest)?;
+    if !state.engine.is_ready() {
+        return Err(ApiError::Engine(discreet_engine::Error::NotReady));
+    }
     let events = wire::event_batch(&body.value)?;
     let subjects: Vec<String> = if gpc_requested(&headers) {
         events
@@ -170,8 +178,13 @@ pub async fn post_events(
         Vec::new()
     };
     let (engine, for_engine) = (state.engine.clone(), caller.clone());
-    let outcome =
-        blocking(move || engine.ingest(&for_engine, &events, idempotency_key.as_deref())).await?;
+    let outcome = blocking(move || {
+        let idempotency = idempotency_key
+            .as_deref()
+            .map(|key| IdempotencyKey::of_body(key, &body.raw));
+        engine.ingest(&for_engine, &events, idempotency)
+    })
+    .await?;
     honour_gpc(&state.engine, &caller, Action::Ingest, &headers, subjects).await?;
     Ok(Json(outcome).into_response())
 }
@@ -191,6 +204,9 @@ pub async fn put_attributes(
     body: JsonBody,
 ) -> ApiResult<Response> {
     let subject = path(subject)?;
+    state
+        .engine
+        .check_action(&caller, Action::AttributesWrite)?;
     let attributes = wire::attributes(&body.value)?;
     let engine = state.engine.clone();
     let for_engine = (caller.clone(), subject.clone());
@@ -248,7 +264,14 @@ pub async fn get_consents(
     subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let subject = path(subject)?;
-    honour_gpc(
+    let ask = || {
+        let (engine, caller, subject) = (state.engine.clone(), caller.clone(), subject.clone());
+        blocking(move || engine.consents(&caller, &subject))
+    };
+    // Answered first, so a refused request withdraws nothing; when the signal does withdraw
+    // a purpose, the view is read again to show it.
+    let mut view = ask().await?;
+    let withdrew = honour_gpc(
         &state.engine,
         &caller,
         Action::ConsentsRead,
@@ -256,8 +279,9 @@ pub async fn get_consents(
         vec![subject.clone()],
     )
     .await?;
-    let engine = state.engine.clone();
-    let view = blocking(move || engine.consents(&caller, &subject)).await?;
+    if withdrew {
+        view = ask().await?;
+    }
     Ok(Json(view).into_response())
 }
 

@@ -3,7 +3,7 @@
 //! value; the vault, its ledger and the models are as before. Idempotency keys make a
 //! retried batch count once.
 
-use discreet_engine::{EngineOptions, Error, EventInput, EventType};
+use discreet_engine::{EngineOptions, Error, EventInput, EventType, IdempotencyKey};
 use discreet_policy::{BUILTIN_RETAIL_TOML, Policy};
 
 use crate::support::*;
@@ -258,7 +258,11 @@ fn a_malformed_batch_changes_nothing() {
 
     let events = [good("fresh-subject-1")];
     for key in ["", "line\nbreak", &"k".repeat(256)] {
-        match engine.ingest(&storefront(), &events, Some(key)) {
+        match engine.ingest(
+            &storefront(),
+            &events,
+            Some(IdempotencyKey::of_events(key, &events)),
+        ) {
             Err(Error::BadInput { field, .. }) => assert_eq!(field, "Idempotency-Key"),
             other => panic!("idempotency key {key:?}: {other:?}"),
         }
@@ -286,12 +290,20 @@ fn an_idempotency_key_stores_a_batch_once() {
         event("retrying", "cart", "21212", days_ago(2.0)),
     ];
     let first = engine
-        .ingest(&storefront(), &events, Some("order-1001"))
+        .ingest(
+            &storefront(),
+            &events,
+            Some(IdempotencyKey::of_events("order-1001", &events)),
+        )
         .expect("first");
     assert_eq!((first.accepted, first.duplicates), (3, 0));
     let before = snapshot(&engine);
     let again = engine
-        .ingest(&storefront(), &events, Some("order-1001"))
+        .ingest(
+            &storefront(),
+            &events,
+            Some(IdempotencyKey::of_events("order-1001", &events)),
+        )
         .expect("retry");
     assert_eq!((again.accepted, again.duplicates), (0, 3));
     assert_eq!(snapshot(&engine).events, before.events);
@@ -299,7 +311,11 @@ fn an_idempotency_key_stores_a_batch_once() {
 
     let other = [good("retrying")];
     assert!(matches!(
-        engine.ingest(&storefront(), &other, Some("order-1001")),
+        engine.ingest(
+            &storefront(),
+            &other,
+            Some(IdempotencyKey::of_events("order-1001", &other))
+        ),
         Err(Error::IdempotencyConflict)
     ));
     assert_eq!(snapshot(&engine).events, before.events);
@@ -308,7 +324,11 @@ fn an_idempotency_key_stores_a_batch_once() {
 
     // Another key is another request.
     let fresh = engine
-        .ingest(&storefront(), &events, Some("order-1002"))
+        .ingest(
+            &storefront(),
+            &events,
+            Some(IdempotencyKey::of_events("order-1002", &events)),
+        )
         .expect("new key");
     assert_eq!((fresh.accepted, fresh.duplicates), (3, 0));
     assert_eq!(snapshot(&engine).events, before.events + 3);

@@ -370,7 +370,7 @@ proptest! {
                 .map(|other| {
                     let mut scores = vec![0.0f32; model.item_bound()];
                     let mut scratch = discreet_model::ease::EaseScratch::default();
-                    model.score_into(SubjectId(other as u32), now, &mut scores, &mut scratch).unwrap();
+                    model.score_into(SubjectId(other), now, &mut scores, &mut scratch).unwrap();
                     scores
                 })
                 .collect()

@@ -272,3 +272,28 @@ async fn without_a_live_key_every_authenticated_route_is_401() {
     let reply = t.send(Req::get("/v1/policy").from(address(2, 1))).await;
     insta::assert_json_snapshot!("unauthorized", reply.problem(401, "unauthorized"));
 }
+
+/// Guards that a role is refused before its body is read: a privacy or analyst key sending a
+/// malformed batch or attributes body is told 403, and learns nothing of the expected shape.
+#[tokio::test]
+async fn a_refused_role_gets_403_before_its_body_is_checked() {
+    let t = TestApp::new();
+    let before = t.stored();
+    for role in ["privacy", "analyst"] {
+        t.send(
+            Req::post("/v1/events")
+                .key(t.key(role))
+                .json(&json!({"events": [{"subject": 42, "tyep": "purchase"}]})),
+        )
+        .await
+        .problem(403, "forbidden");
+        t.send(
+            Req::put("/v1/subjects/c-17850/attributes")
+                .key(t.key(role))
+                .json(&json!({"email": ["not", "a", "value"]})),
+        )
+        .await
+        .problem(403, "forbidden");
+    }
+    assert_eq!(t.stored(), before);
+}

@@ -4,7 +4,7 @@
 //! A value is never stored unsealed or for a subject whose forget has begun; a logged read
 //! never returns without its ledger entry.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::LedgerDraft;
 use crate::storage::*;
 
@@ -38,10 +38,12 @@ impl Vault {
         actor: &str,
         attributes: &[NewAttribute],
     ) -> Result<SubjectId> {
-        let subject = self.resolve_subject(external_id)?;
         if attributes.is_empty() {
-            return Ok(subject);
+            return Err(Error::BadInput {
+                detail: "no attribute to store".into(),
+            });
         }
+        let subject = self.resolve_subject(external_id)?;
         let key = self.data_key(subject)?;
         let now = now_millis();
         let rows = attributes
