@@ -1,8 +1,8 @@
 //! Recommend and forget latency of the measured models, in process: every train customer's
 //! recommendation timed once per model (and for the blend with a history cap and with EASE
 //! pruned, both reported only, never used to choose settings), then a sample of customers
-//! forgotten and relearnt. Also [`percentile`], by the nearest-rank rule. Times and
-//! reports; asserts nothing about speed.
+//! forgotten and relearnt. Also [`percentile`], the one percentile rule every benchmark of
+//! the workspace uses. Times and reports; asserts nothing about speed.
 
 use std::time::{Duration, Instant};
 

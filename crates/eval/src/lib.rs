@@ -9,7 +9,7 @@
 //! - [`split`]: protocol purchases and the temporal split.
 //! - [`tune`]: settings chosen on the validation month.
 //! - [`quality`]: a model's quality on a split; the rows of the results table.
-//! - [`latency`]: recommend and forget latency; [`percentile`] (nearest rank).
+//! - [`latency`]: recommend and forget latency; [`percentile`], the one percentile rule.
 //! - [`memory`]: the counting allocator behind the memory figures.
 
 pub mod latency;
