@@ -53,7 +53,7 @@ pub fn validation_start(cutoff_text: &str) -> Option<i64> {
     let year = parts.next()?.parse::<i64>().ok()?;
     let month = parts.next()?.parse::<u32>().ok()?;
     let (year, month) = if month <= 1 {
-        (year - 1, 12)
+        (year.checked_sub(1)?, 12)
     } else {
         (year, month - 1)
     };
@@ -316,5 +316,6 @@ mod tests {
         assert_eq!(validation_start("2011-01-15"), start("2010-12-01"));
         assert_eq!(validation_start("11/1/2011"), None);
         assert_eq!(validation_start("2011"), None);
+        assert_eq!(validation_start("-9223372036854775808-01-01"), None);
     }
 }
