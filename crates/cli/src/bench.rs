@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use discreet_eval::percentile;
 use discreet_vault::{Kek, KekRing, LedgerDraft, NewEvent, SqliteOptions, Vault};
 use serde::Serialize;
 
@@ -120,14 +121,6 @@ fn retail_shaped_events(count: usize, subject_prefix: &str) -> Vec<NewEvent> {
         }
     }
     events
-}
-
-pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn open_bench_vault(dir: &Path) -> anyhow::Result<Vault> {

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use discreet_engine::{Caller, EngineOptions, EventContext};
+use discreet_eval::percentile;
+use discreet_eval::retail_csv::{RetailRow, read_retail_file};
 use serde::Serialize;
 
-use crate::bench::percentile;
 use crate::demo::{bundled_purchases, demo_consents, record_consents};
-use crate::retail_csv::{RetailRow, read_retail_file};
 use crate::store::StoreArgs;
 
 /// Arguments of `discreet bench engine`.

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use discreet_engine::{AttributeInput, Caller, Engine};
+use discreet_eval::retail_csv::{RetailRow, read_retail_csv};
 use discreet_policy::fnv1a_64;
 
 use crate::CommandError;
-use crate::retail_csv::{RetailRow, read_retail_csv};
 use crate::store::{StoreArgs, engine_error};
 
 /// The bundled purchases (see data/online-retail/SOURCE.md for origin and licence).
@@ -154,7 +154,7 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
 }
 
 /// The bundled Online Retail purchases.
-pub fn bundled_purchases() -> anyhow::Result<crate::retail_csv::RetailFile> {
+pub fn bundled_purchases() -> anyhow::Result<discreet_eval::retail_csv::RetailFile> {
     read_retail_csv(flate2::read::MultiGzDecoder::new(BUNDLED_PURCHASES))
         .map_err(|error| error.context("reading the bundled purchases"))
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use discreet_engine::{Caller, Engine, EventContext, EventInput, EventType, IdempotencyKey};
+use discreet_eval::retail_csv::{RetailRow, read_retail_file};
 
 use crate::CommandError;
-use crate::retail_csv::{RetailRow, read_retail_file};
 use crate::store::{StoreArgs, engine_error, rebuild_with_progress};
 
 /// Arguments of `import`.

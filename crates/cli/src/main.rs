@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 
-mod alloc_count;
 mod bench;
 mod bench_engine;
 mod demo;
@@ -10,14 +9,14 @@ mod eval;
 mod import;
 mod keys;
 mod policy_command;
-mod retail_csv;
 mod serve;
 mod store;
 mod subject_command;
 
 /// Counts allocations so `discreet eval` can report each model's peak memory.
 #[global_allocator]
-static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
+static ALLOCATOR: discreet_eval::memory::CountingAllocator =
+    discreet_eval::memory::CountingAllocator;
 
 /// discreet — personalization customers can trust.
 ///

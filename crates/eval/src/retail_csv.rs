@@ -205,6 +205,10 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// Years a date may name: far wider than any shop's, narrow enough that the seconds
+/// never overflow an `i64`.
+const YEARS: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;
+
 /// Unix seconds of a civil date and time, checking ranges.
 pub fn unix_seconds(
     year: i64,
@@ -214,7 +218,8 @@ pub fn unix_seconds(
     minute: u32,
     second: u32,
 ) -> Option<i64> {
-    if !(1..=12).contains(&month)
+    if !YEARS.contains(&year)
+        || !(1..=12).contains(&month)
         || day == 0
         || day > days_in_month(year, month)
         || hour > 23
@@ -284,6 +289,14 @@ mod tests {
         assert_eq!(parse_shop_time("2012-02-29 00:00"), Some(1_330_473_600));
         assert_eq!(parse_shop_time("2011-02-29 00:00"), None);
         assert_eq!(parse_shop_time("yesterday"), None);
+    }
+
+    #[test]
+    fn a_date_with_an_absurd_year_is_refused_not_overflowed() {
+        assert_eq!(parse_shop_time("99999999999999-01-01"), None);
+        assert_eq!(parse_shop_time("-9223372036854775808-01-01"), None);
+        assert_eq!(parse_shop_time("1/1/9223372036854775807 10:00"), None);
+        assert!(parse_shop_time("9999-12-31 23:59:59").is_some());
     }
 
     #[test]
