@@ -7,76 +7,7 @@ use serde_json::{Value, json};
 use crate::support::{Req, TestApp, view};
 
 /// A small shop whose partner-advertising purpose shares data (sale/sharing under CCPA).
-const GPC_POLICY: &str = r#"
-version = "gpc-test-1"
-
-[controller]
-name = "Tiny Shop SARL"
-contact = "privacy@tiny.example"
-
-[[categories]]
-name = "user.behavior"
-retention = "1 year"
-
-[[categories]]
-name = "user.contact.email"
-retention = "6 months"
-
-[[categories]]
-name = "user.privacy_preferences"
-retention = "5 years"
-
-[[purposes]]
-name = "personalization"
-data_use = "personalize.content.profiling"
-legal_basis = "consent"
-description = "We suggest products from what you viewed."
-categories = ["user.behavior.browsing_history"]
-data_subjects = ["customer"]
-
-[[purposes]]
-name = "partner_ads"
-data_use = "marketing.advertising.third_party.targeted"
-legal_basis = "consent"
-description = "We share what you viewed with an advertising partner."
-categories = ["user.behavior.browsing_history", "user.contact.email"]
-data_subjects = ["customer"]
-recipients = ["ad_partner"]
-sale_or_sharing = true
-
-[attributes]
-email = "user.contact.email"
-
-[event_types]
-view = "user.behavior.browsing_history"
-
-[[roles]]
-name = "admin"
-description = "Operators."
-actions = ["*"]
-purposes = ["*"]
-categories = ["*"]
-
-[[roles]]
-name = "storefront"
-description = "The website."
-actions = ["ingest", "attributes_write", "consents_read", "consents_write", "recommendations"]
-purposes = ["personalization", "partner_ads"]
-categories = ["user.behavior", "user.contact", "user.privacy_preferences"]
-
-[[roles]]
-name = "analyst"
-description = "Merchandising: similar items only."
-actions = ["similar_items"]
-purposes = ["personalization"]
-categories = []
-
-[[recipients]]
-name = "ad_partner"
-kind = "controller"
-description = "An advertising network."
-location = "European Union"
-"#;
+const GPC_POLICY: &str = include_str!("../../../policy/tests/it/valid/sale_or_sharing.toml");
 
 fn gpc_app() -> TestApp {
     TestApp::with_policy(Policy::from_toml_str(GPC_POLICY, "gpc-test.toml").expect("policy"))
