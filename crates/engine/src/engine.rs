@@ -164,6 +164,11 @@ impl Engine {
         &self.inner.vault
     }
 
+    /// Most events one ingest batch may hold.
+    pub fn max_batch_events(&self) -> usize {
+        self.inner.options.max_batch_events
+    }
+
     /// True once the models are rebuilt.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst)

@@ -166,7 +166,7 @@ pub async fn post_events(
     if !state.engine.is_ready() {
         return Err(ApiError::Engine(discreet_engine::Error::NotReady));
     }
-    let events = wire::event_batch(&body.value)?;
+    let events = wire::event_batch(&body.value, state.engine.max_batch_events())?;
     let subjects: Vec<String> = if gpc_requested(&headers) {
         events
             .iter()

@@ -92,8 +92,9 @@ impl Fields<'_> {
     }
 }
 
-/// Reads a batch body `{"events": [...]}` (structure only; the engine checks the rest).
-pub fn event_batch(body: &Value) -> Result<Vec<EventInput>> {
+/// Reads a batch body `{"events": [...]}` of at most `max_events` events (structure only;
+/// the engine checks the rest). The count is checked before any event is read.
+pub fn event_batch(body: &Value, max_events: usize) -> Result<Vec<EventInput>> {
     let Some(object) = body.as_object() else {
         return Err(Error::bad_input(
             "body",
@@ -118,6 +119,15 @@ pub fn event_batch(body: &Value) -> Result<Vec<EventInput>> {
             format!("must be an array, got {}", describe(events)),
         ));
     };
+    if events.len() > max_events {
+        return Err(Error::bad_input(
+            "events",
+            format!(
+                "holds {} events; a batch holds at most {max_events}",
+                events.len()
+            ),
+        ));
+    }
     events
         .iter()
         .enumerate()

@@ -120,8 +120,11 @@ impl TestApp {
 
     /// Ingests events through the engine as the operator (setup, not under test).
     pub fn ingest(&self, events: Vec<Value>) {
-        let events = discreet_server::wire::event_batch(&json!({ "events": events }))
-            .expect("setup events are well formed");
+        let events = discreet_server::wire::event_batch(
+            &json!({ "events": events }),
+            self.engine.max_batch_events(),
+        )
+        .expect("setup events are well formed");
         self.engine
             .ingest(&Caller::operator(), &events, None)
             .expect("setup ingest");
