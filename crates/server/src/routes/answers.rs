@@ -1,0 +1,91 @@
+//! Recommendations (personal with consent, contextual without) and similar items.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use discreet_engine::EventContext;
+use discreet_policy::Action;
+use serde_json::json;
+
+use super::{blocking, count_param, honour_gpc, param, path, query};
+use crate::auth::Authenticated;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Recommendations for a subject: personal with consent, contextual popularity without.
+#[utoipa::path(get, path = "/v1/subjects/{subject}/recommendations", tag = "recommendations",
+    params(("subject" = String, Path, description = "The shop's customer id"),
+        ("n" = Option<usize>, Query, description = "1 to 100, default 10"),
+        ("purpose" = Option<String>, Query, description = "Default `personalization`"),
+        ("context.weather" = Option<String>, Query, description = "clear, cloudy, rain, snow, hot or cold"),
+        ("context.country" = Option<String>, Query, description = "Country name")),
+    responses((status = 200, body = crate::openapi::RecommendationsAnswer), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    security(("api_key" = [])))]
+pub async fn get_recommendations(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    subject: Result<Path<String>, PathRejection>,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let subject = path(subject)?;
+    let pairs = query(
+        pairs,
+        &["n", "purpose", "context.weather", "context.country"],
+    )?;
+    let n = count_param(&pairs, 10)?;
+    let purpose = param(&pairs, "purpose").unwrap_or("personalization");
+    let context = EventContext {
+        weather: param(&pairs, "context.weather").map(str::to_owned),
+        country: param(&pairs, "context.country").map(str::to_owned),
+    };
+    let purpose = purpose.to_owned();
+    let ask = || {
+        let engine = state.engine.clone();
+        let (caller, subject, purpose, context) = (
+            caller.clone(),
+            subject.clone(),
+            purpose.clone(),
+            context.clone(),
+        );
+        blocking(move || engine.recommend(&caller, &subject, &purpose, n, &context))
+    };
+    // Checked and answered first, so a refused request withdraws nothing; when the signal
+    // does withdraw a purpose, the answer is made again under the new consents.
+    let mut answer = ask().await?;
+    let withdrew = honour_gpc(
+        &state.engine,
+        &caller,
+        Action::Recommendations,
+        &headers,
+        vec![subject.clone()],
+    )
+    .await?;
+    if withdrew {
+        answer = ask().await?;
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// Items similar to an item, from aggregated co-occurrence only.
+#[utoipa::path(get, path = "/v1/items/{item}/similar", tag = "recommendations",
+    params(("item" = String, Path, description = "Item code"), ("n" = Option<usize>, Query, description = "1 to 100, default 10")),
+    responses((status = 200, body = crate::openapi::SimilarAnswer), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security(("api_key" = [])))]
+pub async fn get_similar(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    item: Result<Path<String>, PathRejection>,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let item = path(item)?;
+    let pairs = query(pairs, &["n"])?;
+    let n = count_param(&pairs, 10)?;
+    let engine = state.engine.clone();
+    let items = blocking(move || engine.similar(&caller, &item, n)).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}

@@ -1,0 +1,49 @@
+//! What operators and tools read: health, metrics, the OpenAPI document, and the answers
+//! for routes and methods that do not exist.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// 200 once the models are rebuilt and the server accepts traffic; 503 before.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Object), (status = 503, body = Object)))]
+pub async fn get_healthz(State(state): State<AppState>) -> Response {
+    if state.engine.is_ready() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting" })),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus text metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn get_metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.engine.figures());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The OpenAPI document of this API.
+pub async fn get_openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+/// Problem answer for paths no route matches.
+pub async fn route_not_found() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+/// Problem answer for a method a route does not answer.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
