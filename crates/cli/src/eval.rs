@@ -88,7 +88,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     progress(Progress::Doing(
         "building and measuring every model on all data before the cutoff".into(),
     ));
-    let (model_rows, mut models) = quality::measure_models(&test, &tuned)?;
+    let (model_rows, mut models) = quality::measure_models(&test, &tuned.model_set_config())?;
     progress(Progress::StepDone);
 
     let (latencies, ease_drift) = if args.skip_latency {

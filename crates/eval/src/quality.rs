@@ -11,7 +11,6 @@ use discreet_model::{
 
 use crate::memory::{BuildCost, measured};
 use crate::split::Split;
-use crate::tune::Tuned;
 
 /// Recommendation list length needed by the metrics.
 pub const LIST_LENGTH: usize = 20;
@@ -189,15 +188,16 @@ pub struct MeasuredModels {
     pub model_set: ModelSet,
 }
 
-/// Builds every model with the `tuned` settings on `split`'s train part and measures each
-/// once on its test part: popularity, trending, item-item, EASE and the blend, in that order.
+/// Builds every model with `settings` (e.g. those tuned on the validation month) on
+/// `split`'s train part and measures each once on its test part: popularity, trending,
+/// item-item, EASE and the blend, in that order.
 pub fn measure_models(
     split: &Split,
-    tuned: &Tuned,
+    settings: &ModelSetConfig,
 ) -> anyhow::Result<(Vec<ModelRow>, MeasuredModels)> {
     let popularity_config = PopularityConfig {
         reference_time: split.cutoff,
-        ..tuned.popularity.clone()
+        ..settings.popularity.clone()
     };
     let mut rows = Vec::new();
     let (popularity, build) = measured(|| popularity_model(&popularity_config, split))?;
@@ -212,25 +212,26 @@ pub fn measure_models(
         build,
     });
     drop(popularity);
-    let (item_item, build) =
-        measured(|| Ok(ItemItemModel::build(tuned.item_item.clone(), &split.train)))?;
+    let (item_item, build) = measured(|| {
+        Ok(ItemItemModel::build(
+            settings.item_item.clone(),
+            &split.train,
+        ))
+    })?;
     rows.push(ModelRow {
         name: "item-item",
         quality: evaluate_item_item(&item_item, split)?,
         build,
     });
-    let (ease, build) = measured(|| Ok(EaseModel::build(tuned.ease.clone(), &split.train)?))?;
+    let (ease, build) = measured(|| Ok(EaseModel::build(settings.ease.clone(), &split.train)?))?;
     rows.push(ModelRow {
         name: "EASE",
         quality: evaluate_ease(&ease, split)?,
         build,
     });
     let set_config = ModelSetConfig {
-        item_item: tuned.item_item.clone(),
-        ease: tuned.ease.clone(),
         popularity: popularity_config,
-        blend: tuned.blend.clone(),
-        ..ModelSetConfig::default()
+        ..settings.clone()
     };
     let (model_set, build) = measured(|| split.model_set(set_config))?;
     rows.push(ModelRow {

@@ -31,6 +31,17 @@ pub struct Tuned {
 }
 
 impl Tuned {
+    /// The chosen settings as one model configuration (every other setting its default).
+    pub fn model_set_config(&self) -> ModelSetConfig {
+        ModelSetConfig {
+            item_item: self.item_item.clone(),
+            ease: self.ease.clone(),
+            popularity: self.popularity.clone(),
+            blend: self.blend.clone(),
+            ..ModelSetConfig::default()
+        }
+    }
+
     /// The chosen settings, named and described for people.
     pub fn described(&self) -> Vec<(&'static str, String)> {
         vec![
