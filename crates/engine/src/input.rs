@@ -191,6 +191,21 @@ pub(crate) fn check_count(n: usize) -> Result<()> {
     }
 }
 
+/// Checks that a batch holds 1 to `max_events` events (callers that read a wire format check
+/// it before reading the events).
+pub fn check_batch_size(n_events: usize, max_events: usize) -> Result<()> {
+    if n_events == 0 {
+        return Err(Error::bad_input("events", "must hold at least one event"));
+    }
+    if n_events > max_events {
+        return Err(Error::bad_input(
+            "events",
+            format!("holds {n_events} events; a batch holds at most {max_events}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a whole batch: one problem rejects it, naming `events[i].field`.
 pub(crate) fn check_batch(
     events: &[EventInput],
@@ -198,18 +213,7 @@ pub(crate) fn check_batch(
     now_millis: i64,
     declared: &dyn Fn(EventType) -> bool,
 ) -> Result<()> {
-    if events.is_empty() {
-        return Err(Error::bad_input("events", "must hold at least one event"));
-    }
-    if events.len() > max_events {
-        return Err(Error::bad_input(
-            "events",
-            format!(
-                "holds {} events; a batch holds at most {max_events}",
-                events.len()
-            ),
-        ));
-    }
+    check_batch_size(events.len(), max_events)?;
     for (index, event) in events.iter().enumerate() {
         check_event(event, now_millis, declared)
             .map_err(|error| error.within(&format!("events[{index}]")))?;

@@ -4,7 +4,7 @@
 //! failure names the field at fault, with its index in a batch, and describes a bad value
 //! by its type and size only: a value may be personal data and must not echo back.
 
-use discreet_engine::input::{QUANTITY_RULE, RATING_RULE};
+use discreet_engine::input::{QUANTITY_RULE, RATING_RULE, check_batch_size};
 use discreet_engine::{AttributeInput, Error, EventContext, EventInput, EventType, Result};
 use serde_json::{Map, Value};
 
@@ -119,15 +119,7 @@ pub fn event_batch(body: &Value, max_events: usize) -> Result<Vec<EventInput>> {
             format!("must be an array, got {}", describe(events)),
         ));
     };
-    if events.len() > max_events {
-        return Err(Error::bad_input(
-            "events",
-            format!(
-                "holds {} events; a batch holds at most {max_events}",
-                events.len()
-            ),
-        ));
-    }
+    check_batch_size(events.len(), max_events)?;
     events
         .iter()
         .enumerate()
