@@ -151,6 +151,15 @@ impl SubjectHistories {
             .unwrap_or(&[])
     }
 
+    /// The ids of the items the subject holds, ascending (what the personal models' counts
+    /// and rank-1 updates are made of).
+    pub(crate) fn held_item_ids(&self, subject: SubjectId) -> Vec<u32> {
+        self.held(subject)
+            .iter()
+            .map(|held_item| held_item.item.0)
+            .collect()
+    }
+
     /// True if the subject holds the item.
     pub fn holds(&self, subject: SubjectId, item: ItemId) -> bool {
         self.held(subject)

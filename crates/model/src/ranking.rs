@@ -1,5 +1,6 @@
-//! Picking the best `n` of a dense score vector, with a deterministic tie-break (lower
-//! item id first), so identical models always give identical lists.
+//! Picking the best `n` of a dense score vector, or the strongest `k` of a stream of
+//! weights, with a deterministic tie-break (lower item id first), so identical models
+//! always give identical lists.
 
 use crate::ids::ItemId;
 
@@ -45,6 +46,21 @@ pub fn top_n(scores: &[f32], n: usize, mut exclude: impl FnMut(usize) -> bool) -
     best
 }
 
+/// Offers `entry` to `kept`, a list of at most `keep` `(item, weight)` pairs, strongest
+/// first: it goes in unless the list is full and it is no stronger than the weakest. Equal
+/// weights keep the order they were offered in, so a scan by ascending id breaks ties by id.
+#[inline]
+pub(crate) fn keep_strongest(kept: &mut Vec<(u32, f32)>, keep: usize, entry: (u32, f32)) {
+    if kept.len() == keep && kept.last().is_some_and(|weakest| entry.1 <= weakest.1) {
+        return;
+    }
+    let position = kept.partition_point(|existing| existing.1 >= entry.1);
+    kept.insert(position, entry);
+    if kept.len() > keep {
+        kept.pop();
+    }
+}
+
 /// Divides every finite score by the largest absolute finite score (no-op when all zero),
 /// so scores of different models can be blended.
 pub fn normalise_by_max(scores: &mut [f32]) {
@@ -87,5 +103,17 @@ mod tests {
         assert_eq!(items, vec![1, 3, 4]);
         assert!(top_n(&scores, 0, |_| false).is_empty());
         assert_eq!(top_n(&scores, 10, |_| false).len(), 5);
+    }
+
+    #[test]
+    fn keep_strongest_keeps_the_k_strongest_with_earlier_offers_winning_ties() {
+        let mut kept = Vec::new();
+        for entry in [(0, 0.5), (1, 2.0), (2, 0.5), (3, 1.0), (4, 2.0), (5, 0.1)] {
+            keep_strongest(&mut kept, 3, entry);
+        }
+        assert_eq!(kept, vec![(1, 2.0), (4, 2.0), (3, 1.0)]);
+        let mut none = Vec::new();
+        keep_strongest(&mut none, 0, (0, 1.0));
+        assert!(none.is_empty());
     }
 }

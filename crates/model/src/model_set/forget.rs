@@ -1,0 +1,109 @@
+//! Forgetting one subject in every model: the interactions handed in are checked against
+//! what the models hold before anything changes, then each model drops the subject and the
+//! name is released. Never leaves part of a subject behind, and never removes another
+//! subject's counts.
+
+use std::collections::HashMap;
+
+use crate::error::{ModelError, Result};
+use crate::history::HeldItem;
+use crate::interaction::{Interaction, UnixSeconds};
+
+use super::ModelSet;
+
+/// What forgetting a subject removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForgetReport {
+    pub events_removed: usize,
+    pub items_held: usize,
+}
+
+impl ModelSet {
+    /// Forgets a subject in every model: `interactions` are the subject's stored
+    /// interactions (popularity has no per-subject state, so it unlearns these); the
+    /// personal models drop what they hold; EASE is refreshed; the name is released.
+    pub fn forget_subject(
+        &mut self,
+        name: &str,
+        interactions: &[Interaction],
+    ) -> Result<ForgetReport> {
+        self.trending_changed();
+        let Some(subject) = self.subjects.get(name) else {
+            return Ok(ForgetReport {
+                events_removed: 0,
+                items_held: 0,
+            });
+        };
+        let subject_interactions = interactions
+            .iter()
+            .filter(|interaction| interaction.subject == subject);
+        // Popularity holds no per-subject state, so it unlearns what it is handed: check that
+        // list against what the models hold of the subject first (as a multiset of item and
+        // time), so that an event never learned cannot remove another customer's count and an
+        // incomplete list cannot leave some behind. Nothing is changed when the check fails.
+        let held_kinds = self.item_item.histories().held_kinds();
+        let mut unmatched: HashMap<(u32, UnixSeconds), usize> = HashMap::new();
+        for held in self.item_item.histories().held(subject) {
+            for &at in &held.event_times {
+                *unmatched.entry((held.item.0, at)).or_default() += 1;
+            }
+        }
+        for interaction in subject_interactions.clone() {
+            if !held_kinds.contains(interaction.kind) {
+                continue;
+            }
+            match unmatched.get_mut(&(interaction.item.0, interaction.at)) {
+                Some(count) if *count > 0 => *count -= 1,
+                _ => {
+                    return Err(ModelError::NotLearned {
+                        subject: subject.0,
+                        item: interaction.item.0,
+                        at: interaction.at,
+                    });
+                }
+            }
+        }
+        let left_out: usize = unmatched.values().sum();
+        if left_out > 0 {
+            return Err(ModelError::BadInteraction {
+                detail: format!(
+                    "the interactions handed to forget leave out {left_out} that the models hold"
+                ),
+            });
+        }
+        for (done, interaction) in subject_interactions.clone().enumerate() {
+            if let Err(error) = self.popularity.unlearn(interaction) {
+                // An interaction that was never learned: restore the ones already removed.
+                for restored in subject_interactions.take(done) {
+                    self.popularity.learn(restored);
+                }
+                return Err(error);
+            }
+        }
+        let held: Vec<HeldItem> = match self.ease.as_mut() {
+            None => self.item_item.forget_subject(subject),
+            Some(ease) => {
+                // Item-item and EASE are independent: forget in both at once.
+                let item_item = &mut self.item_item;
+                let (held, ease_outcome) = std::thread::scope(|scope| {
+                    let item_item_forget = scope.spawn(|| item_item.forget_subject(subject));
+                    ease.forget_subject(subject);
+                    let ease_outcome = ease.refresh();
+                    (item_item_forget.join(), ease_outcome)
+                });
+                ease_outcome?;
+                held.map_err(|_| ModelError::Internal {
+                    detail: "forgetting in the item-item model failed".to_string(),
+                })?
+            }
+        };
+        self.subjects.release(name);
+        Ok(ForgetReport {
+            events_removed: held
+                .iter()
+                .map(|held_item| held_item.event_times.len())
+                .sum(),
+            items_held: held.len(),
+        })
+    }
+}

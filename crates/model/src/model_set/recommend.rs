@@ -1,0 +1,227 @@
+//! The blended personal list: EASE, item-item and contextual trending scores, each divided
+//! by its largest unheld score, summed with the blend weights, with explanations merged
+//! from the personal models; the trending cache; and the non-blended answers (similar,
+//! popular, buy again). Reads the models only; never changes what they learned.
+
+use std::sync::{Arc, PoisonError};
+
+use crate::ease::EaseScratch;
+use crate::history::HeldItem;
+use crate::ids::{ItemId, SubjectId};
+use crate::interaction::{Context, UnixSeconds};
+use crate::item_item::ItemItemScratch;
+use crate::ranking::{ScoredItem, normalise_by_max, top_n};
+use crate::recommendation::{Contribution, Recommendation, strongest_contributions, sum_ascending};
+
+use super::ModelSet;
+
+/// Buffers for `recommend_with`, reused across calls by one thread.
+#[derive(Default)]
+pub struct RecommendScratch {
+    blended: Vec<f32>,
+    component: Vec<f32>,
+    ease: EaseScratch,
+    item_item: ItemItemScratch,
+}
+
+/// Contexts whose trending scores are kept at most (weather × country × hour).
+const TRENDING_CACHE_LIMIT: usize = 4_096;
+
+/// Below this a component's largest score is rounding noise (e.g. what a rank-1 downdate
+/// leaves of a forgotten subject's co-occurrences), and is not scaled up to 1.
+const NOISE_FLOOR: f32 = 1e-6;
+
+impl ModelSet {
+    /// Personal "discover" list for a subject: excludes what they hold; each entry says
+    /// which of their own items contributed most. Subjects with no history get the
+    /// contextual trending list (without explanations).
+    pub fn recommend(
+        &self,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+        context: &Context,
+    ) -> Vec<Recommendation> {
+        let mut scratch = RecommendScratch::default();
+        self.recommend_with(&mut scratch, subject, n, now, context)
+    }
+
+    /// `recommend` with caller-owned buffers (no per-call allocation of score vectors).
+    pub fn recommend_with(
+        &self,
+        scratch: &mut RecommendScratch,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+        context: &Context,
+    ) -> Vec<Recommendation> {
+        let held = self.item_item.histories().held(subject);
+        if held.is_empty() {
+            return self
+                .popularity
+                .popular(context, n, now)
+                .into_iter()
+                .map(|scored| Recommendation {
+                    item: scored.item,
+                    score: scored.score,
+                    because: Vec::new(),
+                })
+                .collect();
+        }
+        let blend = &self.config.blend;
+        let item_bound = self
+            .item_item
+            .item_bound()
+            .max(self.popularity.item_bound());
+        scratch.blended.clear();
+        scratch.blended.resize(item_bound, 0.0);
+        let ease = self
+            .ease
+            .as_ref()
+            .filter(|ease| ease.scorable() && blend.ease_weight != 0.0);
+        let mut ease_scale = 0.0;
+        if let Some(ease) = ease {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            if ease
+                .score_into(subject, now, &mut scratch.component, &mut scratch.ease)
+                .is_ok()
+            {
+                ease_scale = blend.ease_weight / largest_unheld(&scratch.component, held);
+                add_scaled(&mut scratch.blended, &scratch.component, ease_scale);
+            }
+        }
+        let mut item_item_scale = 0.0;
+        if blend.item_item_weight != 0.0 {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            self.item_item
+                .score_into(subject, now, &mut scratch.component, &mut scratch.item_item);
+            item_item_scale = blend.item_item_weight / largest_unheld(&scratch.component, held);
+            add_scaled(&mut scratch.blended, &scratch.component, item_item_scale);
+        }
+        if blend.trending_weight != 0.0 {
+            let trending = self.trending_normalised(context, item_bound);
+            add_scaled(&mut scratch.blended, &trending, blend.trending_weight);
+        }
+        // Items no model has any data on (e.g. known only from a forgotten subject) are
+        // never recommended, so a forget leaves no trace in what is offered.
+        let best = top_n(&scratch.blended, n, |index| {
+            let item = ItemId(index as u32);
+            (self.item_item.holder_count(item) == 0 && self.popularity.event_count(item) == 0)
+                || held
+                    .binary_search_by_key(&item.0, |held_item| held_item.item.0)
+                    .is_ok()
+        });
+        best.into_iter()
+            .map(|scored| {
+                // Each model's shares come ascending by history item; add them in one pass.
+                let from_ease = ease
+                    .filter(|_| ease_scale > 0.0)
+                    .into_iter()
+                    .flat_map(|ease| {
+                        scaled(ease.contributions(scored.item, &scratch.ease), ease_scale)
+                    });
+                let from_item_item = (item_item_scale > 0.0)
+                    .then(|| {
+                        scaled(
+                            self.item_item
+                                .contributions(scored.item, &scratch.item_item),
+                            item_item_scale,
+                        )
+                    })
+                    .into_iter()
+                    .flatten();
+                Recommendation {
+                    item: scored.item,
+                    score: scored.score,
+                    because: strongest_contributions(sum_ascending(from_ease, from_item_item), 3),
+                }
+            })
+            .collect()
+    }
+
+    /// Empties the trending cache (the counts are about to change).
+    pub(super) fn trending_changed(&mut self) {
+        self.trending_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The contextual trending scores for `context`, divided by their maximum: computed
+    /// once per context until the counts change.
+    fn trending_normalised(&self, context: &Context, item_bound: usize) -> Arc<Vec<f32>> {
+        let mut cache = self
+            .trending_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(scores) = cache.get(context) {
+            return Arc::clone(scores);
+        }
+        let mut scores = vec![0.0; item_bound];
+        self.popularity.trending_scores_into(context, &mut scores);
+        normalise_by_max(&mut scores);
+        let scores = Arc::new(scores);
+        if cache.len() >= TRENDING_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(*context, Arc::clone(&scores));
+        scores
+    }
+
+    /// Items similar to `item` (item-item neighbours), best first.
+    pub fn similar(&self, item: ItemId, n: usize) -> Vec<ScoredItem> {
+        self.item_item.similar(item, n)
+    }
+
+    /// Non-personal answer: trending items in `context` at `now`.
+    pub fn popular(&self, context: &Context, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
+        self.popularity.popular(context, n, now)
+    }
+
+    /// "Buy again": the subject's repeat purchases ranked by their own reorder rhythm.
+    pub fn buy_again(&self, subject: SubjectId, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
+        self.item_item.histories().buy_again(subject, now, n)
+    }
+}
+
+/// Largest score among items the subject does not hold (1 when none is above the noise floor).
+fn largest_unheld(scores: &[f32], held: &[HeldItem]) -> f32 {
+    let mut largest = 0.0f32;
+    let mut held_iter = held
+        .iter()
+        .map(|held_item| held_item.item.index())
+        .peekable();
+    for (index, &score) in scores.iter().enumerate() {
+        while held_iter
+            .peek()
+            .is_some_and(|&held_index| held_index < index)
+        {
+            held_iter.next();
+        }
+        if held_iter.peek() == Some(&index) {
+            continue;
+        }
+        if score.is_finite() {
+            largest = largest.max(score);
+        }
+    }
+    if largest > NOISE_FLOOR { largest } else { 1.0 }
+}
+
+fn add_scaled(into: &mut [f32], from: &[f32], scale: f32) {
+    for (target, value) in into.iter_mut().zip(from) {
+        *target += scale * value;
+    }
+}
+
+fn scaled(
+    contributions: impl Iterator<Item = Contribution>,
+    scale: f32,
+) -> impl Iterator<Item = Contribution> {
+    contributions.map(move |contribution| Contribution {
+        item: contribution.item,
+        weight: scale * contribution.weight,
+    })
+}
