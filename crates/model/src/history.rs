@@ -3,6 +3,13 @@
 //! event removes exactly that event, so the history is a pure function of the multiset
 //! of learned interactions. Serves recency weights, "buy again" and the view of a subject.
 //! Never stores names, contexts or anything the models do not need.
+//!
+//! Bounded contributions: a subject holds any number of items, but what it contributes to a
+//! model's counts is only its `contribution_bound` most recent distinct items (by the time
+//! of each item's latest event; ties go to the lower item id). That set is a pure function
+//! of the subject's held events, so a model that counts only contributed items can still
+//! unlearn exactly: forgetting a subject, or an event sliding an item in or out of the
+//! window, gives what a rebuild from the same events would.
 
 use crate::error::{ModelError, Result};
 use crate::ids::{ItemId, SubjectId};
@@ -51,6 +58,8 @@ pub enum HeldChange {
 #[derive(Clone, Debug)]
 pub struct SubjectHistories {
     held_kinds: KindSet,
+    /// Most distinct items one subject contributes (0 = every held item).
+    contribution_bound: usize,
     items_by_subject: Vec<Vec<HeldItem>>,
     n_events: usize,
 }
@@ -60,14 +69,26 @@ impl SubjectHistories {
     pub fn new(held_kinds: KindSet) -> SubjectHistories {
         SubjectHistories {
             held_kinds,
+            contribution_bound: 0,
             items_by_subject: Vec::new(),
             n_events: 0,
         }
     }
 
+    /// The same histories, each subject contributing at most `bound` items (0 = all).
+    pub fn with_contribution_bound(mut self, bound: usize) -> SubjectHistories {
+        self.contribution_bound = bound;
+        self
+    }
+
     /// Which kinds are counted.
     pub fn held_kinds(&self) -> KindSet {
         self.held_kinds
+    }
+
+    /// Most distinct items one subject contributes (0 = every held item).
+    pub fn contribution_bound(&self) -> usize {
+        self.contribution_bound
     }
 
     /// Total number of events held.
@@ -151,13 +172,24 @@ impl SubjectHistories {
             .unwrap_or(&[])
     }
 
-    /// The ids of the items the subject holds, ascending (what the personal models' counts
-    /// and rank-1 updates are made of).
-    pub(crate) fn held_item_ids(&self, subject: SubjectId) -> Vec<u32> {
-        self.held(subject)
+    /// The ids of the items the subject contributes, ascending: every held item, or the
+    /// `contribution_bound` most recent ones (what the personal models' counts and rank-1
+    /// updates are made of).
+    pub(crate) fn contributed_item_ids(&self, subject: SubjectId) -> Vec<u32> {
+        let held = self.held(subject);
+        let bound = self.contribution_bound;
+        if bound == 0 || held.len() <= bound {
+            return held.iter().map(|held_item| held_item.item.0).collect();
+        }
+        let mut recent: Vec<(UnixSeconds, u32)> = held
             .iter()
-            .map(|held_item| held_item.item.0)
-            .collect()
+            .map(|held_item| (held_item.last_at(), held_item.item.0))
+            .collect();
+        recent.select_nth_unstable_by(bound - 1, most_recent_first);
+        recent.truncate(bound);
+        let mut items: Vec<u32> = recent.into_iter().map(|(_, item)| item).collect();
+        items.sort_unstable();
+        items
     }
 
     /// True if the subject holds the item.
@@ -211,9 +243,7 @@ impl SubjectHistories {
                 .iter()
                 .map(|held_item| (held_item.last_at(), held_item.item))
                 .collect();
-            recent.select_nth_unstable_by(max_items - 1, |left, right| {
-                right.0.cmp(&left.0).then(left.1.cmp(&right.1))
-            });
+            recent.select_nth_unstable_by(max_items - 1, most_recent_first);
             recent.truncate(max_items);
             recent.sort_unstable_by_key(|(_, item)| *item);
             weights.extend(
@@ -274,11 +304,17 @@ impl PartialEq for SubjectHistories {
             .len()
             .max(other.items_by_subject.len());
         self.held_kinds == other.held_kinds
+            && self.contribution_bound == other.contribution_bound
             && self.n_events == other.n_events
             && (0..length).all(|index| {
                 self.held(SubjectId(index as u32)) == other.held(SubjectId(index as u32))
             })
     }
+}
+
+/// Orders `(latest event time, item)` pairs most recent first, ties to the lower item id.
+fn most_recent_first<T: Ord>(left: &(UnixSeconds, T), right: &(UnixSeconds, T)) -> std::cmp::Ordering {
+    right.0.cmp(&left.0).then(left.1.cmp(&right.1))
 }
 
 /// `0.5^(age / half_life)` with age clamped at zero; 1 without a half-life.
@@ -345,6 +381,22 @@ mod tests {
         histories.recency_weights(SubjectId(0), 100 + 86_400, Some(1.0), 0, &mut weights);
         assert_eq!(weights.len(), 4);
         assert!((weights[0].1 - 0.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_contribution_bound_keeps_the_most_recent_distinct_items_and_slides() {
+        let mut histories = SubjectHistories::new(KindSet::purchases()).with_contribution_bound(2);
+        for (item, at) in [(1, 50), (2, 10), (3, 40), (4, 20)] {
+            histories.learn(&purchase(0, item, at));
+        }
+        assert_eq!(histories.contributed_item_ids(SubjectId(0)), vec![1, 3]);
+        // A new event on an old item brings it back into the window; item 3 slides out.
+        histories.learn(&purchase(0, 2, 60));
+        assert_eq!(histories.contributed_item_ids(SubjectId(0)), vec![1, 2]);
+        // Unlearning it slides item 3 back in: the set depends only on what is held.
+        histories.unlearn(&purchase(0, 2, 60)).unwrap();
+        assert_eq!(histories.contributed_item_ids(SubjectId(0)), vec![1, 3]);
+        assert_eq!(histories.held(SubjectId(0)).len(), 4);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod popularity;
 pub mod ranking;
 pub mod recommendation;
 
-pub use ease::{EaseConfig, EaseModel, RefreshReport};
+pub use ease::{EaseConfig, EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
 pub use error::{ModelError, Result};
 pub use history::{HeldItem, SubjectHistories};
 pub use ids::{Catalogue, Interner, ItemId, SubjectId, Subjects};

@@ -1,120 +1,261 @@
-//! Learning and unlearning in EASE: each change only notes what the subject held at the
-//! last refresh; `refresh` turns the noted changes into rank-1 downdates and updates of `P`
-//! (or a new factorisation). Never changes `P` outside `refresh`.
+//! Learning and unlearning in EASE, and the refresh that turns them into a new `P`. Each
+//! change only notes what the subject contributed at the last refresh plan. A refresh is
+//! three steps so that the slow one needs no lock on the model: `begin_refresh` (takes the
+//! noted changes and what `P` must become: quick, needs `&mut`), `RefreshPlan::compute`
+//! (rank-1 updates on a copy of `P`, or a new factorisation: slow, owns its inputs) and
+//! `finish_refresh` (swaps the new `P` in: quick). Never changes the installed `P` in place.
 
-use crate::error::Result;
+use std::sync::Arc;
+
+use crate::error::{ModelError, Result};
 use crate::history::HeldItem;
 use crate::ids::SubjectId;
 use crate::interaction::Interaction;
 
-use super::{EaseModel, RefreshReport};
+use super::{EaseModel, RefreshReport, Solution};
+
+/// What a refresh must compute, taken from the model by `begin_refresh`.
+pub struct RefreshPlan {
+    work: PlannedWork,
+    /// The solution the work starts from.
+    base: Arc<Solution>,
+    base_generation: u64,
+    /// Removals the histories held when the plan was made (the new `P` reflects them).
+    removals: u64,
+    regularisation: f64,
+    drift_bound: f64,
+    spread: usize,
+}
+
+enum PlannedWork {
+    /// A new factorisation of these rows.
+    Factorise {
+        rows: Vec<Vec<u32>>,
+        item_bound: usize,
+    },
+    /// Rank-1 downdates by each change's old row and updates by its new one; then, when
+    /// `drift_rows` are given (every row of `X`), a drift measurement.
+    Update {
+        changes: Vec<(Vec<u32>, Vec<u32>)>,
+        drift_rows: Option<Vec<Vec<u32>>>,
+    },
+}
+
+/// What `RefreshPlan::compute` made, for `finish_refresh`.
+pub struct RefreshOutcome {
+    solution: Result<Solution>,
+    report: RefreshReport,
+    base_generation: u64,
+    removals: u64,
+}
+
+impl RefreshPlan {
+    /// Computes the new `P` (the slow part: run it without holding the model).
+    pub fn compute(self) -> RefreshOutcome {
+        let mut report = RefreshReport::default();
+        let solution = match self.work {
+            PlannedWork::Factorise { rows, item_bound } => {
+                report.refactorised = true;
+                Solution::factorise(&rows, item_bound, self.regularisation)
+            }
+            PlannedWork::Update {
+                changes,
+                drift_rows,
+            } => {
+                let mut solution = self.base.copy_of_inverse();
+                drop(self.base);
+                solution.grow(
+                    changes.iter().flat_map(|(_, held_now)| held_now),
+                    self.regularisation,
+                );
+                let mut outcome = Ok(());
+                for (held_before, held_now) in &changes {
+                    if !held_before.is_empty() {
+                        outcome = outcome.and_then(|()| solution.rank_one_update(held_before, -1.0));
+                    }
+                    if !held_now.is_empty() {
+                        outcome = outcome.and_then(|()| solution.rank_one_update(held_now, 1.0));
+                    }
+                    if outcome.is_err() {
+                        break;
+                    }
+                    report.rank_one_updates +=
+                        usize::from(!held_before.is_empty()) + usize::from(!held_now.is_empty());
+                }
+                solution.reset_weight_rows();
+                match (outcome, drift_rows) {
+                    (Ok(()), None) => Ok(solution),
+                    (Ok(()), Some(rows)) => {
+                        let drift = solution.measure_drift(&rows, self.regularisation, 4, self.spread);
+                        report.measured_drift = Some(drift);
+                        if drift > self.drift_bound {
+                            report.refactorised = true;
+                            Solution::factorise(&rows, solution.slot_of_item.len(), self.regularisation)
+                        } else {
+                            Ok(solution)
+                        }
+                    }
+                    // Rounding made an update ill-conditioned: the exact path is a new
+                    // factorisation, which the next plan asks for.
+                    (Err(error), _) => Err(error),
+                }
+            }
+        };
+        RefreshOutcome {
+            solution,
+            report,
+            base_generation: self.base_generation,
+            removals: self.removals,
+        }
+    }
+}
 
 impl EaseModel {
+    /// Notes that `subject`'s row may change, keeping what it contributed at the last plan.
     fn note_change(&mut self, subject: SubjectId) {
         if !self.pending_changes.contains_key(&subject) {
-            let held_at_refresh = self.histories.held_item_ids(subject);
-            self.pending_changes.insert(subject, held_at_refresh);
+            let contributed_at_refresh = self.histories.contributed_item_ids(subject);
+            self.pending_changes.insert(subject, contributed_at_refresh);
         }
     }
 
-    /// Learns one interaction; takes effect at the next `refresh`.
+    /// Learns one interaction; takes effect at the next refresh.
     pub fn learn(&mut self, interaction: &Interaction) {
         self.item_bound = self.item_bound.max(interaction.item.index() + 1);
         if !self.histories.held_kinds().contains(interaction.kind) {
             return;
         }
-        if !self.histories.holds(interaction.subject, interaction.item) {
-            self.note_change(interaction.subject);
-        }
+        // Any counted event may change the row: a new item joins, or an old one's newer
+        // event brings it back into the bounded window.
+        self.note_change(interaction.subject);
         self.histories.learn(interaction);
     }
 
-    /// Unlearns one previously learned interaction; takes effect at the next `refresh`.
+    /// Unlearns one previously learned interaction; takes effect at the next refresh, and
+    /// until then the model does not score if the subject's row changed.
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
-        let held = self.histories.held(interaction.subject);
-        let becomes_unheld = self.histories.held_kinds().contains(interaction.kind)
-            && held
-                .binary_search_by_key(&interaction.item, |held_item| held_item.item)
-                .is_ok_and(|position| held[position].event_times == [interaction.at]);
-        if becomes_unheld {
-            self.note_change(interaction.subject);
-            self.removal_pending = true;
-        }
+        let subject = interaction.subject;
+        let contributed_before = self.histories.contributed_item_ids(subject);
         self.histories.unlearn(interaction)?;
+        if self.histories.contributed_item_ids(subject) != contributed_before {
+            self.pending_changes
+                .entry(subject)
+                .or_insert(contributed_before);
+            self.removals += 1;
+        }
         Ok(())
     }
 
-    /// Removes everything learned from `subject` (takes effect at the next `refresh`).
+    /// Removes everything learned from `subject`: the model does not score until the next
+    /// refresh has removed the subject's row from `P`.
     pub fn forget_subject(&mut self, subject: SubjectId) -> Vec<HeldItem> {
-        self.note_change(subject);
-        self.removal_pending = true;
+        if !self.histories.held(subject).is_empty() {
+            self.note_change(subject);
+            self.removals += 1;
+        }
         self.histories.take_subject(subject)
     }
 
-    /// Applies pending changes to the Gram inverse: rank-1 downdates and updates, or a new
-    /// factorisation when there are so many that it is cheaper, or when drift is too large.
-    pub fn refresh(&mut self) -> Result<RefreshReport> {
-        let outcome = self.try_refresh();
-        if outcome.is_ok() {
-            self.removal_pending = false;
-        } else {
-            // The inverse may be half-updated and the pending changes are consumed: the
-            // histories still hold the truth, so the next refresh factorises from them, and
-            // until then the model reports that it needs one instead of serving a stale P.
-            self.factorised_once = false;
-            self.pending_changes.clear();
+    /// Takes the noted changes and says what the new `P` needs (`None`: nothing to do).
+    pub fn begin_refresh(&mut self) -> Option<RefreshPlan> {
+        if !self.needs_refresh() {
+            return None;
         }
-        outcome
+        let changes: Vec<(Vec<u32>, Vec<u32>)> = std::mem::take(&mut self.pending_changes)
+            .into_iter()
+            .map(|(subject, held_at_refresh)| {
+                let held_now = self.histories.contributed_item_ids(subject);
+                (held_at_refresh, held_now)
+            })
+            .filter(|(held_at_refresh, held_now)| held_at_refresh != held_now)
+            .collect();
+        // A factorisation costs about n³/3 flops; one rank-1 update about 2n².
+        let updates_worth_a_factorisation = (self.dimension() / 6).max(8);
+        let work = if !self.factorised_once
+            || self.needs_factorisation
+            || 2 * changes.len() > updates_worth_a_factorisation
+        {
+            PlannedWork::Factorise {
+                rows: self.contributed_rows(),
+                item_bound: self.item_bound,
+            }
+        } else {
+            let planned_updates = 2 * changes.len();
+            let drift_due = self.updates_since_drift_check + planned_updates
+                >= self.config.drift_check_every_updates;
+            PlannedWork::Update {
+                changes,
+                drift_rows: drift_due.then(|| self.contributed_rows()),
+            }
+        };
+        self.needs_factorisation = false;
+        Some(RefreshPlan {
+            work,
+            base: Arc::clone(&self.solution),
+            base_generation: self.solution_generation,
+            removals: self.removals,
+            regularisation: self.config.regularisation,
+            drift_bound: self.config.drift_bound,
+            spread: self.histories.n_events(),
+        })
     }
 
-    fn try_refresh(&mut self) -> Result<RefreshReport> {
-        let mut report = RefreshReport::default();
-        if !self.factorised_once {
-            self.refactorise()?;
-            report.refactorised = true;
-            return Ok(report);
+    /// Installs what `compute` made. An outcome that failed, or that was planned on a
+    /// solution since replaced, is refused: the changes it took are then covered by a
+    /// factorisation at the next refresh, and the installed `P` stays as it was.
+    pub fn finish_refresh(&mut self, outcome: RefreshOutcome) -> Result<RefreshReport> {
+        if outcome.base_generation != self.solution_generation {
+            self.needs_factorisation = true;
+            return Err(ModelError::Internal {
+                detail: "an EASE refresh was overtaken by another; the next one factorises"
+                    .to_string(),
+            });
         }
-        let grew = self.grow_inverse();
-        // A factorisation costs about n³/3 flops; one rank-1 update about 2n².
-        let updates_worth_a_factorisation = (self.item_bound / 6).max(8);
-        let changes = std::mem::take(&mut self.pending_changes);
-        if 2 * changes.len() > updates_worth_a_factorisation {
-            self.refactorise()?;
-            report.refactorised = true;
-            return Ok(report);
-        }
-        for (subject, held_at_refresh) in changes {
-            let held_now = self.histories.held_item_ids(subject);
-            if held_now == held_at_refresh {
-                continue;
+        match outcome.solution {
+            Ok(solution) => {
+                let report = outcome.report;
+                if report.refactorised || report.measured_drift.is_some() {
+                    self.updates_since_drift_check = 0;
+                } else {
+                    self.updates_since_drift_check += report.rank_one_updates;
+                }
+                self.install(solution, outcome.removals);
+                Ok(report)
             }
-            let downdated =
-                held_at_refresh.is_empty() || self.rank_one_update(&held_at_refresh, -1.0).is_ok();
-            let updated =
-                downdated && (held_now.is_empty() || self.rank_one_update(&held_now, 1.0).is_ok());
-            if !updated {
-                // Rounding made an update ill-conditioned: the exact path is a new factorisation
-                // from the histories, which already hold every change.
+            Err(error) => {
+                self.needs_factorisation = true;
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies noted changes now: `begin_refresh`, `compute` and `finish_refresh` in one
+    /// call (for callers that own the model; shared models run `compute` without a lock).
+    pub fn refresh(&mut self) -> Result<RefreshReport> {
+        let Some(plan) = self.begin_refresh() else {
+            return Ok(RefreshReport::default());
+        };
+        let needed_factorisation = matches!(plan.work, PlannedWork::Factorise { .. });
+        let report = self.finish_refresh(plan.compute());
+        match report {
+            // An ill-conditioned update: factorise from the histories right away.
+            Err(ModelError::Numerical { .. }) if !needed_factorisation => {
                 self.refactorise()?;
-                report.refactorised = true;
-                return Ok(report);
+                Ok(RefreshReport {
+                    refactorised: true,
+                    ..RefreshReport::default()
+                })
             }
-            report.rank_one_updates +=
-                usize::from(!held_at_refresh.is_empty()) + usize::from(!held_now.is_empty());
+            other => other,
         }
-        self.updates_since_drift_check += report.rank_one_updates;
-        if grew || report.rank_one_updates > 0 {
-            self.after_inverse_changed();
-        }
-        if self.updates_since_drift_check >= self.config.drift_check_every_updates {
-            self.updates_since_drift_check = 0;
-            let drift = self.measure_drift(4);
-            report.measured_drift = Some(drift);
-            if drift > self.config.drift_bound {
-                self.refactorise()?;
-                report.refactorised = true;
-            }
-        }
-        Ok(report)
+    }
+
+    /// Makes `solution` the served `P`, reflecting `removals` removals.
+    pub(super) fn install(&mut self, solution: Solution, removals: u64) {
+        self.solution = Arc::new(solution);
+        self.solution_generation += 1;
+        self.removals_in_solution = removals;
+        self.factorised_once = true;
+        self.needs_factorisation = false;
     }
 }

@@ -3,6 +3,12 @@
 //! subject's score for item `j` is `Σ_i w_i B_ij` over their history. Only `P` is kept;
 //! scores read the history's columns of `P`, so `B` is never materialised.
 //!
+//! A subject's row of `X` is its bounded contribution: at most `max_contributed_items` of
+//! its most recent distinct items. `P` has one slot per item that some row held at the last
+//! factorisation or since, so an item nobody contributes costs no memory, and one subject
+//! adds at most its bound in new slots (an item whose last contributor left keeps its slot,
+//! decoupled — a zero Gram row — until the next factorisation compacts the slots).
+//!
 //! Learning and unlearning are exact: a subject whose row changes from `x` to `x'` is a
 //! rank-1 downdate by `x` and a rank-1 update by `x'` of `P` (Sherman–Morrison). Changes are
 //! collected and applied by `refresh`; after many updates the accumulated rounding is
@@ -19,8 +25,10 @@ mod inverse;
 mod learning;
 mod scoring;
 
+pub use learning::{RefreshOutcome, RefreshPlan};
+
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use faer::Mat;
 
@@ -48,6 +56,9 @@ pub struct EaseConfig {
     pub drift_bound: f64,
     /// Measure the residual after this many rank-1 updates since the last measurement.
     pub drift_check_every_updates: usize,
+    /// The bounded contribution: a subject's row of `X` holds at most this many of its most
+    /// recent distinct items (0 = all), so one subject adds at most this many slots to `P`.
+    pub max_contributed_items: usize,
 }
 
 impl Default for EaseConfig {
@@ -60,6 +71,7 @@ impl Default for EaseConfig {
             kept_weights_per_item: 0,
             drift_bound: 1e-9,
             drift_check_every_updates: 64,
+            max_contributed_items: crate::item_item::DEFAULT_CONTRIBUTED_ITEMS,
         }
     }
 }
@@ -71,7 +83,10 @@ pub struct EaseScratch {
     accumulated: Vec<f64>,
 }
 
-/// One item's kept weights `(target, weight)`, ascending by target.
+/// The slot of an item that has none in `P`.
+const NO_SLOT: u32 = u32::MAX;
+
+/// One item's kept weights `(target item, weight)`, ascending by target.
 #[derive(Clone, Debug)]
 struct WeightRow {
     weights: Box<[(u32, f32)]>,
@@ -86,44 +101,84 @@ pub struct RefreshReport {
     pub measured_drift: Option<f64>,
 }
 
+/// `P` with its slots and what is derived from it. A refresh builds a new one beside the
+/// old and swaps it in whole, so scoring never reads a half-updated matrix and the slow part
+/// of a refresh needs no lock on the model (see `RefreshPlan`).
+#[derive(Debug)]
+pub(crate) struct Solution {
+    /// `(G + λI)⁻¹`, indexed by slot.
+    gram_inverse: Mat<f64>,
+    /// The item of each slot of `gram_inverse`.
+    item_of_slot: Vec<u32>,
+    /// The slot of each item id (`NO_SLOT` for items no row held).
+    slot_of_item: Vec<u32>,
+    /// Copy of the diagonal of `gram_inverse`: scoring divides by it, and reading it from
+    /// the matrix is one cache miss per item.
+    inverse_diagonal: Vec<f64>,
+    /// Derived, lazily, when `kept_weights_per_item > 0`: each slot's strongest weights
+    /// `B_i·`; a new solution starts with none.
+    weight_rows: Vec<OnceLock<WeightRow>>,
+}
+
 /// The EASE model.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct EaseModel {
     config: EaseConfig,
     histories: SubjectHistories,
-    /// `(G + λI)⁻¹` as of the last refresh; dimension = items known at that refresh.
-    gram_inverse: Mat<f64>,
-    /// Copy of the diagonal of `gram_inverse`, refreshed with it: scoring divides by it,
-    /// and reading it from the matrix is one cache miss per item.
-    inverse_diagonal: Vec<f64>,
-    /// Derived, lazily, when `kept_weights_per_item > 0`: each item's strongest weights
-    /// `B_i·`; emptied whenever `P` changes.
-    weight_rows: Vec<OnceLock<WeightRow>>,
-    /// Subjects changed since the last refresh, with what they held at that refresh.
+    /// `P` as of the last refresh.
+    solution: Arc<Solution>,
+    /// Subjects changed since the last refresh plan, with what they contributed at it.
     pending_changes: BTreeMap<SubjectId, Vec<u32>>,
     item_bound: usize,
     updates_since_drift_check: usize,
     factorised_once: bool,
-    /// A removal (unlearn, forget) is waiting for `refresh`: the last `P` still holds what
-    /// was removed, so it must not score until then.
-    removal_pending: bool,
+    /// The last plan failed (or was overtaken): the next one factorises from the histories.
+    needs_factorisation: bool,
+    /// Removals (unlearns that changed a row, forgets) so far, and how many of them the
+    /// installed solution reflects: while they differ, `P` still holds something removed
+    /// and must not score.
+    removals: u64,
+    removals_in_solution: u64,
+    /// Counts installed solutions, so an outcome planned on an older one is refused.
+    solution_generation: u64,
+}
+
+/// A clone has its own copy of `P`, with no pruned rows derived yet.
+impl Clone for EaseModel {
+    fn clone(&self) -> EaseModel {
+        EaseModel {
+            config: self.config.clone(),
+            histories: self.histories.clone(),
+            solution: Arc::new(self.solution.copy_of_inverse()),
+            pending_changes: self.pending_changes.clone(),
+            item_bound: self.item_bound,
+            updates_since_drift_check: self.updates_since_drift_check,
+            factorised_once: self.factorised_once,
+            needs_factorisation: self.needs_factorisation,
+            removals: self.removals,
+            removals_in_solution: self.removals_in_solution,
+            solution_generation: self.solution_generation,
+        }
+    }
 }
 
 impl EaseModel {
     /// An empty model.
     pub fn new(config: EaseConfig) -> EaseModel {
-        let histories = SubjectHistories::new(config.held_kinds);
+        let histories = SubjectHistories::new(config.held_kinds)
+            .with_contribution_bound(config.max_contributed_items);
         EaseModel {
             config,
             histories,
-            gram_inverse: Mat::zeros(0, 0),
-            inverse_diagonal: Vec::new(),
-            weight_rows: Vec::new(),
+            solution: Arc::new(Solution::default()),
             pending_changes: BTreeMap::new(),
             item_bound: 0,
             updates_since_drift_check: 0,
             factorised_once: false,
-            removal_pending: false,
+            needs_factorisation: false,
+            removals: 0,
+            removals_in_solution: 0,
+            solution_generation: 0,
         }
     }
 
@@ -157,7 +212,14 @@ impl EaseModel {
     /// Changes how many weights per history item score (0 = all, exact EASE).
     pub fn set_kept_weights(&mut self, kept_weights_per_item: usize) {
         self.config.kept_weights_per_item = kept_weights_per_item;
-        self.after_inverse_changed();
+        // Pruned rows are derived from `P` with the old setting: start them afresh.
+        if let Some(solution) = Arc::get_mut(&mut self.solution) {
+            solution.reset_weight_rows();
+        } else {
+            let mut solution = self.solution.copy_of_inverse();
+            solution.reset_weight_rows();
+            self.solution = Arc::new(solution);
+        }
     }
 
     /// The subjects' histories this model holds.
@@ -172,21 +234,30 @@ impl EaseModel {
 
     /// True when learned changes are waiting for `refresh`.
     pub fn needs_refresh(&self) -> bool {
-        !self.factorised_once
-            || !self.pending_changes.is_empty()
-            || self.gram_inverse.nrows() != self.item_bound
+        !self.factorised_once || self.needs_factorisation || !self.pending_changes.is_empty()
     }
 
     /// True when the last refresh may serve scores: it was factorised, and nothing learned
     /// since was removed. Events learned since then are missing from the scores (and items
     /// new since then score 0) until the next refresh; nothing removed is ever served.
     pub fn scorable(&self) -> bool {
-        self.factorised_once && !self.removal_pending
+        self.factorised_once && self.removals == self.removals_in_solution
     }
 
-    /// The Gram inverse `(G + λI)⁻¹` as of the last refresh.
-    pub fn gram_inverse(&self) -> &Mat<f64> {
-        &self.gram_inverse
+    /// Number of slots in `P` (items some row held at the last factorisation or since).
+    pub fn dimension(&self) -> usize {
+        self.solution.item_of_slot.len()
+    }
+
+    /// Entry `(row, column)` of `(G + λI)⁻¹` as of the last refresh, by item: an item
+    /// without a slot has a zero Gram row, so its entries are `1/λ` on the diagonal and 0
+    /// elsewhere (what comparing a model with a rebuild needs).
+    pub fn inverse_entry(&self, row: ItemId, column: ItemId) -> f64 {
+        match (self.solution.slot(row), self.solution.slot(column)) {
+            (Some(row), Some(column)) => self.solution.gram_inverse[(row, column)],
+            _ if row == column => 1.0 / self.config.regularisation,
+            _ => 0.0,
+        }
     }
 }
 

@@ -17,13 +17,13 @@ const WEIGHT_NOISE_RELATIVE: f64 = 1e-9;
 impl EaseModel {
     /// Derives every pruned weight row now (they are otherwise derived by the first scoring
     /// that needs them, which then pays for it). Safe beside concurrent scoring.
-    /// `rows` is a range of item ids (callers warm in slices so as not to hold a lock
+    /// `rows` is a range of slots (callers warm in slices so as not to hold a lock
     /// long); returns how many rows there are.
     pub fn warm_weight_rows(&self, rows: std::ops::Range<usize>) -> usize {
-        let count = self.weight_rows.len();
+        let count = self.solution.weight_rows.len();
         if self.config.kept_weights_per_item > 0 {
-            for index in rows.start.min(count)..rows.end.min(count) {
-                self.weight_row(ItemId(index as u32));
+            for slot in rows.start.min(count)..rows.end.min(count) {
+                self.weight_row_of_slot(slot);
             }
         }
         count
@@ -31,30 +31,35 @@ impl EaseModel {
 
     /// The kept weights of `source` (computed on first use after `P` changed).
     fn weight_row(&self, source: ItemId) -> Option<&WeightRow> {
+        self.weight_row_of_slot(self.solution.slot(source)?)
+    }
+
+    fn weight_row_of_slot(&self, source_slot: usize) -> Option<&WeightRow> {
         let keep = self.config.kept_weights_per_item;
-        let cell = self.weight_rows.get(source.index())?;
+        let cell = self.solution.weight_rows.get(source_slot)?;
         Some(cell.get_or_init(|| {
-            let column = self.gram_inverse.col_as_slice(source.index());
+            let column = self.solution.gram_inverse.col_as_slice(source_slot);
             let keep = keep.min(column.len());
             // A rank-1 downdate leaves ~1e-17 where a rebuild has an exact 0: weights within
             // rounding noise of zero are zeros, or noise would win kept slots after a forget
             // that a rebuilt model gives to real neighbours.
             let largest = column
                 .iter()
-                .zip(&self.inverse_diagonal)
+                .zip(&self.solution.inverse_diagonal)
                 .enumerate()
-                .filter(|(target, _)| *target != source.index())
+                .filter(|(target, _)| *target != source_slot)
                 .map(|(_, (value, diagonal))| (value / diagonal).abs())
                 .fold(0.0f64, f64::max);
             let noise = largest * WEIGHT_NOISE_RELATIVE;
             let mut kept: Vec<(u32, f32)> = Vec::with_capacity(keep + 1);
-            for (target, (value, diagonal)) in column.iter().zip(&self.inverse_diagonal).enumerate()
+            for (target_slot, (value, diagonal)) in
+                column.iter().zip(&self.solution.inverse_diagonal).enumerate()
             {
-                if target == source.index() || (value / diagonal).abs() <= noise {
+                if target_slot == source_slot || (value / diagonal).abs() <= noise {
                     continue;
                 }
                 let weight = (-value / diagonal) as f32;
-                keep_strongest(&mut kept, keep, (target as u32, weight));
+                keep_strongest(&mut kept, keep, (self.solution.item_of_slot[target_slot], weight));
             }
             // By item id, so explanations find a weight by binary search.
             kept.sort_unstable_by_key(|(target, _)| *target);
@@ -64,7 +69,8 @@ impl EaseModel {
         }))
     }
 
-    /// Writes the subject's scores into `scores` (length ≥ `item_bound()`; overwritten).
+    /// Writes the subject's scores into `scores` (by item id; overwritten, 0 for items
+    /// without a slot).
     /// Held items get scores too; callers exclude them. Needs a `scorable` model.
     pub fn score_into(
         &self,
@@ -76,7 +82,8 @@ impl EaseModel {
         if !self.scorable() {
             return Err(ModelError::NotRefreshed);
         }
-        let dimension = self.gram_inverse.nrows();
+        let dimension = self.solution.gram_inverse.nrows();
+        scores.iter_mut().for_each(|score| *score = 0.0);
         self.histories.recency_weights(
             subject,
             now,
@@ -85,9 +92,6 @@ impl EaseModel {
             &mut scratch.history_weights,
         );
         if self.config.kept_weights_per_item > 0 {
-            for score in scores.iter_mut().take(dimension) {
-                *score = 0.0;
-            }
             for &(item, weight) in &scratch.history_weights {
                 if let Some(row) = self.weight_row(item) {
                     for &(target, item_weight) in row.weights.iter() {
@@ -103,30 +107,34 @@ impl EaseModel {
         scratch.accumulated.resize(dimension, 0.0);
         for &(item, weight) in &scratch.history_weights {
             // Items learned since the last refresh are not in `P` yet.
-            if item.index() >= dimension {
+            let Some(slot) = self.solution.slot(item) else {
                 continue;
-            }
-            let column = self.gram_inverse.col_as_slice(item.index());
+            };
+            let column = self.solution.gram_inverse.col_as_slice(slot);
             let weight = weight as f64;
             for (sum, value) in scratch.accumulated.iter_mut().zip(column) {
                 *sum += weight * value;
             }
         }
-        for (index, score) in scores.iter_mut().enumerate().take(dimension) {
-            *score = (-scratch.accumulated[index] / self.inverse_diagonal[index]) as f32;
+        for (slot, &item) in self.solution.item_of_slot.iter().enumerate() {
+            if let Some(score) = scores.get_mut(item as usize) {
+                *score = (-scratch.accumulated[slot] / self.solution.inverse_diagonal[slot]) as f32;
+            }
         }
         Ok(())
     }
 
     /// Weight `B_source,target` of the regression.
     pub fn weight(&self, source: ItemId, target: ItemId) -> f64 {
-        let dimension = self.gram_inverse.nrows();
-        if source.index() >= dimension || target.index() >= dimension || source == target {
+        let (Some(source_slot), Some(target_slot)) = (self.solution.slot(source), self.solution.slot(target)) else {
+            return 0.0;
+        };
+        if source == target {
             return 0.0;
         }
         // Column `target` (P is symmetric up to rounding): explaining one recommended item
         // then reads one column, sequentially, instead of one cache line per history item.
-        -self.gram_inverse[(source.index(), target.index())] / self.inverse_diagonal[target.index()]
+        -self.solution.gram_inverse[(source_slot, target_slot)] / self.solution.inverse_diagonal[target_slot]
     }
 
     /// The weight of `source → target` as scoring uses it (0 when pruned away).

@@ -3,6 +3,7 @@
 //! value (popularity factor, cached neighbour list) that a changed count feeds. Never
 //! leaves a cached list computed from counts that have since changed.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use crate::error::Result;
@@ -10,7 +11,7 @@ use crate::history::{HeldChange, HeldItem};
 use crate::ids::SubjectId;
 use crate::interaction::Interaction;
 
-use super::rows::{add_sorted, increment_pair, subtract_members, subtract_sorted};
+use super::rows::{add_sorted, difference, subtract_members, subtract_sorted};
 use super::{ItemItemConfig, ItemItemModel};
 
 /// Subjects holding at least this many items are forgotten on two threads.
@@ -58,7 +59,7 @@ impl ItemItemModel {
         let held_lists: Vec<Vec<u32>> = self
             .histories
             .subjects()
-            .map(|(_, held)| held.iter().map(|held_item| held_item.item.0).collect())
+            .map(|(subject, _)| self.histories.contributed_item_ids(subject))
             .collect();
         for list in &held_lists {
             for &item in list {
@@ -141,95 +142,82 @@ impl ItemItemModel {
 
     /// Learns one interaction.
     pub fn learn(&mut self, interaction: &Interaction) {
-        self.ensure_items(interaction.item.index() + 1);
-        if self.histories.learn(interaction) == HeldChange::BecameHeld {
-            let item = interaction.item.0;
-            self.change_holders(item, 1);
-            let others: Vec<u32> = self
-                .histories
-                .held(interaction.subject)
-                .iter()
-                .map(|held_item| held_item.item.0)
-                .filter(|&other| other != item)
-                .collect();
-            for &other in &others {
-                increment_pair(&mut self.cooccurrence_rows[item as usize], other);
-                increment_pair(&mut self.cooccurrence_rows[other as usize], item);
-            }
-            self.forget_neighbour_lists_around(item);
-        }
+        self.learn_batch(std::slice::from_ref(interaction));
     }
 
-    /// Learns many interactions; the same result as `learn` on each, but each affected
-    /// co-occurrence row is merged once instead of receiving one insert per pair.
+    /// Learns many interactions: each subject's contributed items are compared before and
+    /// after, and only the difference changes the counts (each affected row merged once).
     pub fn learn_batch(&mut self, interactions: &[Interaction]) {
-        let mut newly_held: std::collections::BTreeMap<SubjectId, Vec<u32>> =
-            std::collections::BTreeMap::new();
+        let mut before: BTreeMap<SubjectId, Vec<u32>> = BTreeMap::new();
         for interaction in interactions {
             self.ensure_items(interaction.item.index() + 1);
-            if self.histories.learn(interaction) == HeldChange::BecameHeld {
-                newly_held
-                    .entry(interaction.subject)
-                    .or_default()
-                    .push(interaction.item.0);
+            if !self.histories.held_kinds().contains(interaction.kind) {
+                continue;
             }
+            before
+                .entry(interaction.subject)
+                .or_insert_with(|| self.histories.contributed_item_ids(interaction.subject));
+            self.histories.learn(interaction);
         }
-        let mut merged: Vec<(u32, u32)> = Vec::new();
-        let mut changed_items: Vec<u32> = Vec::new();
-        for (subject, mut new_items) in newly_held {
-            changed_items.extend_from_slice(&new_items);
-            new_items.sort_unstable();
-            let held_items = self.histories.held_item_ids(subject);
-            for &item in &held_items {
-                if new_items.binary_search(&item).is_ok() {
-                    self.change_holders(item, 1);
-                }
-                // A new item pairs with everything held; an old one only with the new items.
-                let partners: &[u32] = if new_items.binary_search(&item).is_ok() {
-                    &held_items
-                } else {
-                    &new_items
-                };
-                add_sorted(
-                    &mut self.cooccurrence_rows[item as usize],
-                    partners,
-                    item,
-                    &mut merged,
-                );
-            }
+        for (subject, contributed_before) in before {
+            let contributed_after = self.histories.contributed_item_ids(subject);
+            self.change_contribution(&contributed_before, &contributed_after);
         }
-        changed_items.sort_unstable();
-        changed_items.dedup();
-        self.forget_neighbour_lists_around_all(&changed_items);
     }
 
     /// Unlearns one previously learned interaction (an error if it was never learned).
     pub fn unlearn(&mut self, interaction: &Interaction) -> Result<()> {
-        if self.histories.unlearn(interaction)? == HeldChange::NoLongerHeld {
-            let item = interaction.item.0;
-            self.forget_neighbour_lists_around(item);
+        let contributed_before = self.histories.contributed_item_ids(interaction.subject);
+        let bound = self.histories.contribution_bound();
+        if self.histories.unlearn(interaction)? == HeldChange::Unchanged
+            && (bound == 0 || self.histories.held(interaction.subject).len() <= bound)
+        {
+            // Every held item contributes and held-ness did not change: nor did the counts.
+            return Ok(());
+        }
+        let contributed_after = self.histories.contributed_item_ids(interaction.subject);
+        self.change_contribution(&contributed_before, &contributed_after);
+        Ok(())
+    }
+
+    /// Replaces one subject's contribution `before` by `after` (both ascending): pairs and
+    /// holder counts of the items that left are removed, those of the items that joined
+    /// added, and every cached list that read a changed count is emptied.
+    fn change_contribution(&mut self, before: &[u32], after: &[u32]) {
+        if before == after {
+            return;
+        }
+        let left = difference(before, after);
+        let joined = difference(after, before);
+        let stayed = difference(before, &left);
+        // Before counts drop, the rows still name every neighbour that read them.
+        self.forget_neighbour_lists_around_all(&left);
+        let mut merged = Vec::new();
+        for &item in &left {
             self.change_holders(item, -1);
-            let others = self.histories.held_item_ids(interaction.subject);
-            subtract_sorted(
-                &mut self.cooccurrence_rows[item as usize],
-                &others,
-                u32::MAX,
-            );
-            for &other in &others {
-                subtract_sorted(
-                    &mut self.cooccurrence_rows[other as usize],
-                    &[item],
-                    u32::MAX,
-                );
+            subtract_sorted(&mut self.cooccurrence_rows[item as usize], before, item);
+        }
+        for &item in &joined {
+            self.change_holders(item, 1);
+            add_sorted(&mut self.cooccurrence_rows[item as usize], after, item, &mut merged);
+        }
+        for &item in &stayed {
+            let row = &mut self.cooccurrence_rows[item as usize];
+            if !left.is_empty() {
+                subtract_sorted(row, &left, item);
+            }
+            if !joined.is_empty() {
+                add_sorted(row, &joined, item, &mut merged);
             }
         }
-        Ok(())
+        // After counts grow, the rows name every neighbour that will read them.
+        self.forget_neighbour_lists_around_all(&joined);
     }
 
     /// Removes everything learned from `subject`; returns what the subject held.
     pub fn forget_subject(&mut self, subject: SubjectId) -> Vec<HeldItem> {
+        let items = self.histories.contributed_item_ids(subject);
         let held = self.histories.take_subject(subject);
-        let items: Vec<u32> = held.iter().map(|held_item| held_item.item.0).collect();
         self.forget_neighbour_lists_around_all(&items);
         for &item in &items {
             self.change_holders(item, -1);

@@ -25,6 +25,9 @@ use crate::interaction::KindSet;
 /// An item's kept neighbours `(item, similarity)`, best first.
 type NeighbourList = Box<[(u32, f32)]>;
 
+/// Distinct items one subject contributes to the counts, by default (see `discreet eval`).
+pub const DEFAULT_CONTRIBUTED_ITEMS: usize = 150;
+
 /// Settings of the item-item model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemItemConfig {
@@ -40,6 +43,9 @@ pub struct ItemItemConfig {
     pub history_half_life_days: Option<f64>,
     /// Only the most recent this-many history items score (0 = all); bounds latency.
     pub max_history_items: usize,
+    /// The bounded contribution: each subject's counts come from at most this many of its
+    /// most recent distinct items (0 = all), so one subject adds at most this² pairs.
+    pub max_contributed_items: usize,
 }
 
 impl Default for ItemItemConfig {
@@ -51,6 +57,7 @@ impl Default for ItemItemConfig {
             neighbours_per_item: 10,
             history_half_life_days: Some(120.0),
             max_history_items: 200,
+            max_contributed_items: DEFAULT_CONTRIBUTED_ITEMS,
         }
     }
 }
@@ -81,7 +88,8 @@ pub struct ItemItemModel {
 impl ItemItemModel {
     /// An empty model.
     pub fn new(config: ItemItemConfig) -> ItemItemModel {
-        let histories = SubjectHistories::new(config.held_kinds);
+        let histories = SubjectHistories::new(config.held_kinds)
+            .with_contribution_bound(config.max_contributed_items);
         ItemItemModel {
             config,
             histories,
@@ -97,11 +105,14 @@ impl ItemItemModel {
         &self.config
     }
 
-    /// Changes the scoring settings (not `held_kinds`, which shapes the counts).
+    /// Changes the scoring settings (not `held_kinds` or the contribution bound, which
+    /// shape the counts).
     pub fn set_scoring(&mut self, config: ItemItemConfig) {
         let held_kinds = self.config.held_kinds;
+        let max_contributed_items = self.config.max_contributed_items;
         self.config = ItemItemConfig {
             held_kinds,
+            max_contributed_items,
             ..config
         };
         self.recompute_target_factors();

@@ -2,12 +2,19 @@
 //! no zeros — each one merge pass or one branch-free sweep. Rows are kept sorted and free
 //! of zero counts by every operation here.
 
-/// Adds one to the count of `other` in a sorted row.
-pub(super) fn increment_pair(row: &mut Vec<(u32, u32)>, other: u32) {
-    match row.binary_search_by_key(&other, |(item, _)| *item) {
-        Ok(position) => row[position].1 += 1,
-        Err(position) => row.insert(position, (other, 1)),
-    }
+/// The items of `sorted` (ascending) that are not in `removed` (ascending), in one pass.
+pub(super) fn difference(sorted: &[u32], removed: &[u32]) -> Vec<u32> {
+    let mut next = 0;
+    sorted
+        .iter()
+        .copied()
+        .filter(|&item| {
+            while next < removed.len() && removed[next] < item {
+                next += 1;
+            }
+            next >= removed.len() || removed[next] != item
+        })
+        .collect()
 }
 
 /// Adds one to the count of every item of `sorted_items` (ascending) except `skip`, in one
@@ -80,6 +87,12 @@ mod tests {
         let mut buffer = Vec::new();
         add_sorted(&mut row, &[0, 1, 3, 5, 7], 3, &mut buffer);
         assert_eq!(row, vec![(0, 1), (1, 3), (5, 5), (7, 1)]);
+    }
+
+    #[test]
+    fn difference_keeps_what_the_other_list_lacks() {
+        assert_eq!(difference(&[1, 2, 4, 7, 9], &[0, 2, 7, 8]), vec![1, 4, 9]);
+        assert_eq!(difference(&[], &[1]), Vec::<u32>::new());
     }
 
     #[test]

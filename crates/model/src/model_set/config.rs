@@ -48,6 +48,14 @@ impl Default for ModelSetConfig {
 }
 
 impl ModelSetConfig {
+    /// The same settings, with each subject contributing at most `bound` of its most recent
+    /// distinct items to item-item's counts and EASE's Gram matrix (0 = all).
+    pub fn contributing(mut self, bound: usize) -> ModelSetConfig {
+        self.item_item.max_contributed_items = bound;
+        self.ease.max_contributed_items = bound;
+        self
+    }
+
     /// The same settings, with every model counting only `held_kinds`.
     pub fn counting(mut self, held_kinds: KindSet) -> ModelSetConfig {
         self.item_item.held_kinds = held_kinds;

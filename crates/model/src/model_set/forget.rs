@@ -21,7 +21,9 @@ pub struct ForgetReport {
 impl ModelSet {
     /// Forgets a subject in every model: `interactions` are the subject's stored
     /// interactions (popularity has no per-subject state, so it unlearns these); the
-    /// personal models drop what they hold; EASE is refreshed; the name is released.
+    /// personal models drop what they hold; the name is released. EASE answers nothing
+    /// until the next `refresh` (or `begin_refresh`…`finish_refresh`) has removed the
+    /// subject from its `P`, so no model answers from the subject's data once this returns.
     pub fn forget_subject(
         &mut self,
         name: &str,
@@ -80,23 +82,13 @@ impl ModelSet {
                 return Err(error);
             }
         }
-        let held: Vec<HeldItem> = match self.ease.as_mut() {
-            None => self.item_item.forget_subject(subject),
-            Some(ease) => {
-                // Item-item and EASE are independent: forget in both at once.
-                let item_item = &mut self.item_item;
-                let (held, ease_outcome) = std::thread::scope(|scope| {
-                    let item_item_forget = scope.spawn(|| item_item.forget_subject(subject));
-                    ease.forget_subject(subject);
-                    let ease_outcome = ease.refresh();
-                    (item_item_forget.join(), ease_outcome)
-                });
-                ease_outcome?;
-                held.map_err(|_| ModelError::Internal {
-                    detail: "forgetting in the item-item model failed".to_string(),
-                })?
-            }
-        };
+        // EASE only drops the subject's row from its histories here; it does not score again
+        // until a refresh has removed the row from `P` (quick to call, and the slow part of
+        // that refresh can run without holding the models).
+        if let Some(ease) = self.ease.as_mut() {
+            ease.forget_subject(subject);
+        }
+        let held: Vec<HeldItem> = self.item_item.forget_subject(subject);
         self.subjects.release(name);
         Ok(ForgetReport {
             events_removed: held

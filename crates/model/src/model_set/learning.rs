@@ -3,7 +3,7 @@
 //! already removed. `refresh` applies EASE's pending changes (and drops EASE when the
 //! catalogue outgrows it).
 
-use crate::ease::{EaseModel, RefreshReport};
+use crate::ease::{EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
 use crate::error::{ModelError, Result};
 use crate::interaction::Interaction;
 use crate::item_item::ItemItemModel;
@@ -41,6 +41,23 @@ impl ModelSet {
             self.ease = ease;
             return Ok(());
         }
+        self.learn_checked_batch(interactions);
+        self.refresh().map(|_| ())
+    }
+
+    /// Learns a batch of interactions; EASE applies them at the next refresh. All are
+    /// checked before any is learned, so a refused batch changes nothing. Each subject's
+    /// bounded contribution is compared once per batch, not once per event.
+    pub fn learn_batch(&mut self, interactions: &[Interaction]) -> Result<()> {
+        self.trending_changed();
+        for interaction in interactions {
+            self.check_interaction(interaction)?;
+        }
+        self.learn_checked_batch(interactions);
+        Ok(())
+    }
+
+    fn learn_checked_batch(&mut self, interactions: &[Interaction]) {
         self.item_item.learn_batch(interactions);
         for interaction in interactions {
             self.popularity.learn(interaction);
@@ -48,7 +65,6 @@ impl ModelSet {
                 ease.learn(interaction);
             }
         }
-        self.refresh().map(|_| ())
     }
 
     /// Refuses what the models must never take: a subject whose name was released (forgotten),
@@ -148,12 +164,31 @@ impl ModelSet {
 
     /// Applies learned changes to EASE (rank-1 updates or a refactorisation).
     pub fn refresh(&mut self) -> Result<RefreshReport> {
-        if self.ease.is_some() && self.catalogue.len() > self.config.ease_max_items {
-            self.ease = None;
-        }
+        self.drop_ease_past_its_limit();
         match self.ease.as_mut() {
             Some(ease) => ease.refresh(),
             None => Ok(RefreshReport::default()),
+        }
+    }
+
+    /// The first step of a refresh that runs beside readers: takes EASE's noted changes
+    /// (quick). Run `RefreshPlan::compute` without holding the set, then `finish_refresh`.
+    pub fn begin_refresh(&mut self) -> Option<RefreshPlan> {
+        self.drop_ease_past_its_limit();
+        self.ease.as_mut()?.begin_refresh()
+    }
+
+    /// Installs a refresh computed beside readers (quick).
+    pub fn finish_refresh(&mut self, outcome: RefreshOutcome) -> Result<RefreshReport> {
+        match self.ease.as_mut() {
+            Some(ease) => ease.finish_refresh(outcome),
+            None => Ok(RefreshReport::default()),
+        }
+    }
+
+    fn drop_ease_past_its_limit(&mut self) {
+        if self.ease.is_some() && self.catalogue.len() > self.config.ease_max_items {
+            self.ease = None;
         }
     }
 }
