@@ -102,6 +102,10 @@ pub struct EngineFigures {
     pub forgets_completed: u64,
     pub retention_erased_rows: u64,
     pub access_entries_pending: u64,
+    /// Events acknowledged (durable) that the learner has not taught the models yet.
+    pub events_waiting_to_be_learned: u64,
+    /// Batches the models failed to learn (they are learned again at the next start).
+    pub learn_failures: u64,
 }
 
 /// Progress of the start-up rebuild.

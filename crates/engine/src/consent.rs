@@ -75,7 +75,7 @@ impl Engine {
         }
         permit.write(CONSENT_CATEGORY, None)?;
         self.check_ready()?;
-        let _gate = write(&self.inner.gate);
+        let _gate = self.exclusive();
         let row = self.inner.vault.record_consent(
             subject,
             &caller.key_id,
@@ -125,14 +125,13 @@ impl Engine {
         let interactions = interactions_of(&mut models.set, &events)?;
         if row.granted {
             models.consented.insert(subject);
-            for interaction in &interactions {
-                models.set.learn(interaction)?;
-            }
+            models.set.learn_batch(&interactions)?;
         } else {
             models.consented.remove(&subject);
             models
                 .set
                 .forget_subject(&model_name(subject), &interactions)?;
+            self.want_refresh();
         }
         Ok(())
     }
@@ -170,7 +169,7 @@ impl Engine {
                 {
                     continue;
                 }
-                let _gate = write(&self.inner.gate);
+                let _gate = self.exclusive();
                 let row = vault.record_consent_of(
                     id,
                     &caller.key_id,

@@ -4,9 +4,12 @@
 //! `retention` and `lifecycle` (rebuild, background work, shutdown).
 //!
 //! Locks: `gate` orders writes against consent changes, forgets and sweeps (ingests share
-//! it; the others take it alone), so an event is never learned twice or after its subject's
-//! consent was withdrawn. `models` is held for reading while answering and for writing only
-//! while the models change. Never hold `models` while waiting on the vault.
+//! it while they store and queue a batch for the learner; the others take it alone, through
+//! `exclusive`, which also waits until every queued batch is learned), so an event is never
+//! learned twice or after its subject's consent was withdrawn. `models` is held for reading
+//! while answering and for writing only in short steps: one learner chunk, the two quick
+//! steps of an EASE refresh, one subject's forget. Never hold `models` while waiting on the
+//! vault.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +23,7 @@ use discreet_vault::{ApiKeyRow, LedgerDraft, SubjectId, Vault, now_millis};
 use crate::answers::EngineFigures;
 use crate::error::{Error, Result};
 use crate::interactions::seconds;
+use crate::learner::{Learner, start_learner};
 
 /// Settings of an engine.
 #[derive(Clone, Debug)]
@@ -84,8 +88,14 @@ pub(crate) struct Inner {
     pub gate: RwLock<()>,
     pub api_keys: RwLock<Vec<ApiKeyRow>>,
     pub access_log: Mutex<Vec<LedgerDraft>>,
+    pub learner: Arc<Learner>,
     pub ready: AtomicBool,
     pub stopping: AtomicBool,
+    /// A removal left EASE unable to score: refresh it now rather than at the interval.
+    pub refresh_wanted: AtomicBool,
+    /// Held while an EASE refresh runs.
+    pub refreshing: Mutex<()>,
+    pub learn_failures: AtomicU64,
     pub events_accepted: AtomicU64,
     pub forgets_completed: AtomicU64,
     pub retention_erased_rows: AtomicU64,
@@ -131,7 +141,7 @@ impl Engine {
             .into_iter()
             .collect();
         let api_keys = vault.api_keys()?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 policy,
                 vault,
@@ -145,13 +155,27 @@ impl Engine {
                 gate: RwLock::new(()),
                 api_keys: RwLock::new(api_keys),
                 access_log: Mutex::new(Vec::new()),
+                learner: Arc::new(Learner::default()),
                 ready: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
+                refresh_wanted: AtomicBool::new(false),
+                refreshing: Mutex::new(()),
+                learn_failures: AtomicU64::new(0),
                 events_accepted: AtomicU64::new(0),
                 forgets_completed: AtomicU64::new(0),
                 retention_erased_rows: AtomicU64::new(0),
             }),
-        })
+        };
+        start_learner(Arc::clone(&engine.inner.learner), Arc::downgrade(&engine.inner));
+        Ok(engine)
+    }
+
+    /// Takes the gate alone (no ingest runs) once every acknowledged batch is learned: what
+    /// consent changes, forgets, sweeps and rebuilds hold while they change the models.
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        let gate = write(&self.inner.gate);
+        self.inner.learner.settle();
+        gate
     }
 
     /// The policy in force.
@@ -195,7 +219,14 @@ impl Engine {
             forgets_completed: self.inner.forgets_completed.load(Ordering::Relaxed),
             retention_erased_rows: self.inner.retention_erased_rows.load(Ordering::Relaxed),
             access_entries_pending: lock(&self.inner.access_log).len() as u64,
+            events_waiting_to_be_learned: self.inner.learner.pending_events() as u64,
+            learn_failures: self.inner.learn_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Asks the background refresh to run now (a removal stopped EASE from scoring).
+    pub(crate) fn want_refresh(&self) {
+        self.inner.refresh_wanted.store(true, Ordering::SeqCst);
     }
 
     /// Runs `visit` with read access to the models (tests compare them with a rebuild).

@@ -1,22 +1,22 @@
 //! The writes of what customers do and declare: event batches (checked whole, sealed by the
 //! vault, learned by the models only while the subject consents) and attribute values.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use discreet_policy::Action;
 use discreet_vault::crypto::sha256_parts;
-use discreet_vault::{Idempotency, NewAttribute, NewEvent, SubjectId, now_millis};
+use discreet_vault::{Idempotency, NewAttribute, NewEvent, now_millis};
 
 use crate::access::Caller;
 use crate::answers::IngestOutcome;
-use crate::engine::{Engine, read, write};
+use crate::engine::{Engine, read};
 use crate::error::{Error, Result};
 use crate::input::{
     AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, is_short_text,
 };
-use crate::interactions::{EventPayload, interaction_from};
+use crate::interactions::EventPayload;
+use crate::learner::QueuedEvent;
 
 /// Longest idempotency key accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -123,7 +123,21 @@ impl Engine {
             .events_accepted
             .fetch_add(outcome.accepted, Ordering::Relaxed);
         if outcome.accepted > 0 {
-            self.learn_batch(events, &payloads, &outcome.subjects)?;
+            // Durable now: the learner teaches the models (while the gate is still shared,
+            // so a consent change that follows waits for this batch to be learned).
+            let queued = events
+                .iter()
+                .zip(payloads)
+                .filter_map(|(event, payload)| {
+                    let subject = *outcome.subjects.get(&event.subject)?;
+                    Some(QueuedEvent {
+                        subject,
+                        at: event.at,
+                        payload,
+                    })
+                })
+                .collect();
+            self.inner.learner.push(queued);
         }
         tracing::debug!(
             events = events.len(),
@@ -136,31 +150,6 @@ impl Engine {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
         })
-    }
-
-    /// Teaches the models the events of consenting subjects (the caller holds the gate).
-    /// `subjects` are the ids the vault resolved the batch's customer ids to.
-    fn learn_batch(
-        &self,
-        events: &[EventInput],
-        payloads: &[EventPayload],
-        subjects: &BTreeMap<String, SubjectId>,
-    ) -> Result<()> {
-        let mut models = write(&self.inner.models);
-        let models = &mut *models;
-        for (event, payload) in events.iter().zip(payloads) {
-            let Some(&subject) = subjects.get(&event.subject) else {
-                continue;
-            };
-            if !models.consented.contains(&subject) {
-                continue;
-            }
-            if let Some(interaction) = interaction_from(&mut models.set, subject, event.at, payload)
-            {
-                models.set.learn(&interaction)?;
-            }
-        }
-        Ok(())
     }
 
     /// Stores attribute values (names declared in the policy). Returns the names stored.

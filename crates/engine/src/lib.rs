@@ -17,6 +17,7 @@ mod ingest;
 pub mod input;
 mod interactions;
 mod keys;
+mod learner;
 mod lifecycle;
 mod recommend;
 mod retention;

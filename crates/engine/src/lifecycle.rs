@@ -11,7 +11,7 @@ use discreet_model::ModelSet;
 use discreet_vault::{LedgerDraft, SubjectId, now_millis};
 
 use crate::answers::{RebuildProgress, RebuildReport};
-use crate::engine::{Engine, Inner, read, write};
+use crate::engine::{Engine, Inner, lock, read, write};
 use crate::error::Result;
 use crate::interactions::interactions_of;
 
@@ -25,7 +25,7 @@ impl Engine {
     /// subjects whose consent holds, and marks the engine ready.
     pub fn rebuild(&self, progress: &dyn Fn(RebuildProgress)) -> Result<RebuildReport> {
         let started = Instant::now();
-        let _gate = write(&self.inner.gate);
+        let _gate = self.exclusive();
         let vault = &self.inner.vault;
         let events_total = vault.count_events()?;
         let mut set = ModelSet::new(self.inner.options.models.clone())?;
@@ -127,12 +127,25 @@ impl Engine {
             false,
             |engine| engine.flush_access_log(),
         );
+        // Polls often, refreshes at the interval — or at once when a removal stopped EASE
+        // from scoring (a forget, a withdrawal, a sweep), so it answers again soon.
+        let refresh_interval = options.model_refresh_interval;
+        let last_refresh = std::sync::Mutex::new(Instant::now());
         spawn_loop(
             "discreet-model-refresh",
             weak.clone(),
-            options.model_refresh_interval,
+            Duration::from_millis(20).min(refresh_interval),
             false,
-            |engine| engine.refresh_models(),
+            move |engine| {
+                let mut last = crate::engine::lock(&last_refresh);
+                if engine.inner.refresh_wanted.swap(false, Ordering::SeqCst)
+                    || last.elapsed() >= refresh_interval
+                {
+                    *last = Instant::now();
+                    drop(last);
+                    engine.refresh_models();
+                }
+            },
         );
         // The first sweep runs at once: data that expired while discreet was stopped must
         // not be served for another interval.
@@ -158,17 +171,20 @@ impl Engine {
         }
     }
 
-    /// Applies pending EASE updates (learned events wait for this to reach EASE), then
-    /// derives the pruned rows that the refresh (or a forget) emptied — under the read lock,
-    /// beside the requests, so that no request pays for them.
+    /// Applies pending EASE changes (learned events, and removals, which stop EASE from
+    /// scoring until then), then derives the pruned rows of the new `P` — the slow parts
+    /// beside the requests, so that no request waits for them: the models' write lock is
+    /// held only to take the changes and to swap the new `P` in.
     pub fn refresh_models(&self) {
-        if read(&self.inner.models)
-            .set
-            .ease()
-            .is_some_and(|ease| ease.needs_refresh())
-            && let Err(error) = write(&self.inner.models).set.refresh()
-        {
-            tracing::error!(%error, "model refresh failed");
+        // One refresh at a time: a second would be refused as overtaken anyway.
+        let _refreshing = lock(&self.inner.refreshing);
+        let plan = write(&self.inner.models).set.begin_refresh();
+        if let Some(plan) = plan {
+            let outcome = plan.compute();
+            if let Err(error) = write(&self.inner.models).set.finish_refresh(outcome) {
+                tracing::error!(%error, "model refresh failed; the next one factorises");
+                self.inner.refresh_wanted.store(true, Ordering::SeqCst);
+            }
         }
         // In slices, so that a writer (an ingest, a forget) never waits long for the lock.
         let mut start = 0;

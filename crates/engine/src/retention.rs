@@ -15,7 +15,7 @@ impl Engine {
             return Ok(SweepReport::default());
         }
         let policy = &self.inner.policy;
-        let _gate = write(&self.inner.gate);
+        let _gate = self.exclusive();
         let expired = self.inner.vault.expired(now, &|category| {
             policy
                 .retention_of(category)
@@ -35,9 +35,9 @@ impl Engine {
             for interaction in &interactions {
                 models.set.unlearn(interaction)?;
             }
-            models.set.refresh()?;
             interactions.len() as u64
         };
+        self.want_refresh();
         let erased = self.inner.vault.erase_expired(&expired, "retention")?;
         self.inner
             .retention_erased_rows

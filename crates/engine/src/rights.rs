@@ -117,7 +117,7 @@ impl Engine {
         self.check_ready()?;
         let vault = &self.inner.vault;
         let started = Instant::now();
-        let _gate = write(&self.inner.gate);
+        let _gate = self.exclusive();
         let id = vault.subject_id(subject)?.ok_or(Error::NotFound {
             what: Missing::Subject,
         })?;
@@ -164,6 +164,9 @@ impl Engine {
         });
         let models_micros = started.elapsed().as_micros() as u64;
         models_outcome?;
+        if consented {
+            self.want_refresh();
+        }
         let receipt = receipt?;
         self.inner.forgets_completed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(

@@ -33,6 +33,7 @@ struct Snapshot {
 }
 
 fn snapshot(engine: &TestEngine) -> Snapshot {
+    engine.settle();
     let figures = engine.figures();
     Snapshot {
         events: engine.vault().count_events().expect("count"),

@@ -160,9 +160,12 @@ pub fn context(weather: &str, country: &str) -> EventContext {
     }
 }
 
-/// Ingests `events` as one batch from the storefront.
+/// Ingests `events` as one batch from the storefront, and waits until the learner has
+/// taught the models (an ingest answers once the batch is durable, before it is learned).
 pub fn ingest(engine: &Engine, events: &[EventInput]) -> Result<IngestOutcome, Error> {
-    engine.ingest(&storefront(), events, None)
+    let outcome = engine.ingest(&storefront(), events, None);
+    engine.settle();
+    outcome
 }
 
 /// Ingests `events` in batches of at most 200, and says how many were accepted.
@@ -380,8 +383,12 @@ fn hour_now() -> i64 {
 }
 
 /// All answers of `engine` for `customers` and `items` (personalization purpose, the
-/// largest `n`, so that no tie at the cut decides what is listed).
+/// largest `n`, so that no tie at the cut decides what is listed), once what was
+/// acknowledged is learned and EASE is refreshed (a removal stops EASE from scoring until
+/// its refresh, which the background would run).
 pub fn answers(engine: &Engine, customers: &[String], items: &[String]) -> Answers {
+    engine.settle();
+    engine.refresh_models();
     let recommendations = customers
         .iter()
         .map(|customer| {

@@ -3,6 +3,10 @@
 
 mod bounded;
 mod explanations;
+mod memory;
 mod metrics;
 mod streams;
 mod unlearning;
+
+#[global_allocator]
+static ALLOCATOR: memory::PerThreadCounter = memory::PerThreadCounter;
