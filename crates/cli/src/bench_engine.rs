@@ -50,6 +50,14 @@ struct EngineFigures {
     forget_events_per_customer_mean: f64,
     forget_ms_p50: f64,
     forget_ms_p99: f64,
+    /// The recommend latencies above, but taken while a 10,000-event batch is learned.
+    recommend_while_learning_us_p50: f64,
+    recommend_while_learning_us_p99: f64,
+    recommend_while_learning_calls: usize,
+    /// One consenting customer sends 10,000 distinct new items in one batch.
+    hostile_ingest_ms: f64,
+    hostile_learned_ms: f64,
+    hostile_rss_growth_mib: f64,
 }
 
 fn rss_mib() -> f64 {
@@ -198,6 +206,9 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         forgotten_events += count;
     }
     forget_ms.sort_by(f64::total_cmp);
+    engine.settle();
+    engine.refresh_models();
+    let hostile = hostile_customer(&engine, &caller, &consenting)?;
     engine.shutdown();
 
     let figures = EngineFigures {
@@ -215,6 +226,12 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         forget_events_per_customer_mean: forgotten_events as f64 / forget_ms.len().max(1) as f64,
         forget_ms_p50: percentile(&forget_ms, 0.5),
         forget_ms_p99: percentile(&forget_ms, 0.99),
+        recommend_while_learning_us_p50: percentile(&hostile.recommend_us, 0.5),
+        recommend_while_learning_us_p99: percentile(&hostile.recommend_us, 0.99),
+        recommend_while_learning_calls: hostile.recommend_us.len(),
+        hostile_ingest_ms: hostile.ingest_ms,
+        hostile_learned_ms: hostile.learned_ms,
+        hostile_rss_growth_mib: hostile.rss_growth_mib,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -245,6 +262,82 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             figures.forget_ms_p50,
             figures.forget_ms_p99
         );
+        println!(
+            "one customer sending 10,000 distinct new items in one batch: stored in {:.0} ms, learned {:.0} ms after the request began, RSS +{:.1} MiB; recommend meanwhile p50 {:.0} µs p99 {:.0} µs ({} calls)",
+            figures.hostile_ingest_ms,
+            figures.hostile_learned_ms,
+            figures.hostile_rss_growth_mib,
+            figures.recommend_while_learning_us_p50,
+            figures.recommend_while_learning_us_p99,
+            figures.recommend_while_learning_calls
+        );
     }
     Ok(())
+}
+
+/// What the hostile customer's batch cost, and the recommend latencies measured meanwhile.
+struct HostileFigures {
+    ingest_ms: f64,
+    learned_ms: f64,
+    rss_growth_mib: f64,
+    recommend_us: Vec<f64>,
+}
+
+/// One consenting customer sends 10,000 distinct items nobody else has, in one batch, while
+/// another thread asks for recommendations of other customers until it is learned.
+fn hostile_customer(
+    engine: &discreet_engine::Engine,
+    caller: &Caller,
+    consenting: &[String],
+) -> anyhow::Result<HostileFigures> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let subject = "hostile-bench-customer";
+    engine.set_consent(caller, subject, "personalization", true, "bench")?;
+    let now = discreet_vault::now_millis();
+    let events: Vec<discreet_engine::EventInput> = (0..10_000)
+        .map(|item| discreet_engine::EventInput {
+            subject: subject.to_owned(),
+            event_type: discreet_engine::EventType::View,
+            item: Some(format!("hostile-item-{item}")),
+            at: now - 60_000 + item,
+            quantity: None,
+            query: None,
+            value: None,
+            context: EventContext::default(),
+        })
+        .collect();
+    let rss_before = rss_mib();
+    let learning = AtomicBool::new(true);
+    let context = EventContext::default();
+    let (ingest_ms, learned_ms, recommend_us) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut latencies = Vec::new();
+            let mut index = 0;
+            while learning.load(Ordering::SeqCst) {
+                let subject = &consenting[(index * 7919) % consenting.len()];
+                index += 1;
+                let started = Instant::now();
+                let answer = engine.recommend(caller, subject, "personalization", 10, &context);
+                latencies.push(started.elapsed().as_secs_f64() * 1e6);
+                std::hint::black_box(answer).ok();
+            }
+            latencies
+        });
+        let started = Instant::now();
+        let stored = engine.ingest(caller, &events, None);
+        let ingest_ms = started.elapsed().as_secs_f64() * 1e3;
+        engine.settle();
+        let learned_ms = started.elapsed().as_secs_f64() * 1e3;
+        learning.store(false, Ordering::SeqCst);
+        let mut latencies = reader.join().unwrap_or_default();
+        latencies.sort_by(f64::total_cmp);
+        stored.map(|_| (ingest_ms, learned_ms, latencies))
+    })?;
+    engine.refresh_models();
+    Ok(HostileFigures {
+        ingest_ms,
+        learned_ms,
+        rss_growth_mib: rss_mib() - rss_before,
+        recommend_us,
+    })
 }

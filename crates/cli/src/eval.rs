@@ -88,7 +88,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     progress(Progress::Doing(
         "building and measuring every model on all data before the cutoff".into(),
     ));
-    let (model_rows, mut models) = quality::measure_models(&test, &tuned.model_set_config())?;
+    let (mut model_rows, mut models) = quality::measure_models(&test, &tuned.model_set_config())?;
+    // What `discreet serve` answers with: the engine's default settings, exactly.
+    model_rows.push(quality::measure_model_set(
+        &test,
+        "served (engine default)",
+        &discreet_engine::tuned_model_config(),
+    )?);
     progress(Progress::StepDone);
 
     let (latencies, ease_drift) = if args.skip_latency {

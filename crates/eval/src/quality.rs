@@ -191,6 +191,24 @@ pub struct MeasuredModels {
 /// Builds every model with `settings` (e.g. those tuned on the validation month) on
 /// `split`'s train part and measures each once on its test part: popularity, trending,
 /// item-item, EASE and the blend, in that order.
+/// Builds and measures one model set with exactly `config` (e.g. what the engine serves),
+/// its popularity reference time re-based to the split's cutoff as the engine re-bases it to
+/// its start.
+pub fn measure_model_set(
+    split: &Split,
+    name: &'static str,
+    config: &ModelSetConfig,
+) -> anyhow::Result<ModelRow> {
+    let mut config = config.clone();
+    config.popularity.reference_time = split.cutoff;
+    let (model_set, build) = measured(|| split.model_set(config))?;
+    Ok(ModelRow {
+        name,
+        quality: evaluate_model_set(&model_set, split)?,
+        build,
+    })
+}
+
 pub fn measure_models(
     split: &Split,
     settings: &ModelSetConfig,

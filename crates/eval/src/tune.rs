@@ -17,7 +17,10 @@ use crate::quality::{
 use crate::split::Split;
 
 /// Steps `tune` reports as done (`Progress::StepDone`).
-pub const STEPS: u64 = 4;
+pub const STEPS: u64 = 5;
+
+/// Bounds on one subject's contribution tried (most recent distinct items; 0 = all).
+const CONTRIBUTION_BOUNDS: [usize; 6] = [25, 50, 100, 150, 250, 0];
 
 /// Settings chosen on the validation month.
 #[derive(Clone, Debug)]
@@ -68,6 +71,10 @@ impl Tuned {
                     describe_half_life(self.ease.history_half_life_days),
                     describe_cap(self.ease.max_history_items)
                 ),
+            ),
+            (
+                "contribution bound",
+                describe_cap(self.item_item.max_contributed_items),
             ),
             (
                 "blend",
@@ -187,13 +194,56 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
         }
     }
     progress(Progress::StepDone);
+
+    progress(Progress::Doing(
+        "tuning the bounded contribution on the validation month".into(),
+    ));
+    let bound = tune_contribution_bound(
+        split,
+        ModelSetConfig {
+            item_item: item_item.clone(),
+            ease: ease.clone(),
+            popularity: popularity.clone(),
+            blend: blend.clone(),
+            ..ModelSetConfig::default()
+        },
+        &mut log,
+    )?;
+    progress(Progress::StepDone);
     Ok(Tuned {
         popularity,
-        item_item,
-        ease,
+        item_item: ItemItemConfig {
+            max_contributed_items: bound,
+            ..item_item
+        },
+        ease: EaseConfig {
+            max_contributed_items: bound,
+            ..ease
+        },
         blend,
         log,
     })
+}
+
+/// The bound on what one subject contributes to item-item's counts and EASE's Gram matrix:
+/// the smallest within 1% of the best blend on validation (a smaller bound is cheaper to
+/// learn and caps what one hostile customer can add).
+fn tune_contribution_bound(
+    split: &Split,
+    config: ModelSetConfig,
+    log: &mut Vec<(String, f64)>,
+) -> anyhow::Result<usize> {
+    let mut results = Vec::new();
+    for bound in CONTRIBUTION_BOUNDS {
+        let model_set = split.model_set(config.clone().contributing(bound))?;
+        let quality = evaluate_model_set(&model_set, split)?;
+        log.push((
+            format!("contribution bound {}", describe_cap(bound)),
+            quality.ndcg_at_10,
+        ));
+        results.push((bound, quality.ndcg_at_10));
+    }
+    Ok(smallest_cap_within_one_percent(&results))
 }
 
 /// Item-item: the similarity exponents, neighbours and history half-life, then the cap.
