@@ -14,9 +14,23 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read, write};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, is_short_text,
+    AttributeInput, EventInput, EventType, EventTypeRule, MAX_ATTRIBUTE_BYTES, check_batch,
+    check_subject, is_short_text,
 };
 use crate::interactions::{EventPayload, interaction_from};
+
+/// What the policy declares of an event type: its category and that category's retention.
+fn event_type_rule(policy: &discreet_policy::Policy, event_type: EventType) -> Option<EventTypeRule> {
+    let category = policy.category_of_event_type(event_type.as_str())?;
+    let retention = policy.category_rule_of(category).map(|rule| {
+        let millis = rule.retention.as_duration().as_millis().min(i64::MAX as u128) as i64;
+        (millis, rule.retention.to_string())
+    });
+    Some(EventTypeRule {
+        category: category.to_owned(),
+        retention,
+    })
+}
 
 /// Longest idempotency key accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -79,7 +93,7 @@ impl Engine {
             events,
             self.inner.options.max_batch_events,
             now_millis(),
-            &|event_type| policy.category_of_event_type(event_type.as_str()).is_some(),
+            &|event_type| event_type_rule(policy, event_type),
         )?;
         let mut payloads = Vec::with_capacity(events.len());
         let mut new_events = Vec::with_capacity(events.len());
@@ -177,14 +191,17 @@ impl Engine {
         }
         let policy = &self.inner.policy;
         let mut new_attributes = Vec::with_capacity(attributes.len());
-        for attribute in attributes {
+        for (position, attribute) in attributes.iter().enumerate() {
             let name = attribute.name.as_str();
             let Some(category) = policy.category_of_attribute(name) else {
+                // The name is not echoed: an unknown name may be anything, an email too.
                 let declared: Vec<&str> = policy.attributes().keys().map(String::as_str).collect();
                 return Err(Error::bad_input(
-                    name,
+                    "body",
                     format!(
-                        "is not an attribute declared in the policy; declared: {}",
+                        "names an attribute the policy does not declare (attribute {} of {}); declared: {}",
+                        position + 1,
+                        attributes.len(),
                         declared.join(", ")
                     ),
                 ));

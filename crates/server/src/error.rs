@@ -65,6 +65,7 @@ error_codes! {
     AuthBlocked => (TOO_MANY_REQUESTS, "auth_blocked", "Too many failed authentications from this address"),
     Internal => (INTERNAL_SERVER_ERROR, "internal", "Internal error"),
     NotReady => (SERVICE_UNAVAILABLE, "not_ready", "The models are still being rebuilt"),
+    LedgerUnavailable => (SERVICE_UNAVAILABLE, "ledger_unavailable", "The access ledger cannot be written"),
 }
 
 impl From<Missing> for Code {
@@ -136,6 +137,9 @@ impl ApiError {
                 }
                 EngineError::Conflict { detail } => (Code::Conflict, detail.clone(), None),
                 EngineError::NotReady => (Code::NotReady, error.to_string(), None),
+                EngineError::LedgerUnavailable => {
+                    (Code::LedgerUnavailable, error.to_string(), None)
+                }
                 EngineError::Internal { .. } => (
                     Code::Internal,
                     "an internal error occurred; it was logged for the operators".into(),
