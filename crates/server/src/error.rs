@@ -66,6 +66,7 @@ error_codes! {
     Internal => (INTERNAL_SERVER_ERROR, "internal", "Internal error"),
     NotReady => (SERVICE_UNAVAILABLE, "not_ready", "The models are still being rebuilt"),
     LedgerUnavailable => (SERVICE_UNAVAILABLE, "ledger_unavailable", "The access ledger cannot be written"),
+    RequestTimeout => (SERVICE_UNAVAILABLE, "request_timeout", "The request took too long"),
 }
 
 impl From<Missing> for Code {
@@ -88,6 +89,7 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     RouteNotFound,
     MethodNotAllowed,
+    RequestTimeout { limit_secs: f64 },
 }
 
 impl From<EngineError> for ApiError {
@@ -171,6 +173,13 @@ impl ApiError {
             ApiError::MethodNotAllowed => (
                 Code::MethodNotAllowed,
                 "this route does not answer this method".into(),
+                None,
+            ),
+            ApiError::RequestTimeout { limit_secs } => (
+                Code::RequestTimeout,
+                format!(
+                    "the request was not answered within {limit_secs} s; a write may have taken effect, so retry it with the same Idempotency-Key"
+                ),
                 None,
             ),
         }
