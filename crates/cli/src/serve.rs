@@ -85,7 +85,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             .checked_mul(unit_millis)
             .map(Duration::from_millis)
             .ok_or_else(|| "is too long".to_owned()),
-        _ => Err("must be a positive whole number of seconds (`10s`) or milliseconds (`500ms`)".to_owned()),
+        _ => Err(
+            "must be a positive whole number of seconds (`10s`) or milliseconds (`500ms`)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -131,9 +134,11 @@ pub fn serve_engine(
     let serving = engine.clone();
     let outcome = runtime.block_on(async move {
         let bind = |address: SocketAddr| async move {
-            tokio::net::TcpListener::bind(address).await.map_err(|error| {
-                CommandError::BadInput(format!("cannot listen on {address}: {error}"))
-            })
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| {
+                    CommandError::BadInput(format!("cannot listen on {address}: {error}"))
+                })
         };
         let listener = bind(listen).await?;
         let metrics_listener = match metrics_listen {

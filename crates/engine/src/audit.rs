@@ -70,7 +70,10 @@ fn buffer_read_entry(
 }
 
 /// Writes the waiting entries; on failure they wait again, ahead of newer ones.
-fn flush_read_entries(buffer: &Mutex<ReadEntries>, write: LedgerWrite<'_>) -> discreet_vault::Result<()> {
+fn flush_read_entries(
+    buffer: &Mutex<ReadEntries>,
+    write: LedgerWrite<'_>,
+) -> discreet_vault::Result<()> {
     let batch = {
         let mut entries = lock(buffer);
         let batch = std::mem::take(&mut entries.waiting);

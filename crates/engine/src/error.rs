@@ -53,7 +53,9 @@ pub enum Error {
     NotReady,
     /// Read entries cannot reach the ledger, and the buffer for them is full: reads of
     /// personal data are refused rather than left off the ledger.
-    #[error("the access ledger cannot be written now; reads of personal data wait for it, retry shortly")]
+    #[error(
+        "the access ledger cannot be written now; reads of personal data wait for it, retry shortly"
+    )]
     LedgerUnavailable,
     /// A fault inside discreet (storage, keys, models); the detail is for operators.
     #[error("internal error: {detail}")]

@@ -20,10 +20,17 @@ use crate::input::{
 use crate::interactions::{EventPayload, interaction_from};
 
 /// What the policy declares of an event type: its category and that category's retention.
-fn event_type_rule(policy: &discreet_policy::Policy, event_type: EventType) -> Option<EventTypeRule> {
+fn event_type_rule(
+    policy: &discreet_policy::Policy,
+    event_type: EventType,
+) -> Option<EventTypeRule> {
     let category = policy.category_of_event_type(event_type.as_str())?;
     let retention = policy.category_rule_of(category).map(|rule| {
-        let millis = rule.retention.as_duration().as_millis().min(i64::MAX as u128) as i64;
+        let millis = rule
+            .retention
+            .as_duration()
+            .as_millis()
+            .min(i64::MAX as u128) as i64;
         (millis, rule.retention.to_string())
     });
     Some(EventTypeRule {

@@ -112,7 +112,11 @@ impl Table {
                 .then_some(*counted)
         });
         let victim = expired_block
-            .or_else(|| self.unblocked.first_key_value().map(|(_, counted)| *counted))
+            .or_else(|| {
+                self.unblocked
+                    .first_key_value()
+                    .map(|(_, counted)| *counted)
+            })
             .or_else(|| self.blocking.first_key_value().map(|(_, counted)| *counted));
         match victim {
             Some(victim) => {
@@ -211,7 +215,9 @@ impl AuthGuard {
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counters held now.

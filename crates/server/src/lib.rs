@@ -97,7 +97,11 @@ pub fn metrics_router(state: AppState) -> Router {
 /// Answers 503 `request_timeout` when a request (its body upload included) takes longer
 /// than `Limits::request_timeout`. Work already handed to the blocking pool still
 /// finishes; the answer says a write may have taken effect.
-async fn request_time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn request_time_limit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let limit = state.limits.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,

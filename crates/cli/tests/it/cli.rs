@@ -23,7 +23,9 @@ fn exit_codes_mean_something() {
     // The error says which value is wrong and what is expected; it does not repeat an
     // unknown name (the engine's errors never echo one, whoever the caller is).
     assert!(
-        bad_role.stderr.contains("role: is not a role of the policy; known: admin"),
+        bad_role
+            .stderr
+            .contains("role: is not a role of the policy; known: admin"),
         "the error names the flag and the known roles: {bad_role}"
     );
     assert!(bad_role.stdout.is_empty(), "{bad_role}");

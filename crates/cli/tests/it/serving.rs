@@ -70,7 +70,11 @@ fn metrics_move_to_their_own_listener() {
     assert_eq!(public.status, 404, "{}", public.text);
     let private = http(metrics_port, "GET", "/metrics", None, None).expect("metrics listener");
     assert_eq!(private.status, 200, "{}", private.text);
-    for name in ["discreet_ready 1", "discreet_events_accepted_total", "discreet_http_requests_total"] {
+    for name in [
+        "discreet_ready 1",
+        "discreet_events_accepted_total",
+        "discreet_http_requests_total",
+    ] {
         assert!(private.text.contains(name), "{name}:\n{}", private.text);
     }
     let stopped = server.terminate(WITHIN);

@@ -23,6 +23,7 @@ pub fn discreet() -> Command {
         "DISCREET_DATA_DIR",
         "DISCREET_KEK_FILE",
         "DISCREET_LISTEN",
+        "DISCREET_METRICS_LISTEN",
         "DISCREET_POLICY",
         "RUST_LOG",
     ] {

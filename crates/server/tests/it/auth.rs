@@ -181,9 +181,7 @@ async fn bad_keys_from_an_address_never_block_a_valid_key_from_it() {
 #[tokio::test(start_paused = true)]
 async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
     let t = TestApp::with_state(|state| {
-        state.trusted_proxies = Arc::new(TrustedProxies::new(vec![
-            "10.9.0.0/16".parse().unwrap(),
-        ]));
+        state.trusted_proxies = Arc::new(TrustedProxies::new(vec!["10.9.0.0/16".parse().unwrap()]));
     });
     let proxy = from_ip("10.9.0.1");
     let behind = |client: &str| {
@@ -193,11 +191,17 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
             .header("x-forwarded-for", client)
     };
     for _ in 1..BLOCK_AFTER {
-        t.send(behind("203.0.113.5")).await.problem(401, "unauthorized");
+        t.send(behind("203.0.113.5"))
+            .await
+            .problem(401, "unauthorized");
     }
-    t.send(behind("203.0.113.5")).await.problem(429, "auth_blocked");
+    t.send(behind("203.0.113.5"))
+        .await
+        .problem(429, "auth_blocked");
     // Another customer of the proxy with the same wrong key is counted on its own.
-    t.send(behind("203.0.113.6")).await.problem(401, "unauthorized");
+    t.send(behind("203.0.113.6"))
+        .await
+        .problem(401, "unauthorized");
 
     // An untrusted peer's header is ignored: its failures count against the peer.
     let untrusted = address(5, 5);

@@ -657,10 +657,7 @@ async fn every_bad_query_parameter_is_named() {
         (format!("{recommendations}?n="), "n"),
         (format!("{recommendations}?n=1&n=2"), "n"),
         (format!("{recommendations}?colour=red"), "query"),
-        (
-            format!("{recommendations}?context.humidity=high"),
-            "query",
-        ),
+        (format!("{recommendations}?context.humidity=high"), "query"),
         (
             format!("{recommendations}?context.weather=fog"),
             "context.weather",
@@ -677,10 +674,7 @@ async fn every_bad_query_parameter_is_named() {
         ("/v1/items/A/similar?n=0".to_owned(), "n"),
         ("/v1/items/A/similar?n=101".to_owned(), "n"),
         ("/v1/items/A/similar?n=ten".to_owned(), "n"),
-        (
-            "/v1/items/A/similar?purpose=analytics".to_owned(),
-            "query",
-        ),
+        ("/v1/items/A/similar?purpose=analytics".to_owned(), "query"),
         (format!("/v1/items/{}/similar", "I".repeat(65)), "item"),
         ("/v1/audit?since=yesterday".to_owned(), "since"),
         ("/v1/audit?until=2011-11-02".to_owned(), "until"),
@@ -1093,7 +1087,10 @@ async fn unknown_names_are_not_echoed() {
             problem["detail"].as_str().unwrap().contains(detail),
             "{what}: {problem}"
         );
-        assert!(!reply.text().contains("jane.doe"), "{what} echoes the name: {problem}");
+        assert!(
+            !reply.text().contains("jane.doe"),
+            "{what} echoes the name: {problem}"
+        );
     }
     assert_eq!(t.stored(), before, "nothing stored");
     assert_eq!(t.engine.vault().subject_id("c-attr").unwrap(), None);

@@ -220,9 +220,12 @@ async fn an_idle_connection_is_closed() {
     )
     .await;
     let mut stream = TcpStream::connect(served.address).await.expect("connect");
-    write_all(&stream, b"GET /healthz HTTP/1.1\r\nHost: discreet.test\r\n\r\n")
-        .await
-        .expect("write");
+    write_all(
+        &stream,
+        b"GET /healthz HTTP/1.1\r\nHost: discreet.test\r\n\r\n",
+    )
+    .await
+    .expect("write");
     let (status, _) = within("the answer", read_response(&mut stream)).await;
     assert_eq!(status, 200);
     let sent = within("closing the idle connection", closed_by_server(stream)).await;

@@ -27,7 +27,10 @@ async fn odd_methods_do_not_grow_the_metrics() {
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
     }
     let after = t.send(Req::get("/metrics")).await.text();
-    assert!(!after.contains("M0001") && !after.contains("M2000"), "{after}");
+    assert!(
+        !after.contains("M0001") && !after.contains("M2000"),
+        "{after}"
+    );
     assert!(
         after.contains(r#"route="/v1/policy",method="other",status="405"} 2001"#),
         "{after}"
@@ -76,7 +79,10 @@ async fn business_figures_are_only_on_the_metrics_listener() {
     assert_eq!(public.status, StatusCode::OK);
     let public = public.text();
     for name in business {
-        assert!(!public.contains(name), "{name} on the API's listener:\n{public}");
+        assert!(
+            !public.contains(name),
+            "{name} on the API's listener:\n{public}"
+        );
     }
     for name in operational {
         assert!(public.contains(name), "{name} missing:\n{public}");
