@@ -14,30 +14,10 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read, write};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, EventType, EventTypeRule, MAX_ATTRIBUTE_BYTES, check_batch,
-    check_subject, is_short_text,
+    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, event_type_rule,
+    is_short_text,
 };
 use crate::interactions::{EventPayload, interaction_from};
-
-/// What the policy declares of an event type: its category and that category's retention.
-fn event_type_rule(
-    policy: &discreet_policy::Policy,
-    event_type: EventType,
-) -> Option<EventTypeRule> {
-    let category = policy.category_of_event_type(event_type.as_str())?;
-    let retention = policy.category_rule_of(category).map(|rule| {
-        let millis = rule
-            .retention
-            .as_duration()
-            .as_millis()
-            .min(i64::MAX as u128) as i64;
-        (millis, rule.retention.to_string())
-    });
-    Some(EventTypeRule {
-        category: category.to_owned(),
-        retention,
-    })
-}
 
 /// Longest idempotency key accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;

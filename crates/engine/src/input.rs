@@ -216,6 +216,26 @@ pub(crate) struct EventTypeRule {
     pub retention: Option<(i64, String)>,
 }
 
+/// What the policy declares of an event type: its category and that category's retention.
+pub(crate) fn event_type_rule(
+    policy: &discreet_policy::Policy,
+    event_type: EventType,
+) -> Option<EventTypeRule> {
+    let category = policy.category_of_event_type(event_type.as_str())?;
+    let retention = policy.category_rule_of(category).map(|rule| {
+        let millis = rule
+            .retention
+            .as_duration()
+            .as_millis()
+            .min(i64::MAX as u128) as i64;
+        (millis, rule.retention.to_string())
+    });
+    Some(EventTypeRule {
+        category: category.to_owned(),
+        retention,
+    })
+}
+
 /// Checks a whole batch: one problem rejects it, naming `events[i].field`. `rule_of` says
 /// what the policy declares of an event type (`None`: not declared).
 pub(crate) fn check_batch(
