@@ -43,6 +43,8 @@ pub struct DemoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub http: crate::serve::HttpArgs,
 }
 
 /// The consents a customer of the demo gives, decided by a hash of their id so that every
@@ -142,7 +144,7 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
 
     // Start as a real deployment would: a fresh process state rebuilt from the vault.
     let engine = store.open_engine()?;
-    crate::serve::serve_engine(engine, args.listen, move |address| {
+    crate::serve::serve_engine(engine, args.listen, &args.http, move |address| {
         print_tour(
             address,
             &storefront_secret,

@@ -18,7 +18,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Shift every time forward so the last purchase falls on the day before today (the
-    /// data is from 2010-2011; without this the retention sweep erases most of it).
+    /// data is from 2010-2011; without this its purchases are past the policy's retention,
+    /// and the engine refuses them).
     #[arg(long)]
     pub shift_to_now: bool,
     /// Prefix of the subject ids made from customer ids.

@@ -108,7 +108,6 @@ impl Engine {
         policy.purpose(name).ok_or_else(|| {
             not_declared(
                 "purpose",
-                name,
                 policy
                     .purposes()
                     .iter()
@@ -118,16 +117,13 @@ impl Engine {
     }
 }
 
-/// "`name` is not a {what} of the policy; known: …" for the field named `what`.
-pub(crate) fn not_declared<'a>(
-    what: &str,
-    name: &str,
-    known: impl Iterator<Item = &'a str>,
-) -> Error {
+/// "is not a {what} of the policy; known: …" for the field named `what`. The name given is
+/// not repeated: an unknown name may be anything a caller typed, personal data included.
+pub(crate) fn not_declared<'a>(what: &str, known: impl Iterator<Item = &'a str>) -> Error {
     Error::bad_input(
         what,
         format!(
-            "`{name}` is not a {what} of the policy; known: {}",
+            "is not a {what} of the policy; known: {}",
             known.collect::<Vec<_>>().join(", ")
         ),
     )

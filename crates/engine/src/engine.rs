@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use discreet_model::{ModelSet, ModelSetConfig};
 use discreet_policy::Policy;
-use discreet_vault::{ApiKeyRow, LedgerDraft, SubjectId, Vault, now_millis};
+use discreet_vault::{ApiKeyRow, SubjectId, Vault, now_millis};
 
 use crate::answers::EngineFigures;
+use crate::audit::ReadEntries;
 use crate::error::{Error, Result};
 use crate::interactions::seconds;
 use crate::learner::{Learner, start_learner};
@@ -87,7 +88,7 @@ pub(crate) struct Inner {
     pub models: RwLock<Models>,
     pub gate: RwLock<()>,
     pub api_keys: RwLock<Vec<ApiKeyRow>>,
-    pub access_log: Mutex<Vec<LedgerDraft>>,
+    pub access_log: Mutex<ReadEntries>,
     pub learner: Arc<Learner>,
     pub ready: AtomicBool,
     pub stopping: AtomicBool,
@@ -154,7 +155,7 @@ impl Engine {
                 }),
                 gate: RwLock::new(()),
                 api_keys: RwLock::new(api_keys),
-                access_log: Mutex::new(Vec::new()),
+                access_log: Mutex::new(ReadEntries::default()),
                 learner: Arc::new(Learner::default()),
                 ready: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),

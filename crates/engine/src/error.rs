@@ -51,6 +51,12 @@ pub enum Error {
     /// The engine is still rebuilding its models.
     #[error("the models are still being rebuilt; retry shortly")]
     NotReady,
+    /// Read entries cannot reach the ledger, and the buffer for them is full: reads of
+    /// personal data are refused rather than left off the ledger.
+    #[error(
+        "the access ledger cannot be written now; reads of personal data wait for it, retry shortly"
+    )]
+    LedgerUnavailable,
     /// A fault inside discreet (storage, keys, models); the detail is for operators.
     #[error("internal error: {detail}")]
     Internal { detail: String },

@@ -13,7 +13,8 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, is_short_text,
+    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, event_type_rule,
+    is_short_text,
 };
 use crate::interactions::EventPayload;
 use crate::learner::QueuedEvent;
@@ -79,7 +80,7 @@ impl Engine {
             events,
             self.inner.options.max_batch_events,
             now_millis(),
-            &|event_type| policy.category_of_event_type(event_type.as_str()).is_some(),
+            &|event_type| event_type_rule(policy, event_type),
         )?;
         let mut payloads = Vec::with_capacity(events.len());
         let mut new_events = Vec::with_capacity(events.len());
@@ -166,14 +167,17 @@ impl Engine {
         }
         let policy = &self.inner.policy;
         let mut new_attributes = Vec::with_capacity(attributes.len());
-        for attribute in attributes {
+        for (position, attribute) in attributes.iter().enumerate() {
             let name = attribute.name.as_str();
             let Some(category) = policy.category_of_attribute(name) else {
+                // The name is not echoed: an unknown name may be anything, an email too.
                 let declared: Vec<&str> = policy.attributes().keys().map(String::as_str).collect();
                 return Err(Error::bad_input(
-                    name,
+                    "body",
                     format!(
-                        "is not an attribute declared in the policy; declared: {}",
+                        "names an attribute the policy does not declare (attribute {} of {}); declared: {}",
+                        position + 1,
+                        attributes.len(),
                         declared.join(", ")
                     ),
                 ));

@@ -206,16 +206,47 @@ pub fn check_batch_size(n_events: usize, max_events: usize) -> Result<()> {
     Ok(())
 }
 
-/// Checks a whole batch: one problem rejects it, naming `events[i].field`.
+/// What the policy says of one declared event type, for the batch checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EventTypeRule {
+    /// The data category its events belong to.
+    pub category: String,
+    /// How long that category is kept, in milliseconds, and the policy's words for it
+    /// (`13 months`); `None` when it is kept as long as the subject.
+    pub retention: Option<(i64, String)>,
+}
+
+/// What the policy declares of an event type: its category and that category's retention.
+pub(crate) fn event_type_rule(
+    policy: &discreet_policy::Policy,
+    event_type: EventType,
+) -> Option<EventTypeRule> {
+    let category = policy.category_of_event_type(event_type.as_str())?;
+    let retention = policy.category_rule_of(category).map(|rule| {
+        let millis = rule
+            .retention
+            .as_duration()
+            .as_millis()
+            .min(i64::MAX as u128) as i64;
+        (millis, rule.retention.to_string())
+    });
+    Some(EventTypeRule {
+        category: category.to_owned(),
+        retention,
+    })
+}
+
+/// Checks a whole batch: one problem rejects it, naming `events[i].field`. `rule_of` says
+/// what the policy declares of an event type (`None`: not declared).
 pub(crate) fn check_batch(
     events: &[EventInput],
     max_events: usize,
     now_millis: i64,
-    declared: &dyn Fn(EventType) -> bool,
+    rule_of: &dyn Fn(EventType) -> Option<EventTypeRule>,
 ) -> Result<()> {
     check_batch_size(events.len(), max_events)?;
     for (index, event) in events.iter().enumerate() {
-        check_event(event, now_millis, declared)
+        check_event(event, now_millis, rule_of)
             .map_err(|error| error.within(&format!("events[{index}]")))?;
     }
     Ok(())
@@ -225,16 +256,29 @@ pub(crate) fn check_batch(
 fn check_event(
     event: &EventInput,
     now_millis: i64,
-    declared: &dyn Fn(EventType) -> bool,
+    rule_of: &dyn Fn(EventType) -> Option<EventTypeRule>,
 ) -> Result<()> {
     check_subject("subject", &event.subject)?;
-    if !declared(event.event_type) {
+    let Some(rule) = rule_of(event.event_type) else {
         return Err(Error::bad_input("type", EventType::rule()));
-    }
+    };
     if event.at < MIN_EVENT_MILLIS || event.at > now_millis.saturating_add(MAX_FUTURE_MILLIS) {
         return Err(Error::bad_input(
             "at",
             "must lie between 1970-01-01 and one day from now",
+        ));
+    }
+    // The retention sweep erases what is older than this (`at < now - retention`): such an
+    // event would be stored only to be erased, and served until the next sweep.
+    if let Some((retention_millis, retention)) = &rule.retention
+        && event.at < now_millis.saturating_sub(*retention_millis)
+    {
+        return Err(Error::bad_input(
+            "at",
+            format!(
+                "is past the retention of its data category `{}` ({retention}): the policy does not keep events this old",
+                rule.category
+            ),
         ));
     }
     match &event.item {

@@ -19,7 +19,6 @@ impl Engine {
         if policy.role(role).is_none() {
             return Err(not_declared(
                 "role",
-                role,
                 policy.roles().iter().map(|role| role.name.as_str()),
             ));
         }

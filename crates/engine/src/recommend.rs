@@ -82,7 +82,7 @@ impl Engine {
                             .purpose(purpose)
                             .categories(categories.iter().map(String::as_str))
                             .detail(format!("items={}", items.len())),
-                    );
+                    )?;
                     return Ok(Recommendations {
                         personalized: true,
                         reason: None,

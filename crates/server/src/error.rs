@@ -65,6 +65,8 @@ error_codes! {
     AuthBlocked => (TOO_MANY_REQUESTS, "auth_blocked", "Too many failed authentications from this address"),
     Internal => (INTERNAL_SERVER_ERROR, "internal", "Internal error"),
     NotReady => (SERVICE_UNAVAILABLE, "not_ready", "The models are still being rebuilt"),
+    LedgerUnavailable => (SERVICE_UNAVAILABLE, "ledger_unavailable", "The access ledger cannot be written"),
+    RequestTimeout => (SERVICE_UNAVAILABLE, "request_timeout", "The request took too long"),
 }
 
 impl From<Missing> for Code {
@@ -87,6 +89,7 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     RouteNotFound,
     MethodNotAllowed,
+    RequestTimeout { limit_secs: f64 },
 }
 
 impl From<EngineError> for ApiError {
@@ -136,6 +139,9 @@ impl ApiError {
                 }
                 EngineError::Conflict { detail } => (Code::Conflict, detail.clone(), None),
                 EngineError::NotReady => (Code::NotReady, error.to_string(), None),
+                EngineError::LedgerUnavailable => {
+                    (Code::LedgerUnavailable, error.to_string(), None)
+                }
                 EngineError::Internal { .. } => (
                     Code::Internal,
                     "an internal error occurred; it was logged for the operators".into(),
@@ -167,6 +173,13 @@ impl ApiError {
             ApiError::MethodNotAllowed => (
                 Code::MethodNotAllowed,
                 "this route does not answer this method".into(),
+                None,
+            ),
+            ApiError::RequestTimeout { limit_secs } => (
+                Code::RequestTimeout,
+                format!(
+                    "the request was not answered within {limit_secs} s; a write may have taken effect, so retry it with the same Idempotency-Key"
+                ),
                 None,
             ),
         }

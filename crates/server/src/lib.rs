@@ -4,6 +4,8 @@
 //! (they carry customer ids and personal values): logs and metrics name route templates.
 
 mod auth;
+mod client;
+mod connections;
 mod error;
 mod metrics;
 mod openapi;
@@ -12,15 +14,24 @@ mod state;
 pub mod wire;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-pub use auth::{AuthGuard, BLOCK_AFTER, BLOCK_FOR, SLOW_AFTER};
+pub use auth::{
+    ADDRESS_BLOCK_AFTER, ADDRESS_SLOW_AFTER, AuthGuard, BLOCK_AFTER, BLOCK_FOR, MAX_TRACKED,
+    SLOW_AFTER,
+};
+pub use client::{Cidr, CidrError, TrustedProxies};
+pub use connections::{ConnectionFigures, ConnectionSettings};
 pub use error::{Code, PROBLEM_TYPE_BASE, Problem};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Scope as MetricsScope, method_label};
 pub use openapi::document as openapi_document;
 pub use state::{AppState, Limits};
 
@@ -60,20 +71,100 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            request_time_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish.
+/// The router of the metrics listener: `/metrics` with every figure, business ones too.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::get_all_metrics))
+        .fallback(routes::route_not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_time_limit,
+        ))
+        .with_state(state)
+}
+
+/// Answers 503 `request_timeout` when a request (its body upload included) takes longer
+/// than `Limits::request_timeout`. Work already handed to the blocking pool still
+/// finishes; the answer says a write may have taken effect.
+async fn request_time_limit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.limits.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::RequestTimeout {
+            limit_secs: limit.as_secs_f64(),
+        }
+        .into_response(),
+    }
+}
+
+/// Where a server listens: the API, and optionally `/metrics` on an address of its own.
+pub struct Listeners {
+    pub api: TcpListener,
+    /// With it, the API's listener answers `/metrics` 404 and this one serves every figure.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Connections the metrics listener serves at once.
+const METRICS_MAX_CONNECTIONS: usize = 64;
+
+/// Serves the API (and the metrics listener) until `shutdown` completes, then stops
+/// accepting, lets open requests finish for at most `settings.shutdown_grace`, and closes
+/// what is left, so the caller can always flush the ledger afterwards.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
+    listeners: Listeners,
+    mut state: AppState,
+    settings: ConnectionSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    state.metrics_elsewhere = listeners.metrics.is_some();
+    let figures = state.metrics.connections.clone();
+    let api = router(state.clone());
+    let Some(metrics_listener) = listeners.metrics else {
+        return connections::serve_router(listeners.api, api, settings, figures, shutdown).await;
+    };
+    let (stop, stopped) = watch::channel(false);
+    let stop_when = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stopping| *stopping).await;
+    };
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let metrics_settings = ConnectionSettings {
+        max_connections: METRICS_MAX_CONNECTIONS.min(settings.max_connections),
+        ..settings
+    };
+    let (api_served, metrics_served, ()) = tokio::join!(
+        connections::serve_router(
+            listeners.api,
+            api,
+            settings,
+            figures,
+            stop_when(stopped.clone())
+        ),
+        connections::serve_router(
+            metrics_listener,
+            metrics_router(state),
+            metrics_settings,
+            Arc::new(ConnectionFigures::default()),
+            stop_when(stopped)
+        ),
+        signal,
+    );
+    api_served.and(metrics_served)
 }

@@ -1,10 +1,12 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use discreet_engine::Engine;
 
 use crate::auth::AuthGuard;
+use crate::client::TrustedProxies;
 use crate::metrics::Metrics;
 
 /// Limits of the HTTP layer.
@@ -12,6 +14,9 @@ use crate::metrics::Metrics;
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request may take, body upload included, before it is answered 503
+    /// `request_timeout`.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -19,6 +24,7 @@ impl Default for Limits {
         // A full batch of 10,000 events of a few hundred bytes each fits with room to spare.
         Limits {
             max_body_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -30,16 +36,23 @@ pub struct AppState {
     pub guard: Arc<AuthGuard>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// True when `/metrics` is served on a listener of its own: the API's listener then
+    /// answers it 404.
+    pub metrics_elsewhere: bool,
 }
 
 impl AppState {
-    /// State for an engine with default limits.
+    /// State for an engine with default limits, no trusted proxy, `/metrics` on the API.
     pub fn new(engine: Engine) -> AppState {
         AppState {
             engine,
             guard: Arc::new(AuthGuard::default()),
             metrics: Arc::new(Metrics::default()),
             limits: Limits::default(),
+            trusted_proxies: Arc::new(TrustedProxies::default()),
+            metrics_elsewhere: false,
         }
     }
 }

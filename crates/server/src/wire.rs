@@ -44,17 +44,26 @@ pub fn parse_time(field: &str, text: &str) -> Result<i64> {
         .map_err(|_| Error::bad_input(field, "is too far from today"))
 }
 
-/// An object's fields, refusing any name not in `known` (named by `prefix.name`).
+/// An object's fields, refusing any name not in `known`. The refusal names the object
+/// (`prefix` without its dot, or `body`) and the field's position, never the unknown name:
+/// a name may be anything a caller typed, an email too. Positions count in name order
+/// (the order in which the object's fields are read).
 fn known_fields<'a>(
     object: &'a Map<String, Value>,
     known: &[&str],
     prefix: &str,
     what: &str,
 ) -> Result<&'a Map<String, Value>> {
-    if let Some(unknown) = object.keys().find(|key| !known.contains(&key.as_str())) {
+    if let Some(position) = object.keys().position(|key| !known.contains(&key.as_str())) {
+        let owner = prefix.strip_suffix('.').unwrap_or(prefix);
         return Err(Error::bad_input(
-            format!("{prefix}{unknown}"),
-            format!("is not {what}; known fields: {}", known.join(", ")),
+            if owner.is_empty() { "body" } else { owner },
+            format!(
+                "has a field that is not {what} (field {} of {}, in name order); known fields: {}",
+                position + 1,
+                object.len(),
+                known.join(", ")
+            ),
         ));
     }
     Ok(object)
@@ -104,10 +113,10 @@ pub fn event_batch(body: &Value, max_events: usize) -> Result<Vec<EventInput>> {
             ),
         ));
     };
-    if let Some(unknown) = object.keys().find(|key| key.as_str() != "events") {
+    if object.keys().any(|key| key.as_str() != "events") {
         return Err(Error::bad_input(
-            unknown.clone(),
-            "is not a field of a batch; the only field is `events`",
+            "body",
+            "has a field that is not a field of a batch; the only field is `events`",
         ));
     }
     let Some(events) = object.get("events") else {
@@ -204,7 +213,8 @@ fn context(field: &str, value: &Value) -> Result<EventContext> {
     })
 }
 
-/// Reads an attributes body `{"name": value, ...}`; numbers and booleans become text.
+/// Reads an attributes body `{"name": value, ...}`; numbers and booleans become text. The
+/// attributes come out in name order (the engine names an undeclared one by its position).
 pub fn attributes(body: &Value) -> Result<Vec<AttributeInput>> {
     let Some(object) = body.as_object() else {
         return Err(Error::bad_input(
@@ -217,15 +227,22 @@ pub fn attributes(body: &Value) -> Result<Vec<AttributeInput>> {
     }
     object
         .iter()
-        .map(|(name, value)| {
+        .enumerate()
+        .map(|(position, (name, value))| {
             let value = match value {
                 Value::String(text) => text.clone(),
                 Value::Number(number) => number.to_string(),
                 Value::Bool(flag) => flag.to_string(),
+                // Named by position: the name is not known to be declared yet.
                 _ => {
                     return Err(Error::bad_input(
-                        name.clone(),
-                        "must be a string, a number or a boolean",
+                        "body",
+                        format!(
+                            "has an attribute whose value is not a string, a number or a boolean (attribute {} of {}, in name order): got {}",
+                            position + 1,
+                            object.len(),
+                            describe(value)
+                        ),
                     ));
                 }
             };
@@ -254,7 +271,7 @@ pub fn consent(body: &Value) -> Result<ConsentBody> {
         ));
     };
     let fields = Fields {
-        object: known_fields(object, &["granted", "source"], "", "a field")?,
+        object: known_fields(object, &["granted", "source"], "", "a consent field")?,
         prefix: "",
     };
     let granted = match object.get("granted") {
@@ -282,7 +299,7 @@ pub fn key_request(body: &Value) -> Result<KeyBody> {
         ));
     };
     let fields = Fields {
-        object: known_fields(object, &["role", "label"], "", "a field")?,
+        object: known_fields(object, &["role", "label"], "", "a key request field")?,
         prefix: "",
     };
     let role = match object.get("role") {

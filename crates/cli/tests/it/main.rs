@@ -3,4 +3,5 @@
 
 mod cli;
 mod restart;
+mod serving;
 mod support;

@@ -23,6 +23,7 @@ pub fn discreet() -> Command {
         "DISCREET_DATA_DIR",
         "DISCREET_KEK_FILE",
         "DISCREET_LISTEN",
+        "DISCREET_METRICS_LISTEN",
         "DISCREET_POLICY",
         "RUST_LOG",
     ] {
@@ -191,10 +192,15 @@ impl Server {
     /// Starts `discreet serve` on a free port and waits (at most `timeout`) for `/healthz`
     /// to answer 200. Retries on another port if the one picked was taken meanwhile.
     pub fn start(store: &Store, name: &str, timeout: Duration) -> Server {
+        Server::start_with(store, name, &[], timeout)
+    }
+
+    /// `start` with more flags for `serve`.
+    pub fn start_with(store: &Store, name: &str, extra: &[&str], timeout: Duration) -> Server {
         let mut last_failure = String::new();
         for attempt in 0..3 {
             let port = free_port();
-            let mut server = Server::spawn(store, &format!("{name}-{attempt}"), port);
+            let mut server = Server::spawn(store, &format!("{name}-{attempt}"), port, extra);
             match server.wait_healthy(timeout) {
                 Ok(()) => return server,
                 Err(failure) => {
@@ -212,7 +218,7 @@ impl Server {
         panic!("server {name} could not listen on any free port: {last_failure}");
     }
 
-    fn spawn(store: &Store, name: &str, port: u16) -> Server {
+    fn spawn(store: &Store, name: &str, port: u16, extra: &[&str]) -> Server {
         let stdout_path = store.file(&format!("{name}.stdout"));
         let stderr_path = store.file(&format!("{name}.stderr"));
         let stdout = std::fs::File::create(&stdout_path).expect("stdout file");
@@ -220,6 +226,7 @@ impl Server {
         let mut args = vec!["serve".to_owned()];
         args.extend(store.flags());
         args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
+        args.extend(extra.iter().map(|flag| (*flag).to_owned()));
         // Debug logging, so that the log-hygiene check sees every line the server can write.
         let child = discreet()
             .args(&args)

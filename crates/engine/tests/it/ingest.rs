@@ -176,6 +176,11 @@ fn a_bad_event_rejects_the_whole_batch_and_names_its_field() {
         ("events[1].at", "a time two days ahead", |event| {
             event.at = days_ago(-2.0);
         }),
+        // Purchases are kept 3 years (of 365 days): an older one would be stored only to be
+        // erased by the next sweep, and served until then.
+        ("events[1].at", "a purchase past its retention", |event| {
+            event.at = days_ago(3.0 * 365.0 + 2.0);
+        }),
         ("events[1].quantity", "a quantity of 0", |event| {
             event.quantity = Some(0);
         }),

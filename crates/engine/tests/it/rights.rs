@@ -42,18 +42,34 @@ fn export_and_forget_need_the_subject_rights_purpose() {
 #[test]
 fn the_first_retention_sweep_runs_when_the_background_starts() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // Stored while purchases were kept 5 years (an event already past retention is refused
+    // at ingest); the built-in policy, in force at the next start, keeps them 3 years: one
+    // is then past it, one is not.
+    let kept_longer = "retention = \"3 years\"\nretention_reason = \"Covers the two-year";
+    assert!(BUILTIN_RETAIL_TOML.contains(kept_longer));
+    let earlier_policy = Policy::from_toml_str(
+        &BUILTIN_RETAIL_TOML.replace(
+            kept_longer,
+            "retention = \"5 years\"\nretention_reason = \"Covers the two-year",
+        ),
+        "purchases-kept-5-years",
+    )
+    .expect("policy");
+    {
+        let earlier = open_engine_with_policy(dir.path(), earlier_policy, EngineOptions::default());
+        ingest_all(
+            &earlier,
+            &[
+                event("c-1", "purchase", "A", days_ago(4.0 * 366.0)),
+                event("c-1", "purchase", "B", days_ago(2.0)),
+            ],
+        );
+        earlier.shutdown();
+    }
     let engine = open_engine_with_policy(
         dir.path(),
         Policy::builtin_retail(),
         EngineOptions::default(),
-    );
-    // Purchases are kept 3 years in the built-in policy: one is past it, one is not.
-    ingest_all(
-        &engine,
-        &[
-            event("c-1", "purchase", "A", days_ago(4.0 * 366.0)),
-            event("c-1", "purchase", "B", days_ago(2.0)),
-        ],
     );
     assert_eq!(engine.vault().count_events().expect("count"), 2);
     engine.start_background();

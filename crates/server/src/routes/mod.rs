@@ -72,12 +72,14 @@ pub(crate) fn query(
 ) -> ApiResult<Vec<(String, String)>> {
     let Query(pairs) = extracted.map_err(|_| bad("query", "is not a valid query string"))?;
     let mut seen = BTreeSet::new();
-    for (name, _) in &pairs {
+    for (position, (name, _)) in pairs.iter().enumerate() {
+        // An unknown name is not echoed (it may be anything a caller typed).
         if !known.contains(&name.as_str()) {
             return Err(bad(
-                name,
+                "query",
                 format!(
-                    "is not a parameter of this route; known: {}",
+                    "has a parameter that is not one of this route's (parameter {}); known: {}",
+                    position + 1,
                     known.join(", ")
                 ),
             ));

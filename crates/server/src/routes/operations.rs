@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::metrics::Scope as MetricsScope;
 use crate::state::AppState;
 
 /// 200 once the models are rebuilt and the server accepts traffic; 503 before.
@@ -29,7 +30,21 @@ pub async fn get_healthz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn get_metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.engine.figures());
+    // It needs no key, so it shows operational figures only, and none at all when a
+    // metrics listener of its own serves them.
+    if state.metrics_elsewhere {
+        return ApiError::RouteNotFound.into_response();
+    }
+    metrics_text(&state, MetricsScope::Operational)
+}
+
+/// Prometheus text metrics with every figure (the metrics listener's only route).
+pub async fn get_all_metrics(State(state): State<AppState>) -> Response {
+    metrics_text(&state, MetricsScope::Everything)
+}
+
+fn metrics_text(state: &AppState, scope: MetricsScope) -> Response {
+    let text = state.metrics.render(&state.engine.figures(), scope);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -1,10 +1,12 @@
 //! HTTP tests of discreet-server: the real router over a real engine and vault, driven with
-//! `tower::ServiceExt::oneshot`. One test binary; each module covers one side of the
-//! contract in API.md.
+//! `tower::ServiceExt::oneshot` (and, in `connections`, the real server over loopback
+//! sockets). One test binary; each module covers one side of the contract in API.md.
 
 mod auth;
 mod bad_input;
+mod connections;
 mod gpc;
+mod metrics;
 mod roles;
 mod routes;
 mod support;

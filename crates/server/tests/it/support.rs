@@ -25,6 +25,8 @@ pub const CUSTOMER: &str = "c-17850";
 /// per built-in role. Fields drop in order, so the temp folder goes last.
 pub struct TestApp {
     pub app: Router,
+    /// The state the router was built from (tests that serve it on a socket use it).
+    pub state: AppState,
     pub engine: Engine,
     pub admin: String,
     pub storefront: String,
@@ -90,9 +92,10 @@ impl TestApp {
         let analyst = issue("analyst");
         let mut state = AppState::new(engine.clone());
         adjust(&mut state);
-        let app = discreet_server::router(state);
+        let app = discreet_server::router(state.clone());
         TestApp {
             app,
+            state,
             engine,
             admin,
             storefront,
