@@ -121,7 +121,8 @@ impl TestApp {
         send(&self.app, request).await
     }
 
-    /// Ingests events through the engine as the operator (setup, not under test).
+    /// Ingests events through the engine as the operator (setup, not under test), and waits
+    /// until the learner has taught them to the models.
     pub fn ingest(&self, events: Vec<Value>) {
         let events = discreet_server::wire::event_batch(
             &json!({ "events": events }),
@@ -131,6 +132,7 @@ impl TestApp {
         self.engine
             .ingest(&Caller::operator(), &events, None)
             .expect("setup ingest");
+        self.engine.settle();
     }
 
     /// Records a consent decision through the engine as the operator (setup).
