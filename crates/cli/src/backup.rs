@@ -63,7 +63,10 @@ pub fn run(args: BackupArgs) -> Result<(), CommandError> {
             })
         );
     } else {
-        println!("data backup written to {} (it holds no key)", args.to.display());
+        println!(
+            "data backup written to {} (it holds no key)",
+            args.to.display()
+        );
         if let Some(keys_to) = &args.keys_to {
             println!(
                 "key store copy written to {}; keep it apart from the data backups and delete it soon",

@@ -113,7 +113,9 @@ impl StoreArgs {
                 },
             )?;
         if let Some(problem) = vault.refused_writes() {
-            eprintln!("warning: the data file was altered outside discreet ({problem}); opened to verify only");
+            eprintln!(
+                "warning: the data file was altered outside discreet ({problem}); opened to verify only"
+            );
         }
         for receipt in vault.recovered_forgets() {
             eprintln!(

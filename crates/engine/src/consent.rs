@@ -279,7 +279,11 @@ mod tests {
         ];
         let latest = latest_decision(&history, "personalization").expect("decided");
         assert!(!latest.granted);
-        assert!(latest_decision(&history, "marketing_email").expect("decided").granted);
+        assert!(
+            latest_decision(&history, "marketing_email")
+                .expect("decided")
+                .granted
+        );
         assert!(latest_decision(&history, "analytics").is_none());
     }
 }

@@ -120,7 +120,10 @@ impl IntegrityKeys {
     pub fn new(secret: &[u8]) -> Self {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let derive = |purpose: &[u8]| {
-            let subkey = hmac::sign(&root, &[&b"discreet/integrity-subkey/v1/"[..], purpose].concat());
+            let subkey = hmac::sign(
+                &root,
+                &[&b"discreet/integrity-subkey/v1/"[..], purpose].concat(),
+            );
             hmac::Key::new(hmac::HMAC_SHA256, subkey.as_ref())
         };
         IntegrityKeys {
@@ -271,10 +274,20 @@ mod tests {
         let (linked, head) = chain(&keys, &rows);
         assert_eq!(keys.check_consent_chain(7, &linked, Some(&head)), Ok(()));
         // The withdrawal deleted: the grant alone no longer matches the head.
-        assert!(keys.check_consent_chain(7, &linked[..1], Some(&head)).is_err());
+        assert!(
+            keys.check_consent_chain(7, &linked[..1], Some(&head))
+                .is_err()
+        );
         // The withdrawal deleted and the head recomputed without the key.
-        let forged = IntegrityKeys::new(b"guess").consent_head(7, 1, keys.consent_mac(&CHAIN_START, 1, &rows[0]));
-        assert!(keys.check_consent_chain(7, &linked[..1], Some(&forged)).is_err());
+        let forged = IntegrityKeys::new(b"guess").consent_head(
+            7,
+            1,
+            keys.consent_mac(&CHAIN_START, 1, &rows[0]),
+        );
+        assert!(
+            keys.check_consent_chain(7, &linked[..1], Some(&forged))
+                .is_err()
+        );
         // A row flipped to a grant.
         let mut flipped = linked.clone();
         flipped[1].row.granted = true;

@@ -133,7 +133,11 @@ fn a_kek_file_is_never_written_inside_the_data_folder() {
 #[test]
 fn an_altered_data_file_is_reported_and_refused() {
     let store = Store::new();
-    let created = run_on(&store, &["keys", "create", "--role", "admin", "--json"], WITHIN);
+    let created = run_on(
+        &store,
+        &["keys", "create", "--role", "admin", "--json"],
+        WITHIN,
+    );
     assert_eq!(created.code(), Some(0), "{created}");
     assert!(store.root.path().join("keystore.sqlite").exists());
     assert!(!store.data_dir.join("keystore.sqlite").exists());
@@ -166,8 +170,11 @@ fn an_altered_data_file_is_reported_and_refused() {
     assert_eq!(audit.json()["ok"], false, "{audit}");
     assert!(audit.stdout.contains("key_forged"), "{audit}");
 
-    data.execute("DELETE FROM ledger WHERE seq = (SELECT max(seq) FROM ledger)", [])
-        .expect("cut the tail");
+    data.execute(
+        "DELETE FROM ledger WHERE seq = (SELECT max(seq) FROM ledger)",
+        [],
+    )
+    .expect("cut the tail");
     drop(data);
     let listed = run_on(&store, &["keys", "list"], WITHIN);
     assert_eq!(listed.code(), Some(4), "refused to open: {listed}");

@@ -217,7 +217,9 @@ pub fn api_keys_store_hashes_and_revoke_once(backend: &dyn ConformanceBackend) {
 /// store that verifies, with the revoked key and the other subject's history as they were.
 pub fn integrity_holds_across_forget_revocation_and_rotation(backend: &dyn ConformanceBackend) {
     let vault = backend.open();
-    let (kept, _) = vault.create_api_key("admin", "ops", "conformance").expect("key");
+    let (kept, _) = vault
+        .create_api_key("admin", "ops", "conformance")
+        .expect("key");
     let (revoked, _) = vault
         .create_api_key("storefront", "shop", "conformance")
         .expect("key");
@@ -226,13 +228,23 @@ pub fn integrity_holds_across_forget_revocation_and_rotation(backend: &dyn Confo
             .append_events("conformance", &[event(customer, "A", 1)], None)
             .expect("append");
         vault
-            .record_consent(customer, "conformance", &consent("personalization", true, 1))
+            .record_consent(
+                customer,
+                "conformance",
+                &consent("personalization", true, 1),
+            )
             .expect("grant");
         vault
-            .record_consent(customer, "conformance", &consent("personalization", false, 2))
+            .record_consent(
+                customer,
+                "conformance",
+                &consent("personalization", false, 2),
+            )
             .expect("withdraw");
     }
-    vault.revoke_api_key(&revoked.id, "conformance").expect("revoke");
+    vault
+        .revoke_api_key(&revoked.id, "conformance")
+        .expect("revoke");
     vault.forget("c-1", "conformance", 0).expect("forget");
     let verification = vault.verify_ledger().expect("verify");
     assert!(verification.ok, "{verification:?}");
@@ -242,8 +254,17 @@ pub fn integrity_holds_across_forget_revocation_and_rotation(backend: &dyn Confo
     assert!(vault.verify_ledger().expect("verify").ok);
     let keys = vault.api_keys().expect("keys");
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().any(|key| key.id == kept.id && key.revoked_at.is_none()));
-    assert!(keys.iter().any(|key| key.id == revoked.id && key.revoked_at.is_some()));
+    assert!(
+        keys.iter()
+            .any(|key| key.id == kept.id && key.revoked_at.is_none())
+    );
+    assert!(
+        keys.iter()
+            .any(|key| key.id == revoked.id && key.revoked_at.is_some())
+    );
     let history = consents_of(&vault, "c-2").expect("history");
-    assert_eq!(history.iter().map(|row| row.granted).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(
+        history.iter().map(|row| row.granted).collect::<Vec<_>>(),
+        [true, false]
+    );
 }

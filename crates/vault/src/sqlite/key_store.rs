@@ -48,13 +48,15 @@ impl SqliteKeyStore {
         std::fs::File::open(&moving)
             .and_then(|file| file.sync_all())
             .map_err(|error| Error::io("syncing", &moving, error))?;
-        std::fs::rename(&moving, to).map_err(|error| Error::io("moving the key store to", to, error))?;
+        std::fs::rename(&moving, to)
+            .map_err(|error| Error::io("moving the key store to", to, error))?;
         if let Some(folder) = to.parent().filter(|folder| !folder.as_os_str().is_empty()) {
             std::fs::File::open(folder)
                 .and_then(|folder| folder.sync_all())
                 .map_err(|error| Error::io("syncing", folder, error))?;
         }
-        std::fs::remove_file(from).map_err(|error| Error::io("removing the old key store", from, error))?;
+        std::fs::remove_file(from)
+            .map_err(|error| Error::io("removing the old key store", from, error))?;
         let mut journal = from.as_os_str().to_owned();
         journal.push("-journal");
         let _ = std::fs::remove_file(PathBuf::from(journal));

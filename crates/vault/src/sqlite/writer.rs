@@ -46,7 +46,8 @@ impl WriterState {
             });
         }
         self.integrity.clone().ok_or_else(|| Error::Config {
-            detail: "the integrity keys are not attached; open the storage through the vault".into(),
+            detail: "the integrity keys are not attached; open the storage through the vault"
+                .into(),
         })
     }
 }
@@ -202,7 +203,8 @@ fn run_writer(connection: Connection, jobs: mpsc::Receiver<Job>, mut state: Writ
             for job in pending {
                 let _ = job.reply.send(Err(storage_error(&detail)));
             }
-            state.seal = read_committed_seal(&connection, &state).unwrap_or(seal_before_transaction);
+            state.seal =
+                read_committed_seal(&connection, &state).unwrap_or(seal_before_transaction);
             continue;
         }
         // Acknowledge only after the seal is written and the commit is durable.

@@ -8,9 +8,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{
-    API_KEY_COLUMNS, CONSENT_COLUMNS, CONSENT_HEAD_COLUMNS, INTENT_COLUMNS, api_key_from_row,
-    consent_head_from_row, intent_from_row, query_rows, stored_consent_from_row,
-    STORED_CONSENT_COLUMNS,
+    API_KEY_COLUMNS, CONSENT_COLUMNS, CONSENT_HEAD_COLUMNS, INTENT_COLUMNS, STORED_CONSENT_COLUMNS,
+    api_key_from_row, consent_head_from_row, intent_from_row, query_rows, stored_consent_from_row,
 };
 use super::writer::{WriterState, append_ledger_entries, read_stored_seal};
 use crate::error::{Error, Missing, Result};
@@ -132,7 +131,10 @@ fn insert_batch_rows(
             attribute.sealed
         ])?;
     }
-    if !batch.consents.is_empty() || !batch.api_keys.is_empty() || !batch.revoked_api_keys.is_empty() {
+    if !batch.consents.is_empty()
+        || !batch.api_keys.is_empty()
+        || !batch.revoked_api_keys.is_empty()
+    {
         let keys = state.writable_integrity()?;
         for consent in &batch.consents {
             append_consent(connection, &keys, &mut state.seal, consent)?;
@@ -207,7 +209,12 @@ fn store_consent_head(
             .prepare_cached(&format!(
                 "INSERT INTO consent_heads({CONSENT_HEAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"
             ))?
-            .execute(params![head.subject, head.rows as i64, &head.last[..], &head.mac[..]])?;
+            .execute(params![
+                head.subject,
+                head.rows as i64,
+                &head.last[..],
+                &head.mac[..]
+            ])?;
     }
     Ok(())
 }

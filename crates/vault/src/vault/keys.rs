@@ -33,15 +33,16 @@ pub struct RotationReport {
 /// Unwraps a stored secret, naming a wrong KEK as such.
 fn unwrap_secret(keks: &KekRing, name: &str, wrapped: &WrappedKey) -> Result<Zeroizing<Vec<u8>>> {
     let context = key_context(&KeyRef::Secret(name.to_owned()));
-    keks.unwrap_key(&context, wrapped).map_err(|error| match error {
-        Error::Tampered { .. } => Error::Config {
-            detail: format!(
-                "the KEK {} does not open this key store (wrong KEK file?)",
-                keks.current().id()
-            ),
-        },
-        other => other,
-    })
+    keks.unwrap_key(&context, wrapped)
+        .map_err(|error| match error {
+            Error::Tampered { .. } => Error::Config {
+                detail: format!(
+                    "the KEK {} does not open this key store (wrong KEK file?)",
+                    keks.current().id()
+                ),
+            },
+            other => other,
+        })
 }
 
 /// The row-integrity keys, attached to the storage. When the key store has no integrity
@@ -56,7 +57,11 @@ pub(super) fn attach_integrity(
     keks: &KekRing,
 ) -> Result<(Arc<IntegrityKeys>, Option<String>)> {
     if let Some(wrapped) = keys.secret(SECRET_INTEGRITY)? {
-        let integrity = Arc::new(IntegrityKeys::new(&unwrap_secret(keks, SECRET_INTEGRITY, &wrapped)?));
+        let integrity = Arc::new(IntegrityKeys::new(&unwrap_secret(
+            keks,
+            SECRET_INTEGRITY,
+            &wrapped,
+        )?));
         // Only the anchor's MAC stops the vault here: an anchor past the head is also what a
         // data file restored from a backup shows, which must open (and `verify_ledger` says
         // which entries that backup lacks).
@@ -79,7 +84,8 @@ pub(super) fn attach_integrity(
     let stored = keys.insert_secret(SECRET_INTEGRITY, &keks.wrap(&context, secret.as_ref())?)?;
     if unwrap_secret(keks, SECRET_INTEGRITY, &stored)?[..] != secret[..] {
         return Err(Error::Storage {
-            detail: "another process stored the integrity secret while this one sealed the data".into(),
+            detail: "another process stored the integrity secret while this one sealed the data"
+                .into(),
         });
     }
     Ok((integrity, None))

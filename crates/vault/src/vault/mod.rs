@@ -25,9 +25,9 @@ mod ledger_ops;
 mod retention;
 mod sealing;
 mod subjects;
-mod verify;
 #[cfg(feature = "testing")]
 mod testing;
+mod verify;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -248,7 +248,9 @@ impl Vault {
         create_private_dir(&options.data_dir)?;
         let folder_lock = lock_folder(&options.data_dir)?;
         // A missing key store folder is made private; an existing one is left as it is.
-        if let Some(folder) = key_store.parent().filter(|folder| !folder.as_os_str().is_empty())
+        if let Some(folder) = key_store
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
             && !folder.exists()
         {
             create_private_dir(folder)?;

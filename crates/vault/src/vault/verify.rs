@@ -52,7 +52,12 @@ impl Scan<'_> {
         self.check_subject(subject, &rows, head.as_ref());
     }
 
-    fn check_subject(&mut self, subject: SubjectId, rows: &[StoredConsent], head: Option<&ConsentHead>) {
+    fn check_subject(
+        &mut self,
+        subject: SubjectId,
+        rows: &[StoredConsent],
+        head: Option<&ConsentHead>,
+    ) {
         if let Err(problem) = self.keys.check_consent_chain(subject, rows, head) {
             let token = self.vault.subject_token(subject);
             self.report(format!(
@@ -166,7 +171,9 @@ impl Vault {
         }
         match seal {
             None => tampered.insert(0, "the data file's seal is missing".into()),
-            Some(stored) if !constant_time_eq(&self.integrity.seal_mac(&stored.seal), &stored.mac) => {
+            Some(stored)
+                if !constant_time_eq(&self.integrity.seal_mac(&stored.seal), &stored.mac) =>
+            {
                 tampered.insert(0, "the data file's seal was altered".into())
             }
             Some(stored) => {
@@ -207,7 +214,8 @@ impl Vault {
         {
             verification.problem = Some(first.clone());
         }
-        verification.ok = verification.ok && verification.first_bad_entry.is_none() && tampered.is_empty();
+        verification.ok =
+            verification.ok && verification.first_bad_entry.is_none() && tampered.is_empty();
         verification.tampered = tampered;
         Ok(verification)
     }

@@ -216,13 +216,20 @@ fn a_cut_ledger_tail_is_found_and_refused_at_open() {
     let vault = backend.open_to_verify();
     let verification = vault.verify_ledger().expect("verify");
     assert!(!verification.ok, "{verification:?}");
-    assert_eq!(verification.first_bad_entry, Some(entries - 1), "{verification:?}");
+    assert_eq!(
+        verification.first_bad_entry,
+        Some(entries - 1),
+        "{verification:?}"
+    );
     assert!(vault.refused_writes().is_some());
     assert!(matches!(
         vault.append_events("test", &[purchase("c-9", "X", 9)], None),
         Err(Error::Integrity { .. })
     ));
-    assert!(vault.checkpoint_ledger().is_err(), "a cut head is never anchored");
+    assert!(
+        vault.checkpoint_ledger().is_err(),
+        "a cut head is never anchored"
+    );
     drop(vault);
     // Still found on the next look: nothing re-sealed the cut file.
     assert!(!backend.open_to_verify().verify_ledger().expect("verify").ok);
@@ -320,7 +327,10 @@ fn a_store_of_an_earlier_build_is_sealed_once_at_open() {
     assert!(verification.ok, "{verification:?}");
     assert_eq!(vault.api_keys().expect("keys").len(), 1);
     let history = consents_of(&vault, "alice").expect("history");
-    assert_eq!(history.iter().map(|row| row.granted).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(
+        history.iter().map(|row| row.granted).collect::<Vec<_>>(),
+        [true, false]
+    );
 }
 
 /// Regression guard: the key store is kept beside the KEK file, never in the data folder,
