@@ -126,7 +126,7 @@ fn retail_shaped_events(count: usize, subject_prefix: &str) -> Vec<NewEvent> {
 fn open_bench_vault(dir: &Path) -> anyhow::Result<Vault> {
     let kek = Kek::generate()?;
     Ok(Vault::open_sqlite(
-        &SqliteOptions::new(dir.join("data"), None),
+        &SqliteOptions::new(dir.join("data"), None).with_key_store(dir.join("keystore.sqlite")),
         KekRing::new(kek),
     )?)
 }

@@ -95,6 +95,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
     let store = StoreArgs {
         data_dir: folder.path().join("data"),
         kek_file: folder.path().join("kek"),
+        keys_dir: None,
         policy: None,
     };
     let to_anyhow = |error: crate::CommandError| match error {

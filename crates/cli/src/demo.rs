@@ -65,10 +65,14 @@ pub fn demo_consents(customer: &str) -> [(&'static str, Option<bool>); 2] {
 
 pub fn run(args: DemoArgs) -> Result<(), CommandError> {
     crate::serve::init_tracing(false);
+    // The demo's key store has its own folder beside its data folder, emptied with it.
+    let keys_dir = PathBuf::from(format!("{}-keys", args.data_dir.display()));
     clear_demo_folder(&args.data_dir)?;
+    clear_demo_folder(&keys_dir)?;
     let store = StoreArgs {
         data_dir: args.data_dir.clone(),
         kek_file: args.kek_file.clone(),
+        keys_dir: Some(keys_dir),
         policy: None,
     };
     let engine = store.open_engine()?;

@@ -169,6 +169,24 @@ pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
                     report.to_kek,
                     new_kek_file.display()
                 );
+                // The key store does not follow the KEK file: say where it stays.
+                let beside_new = StoreArgs {
+                    kek_file: new_kek_file.clone(),
+                    ..store.clone()
+                }
+                .key_store_file();
+                let key_store = store.key_store_file();
+                if beside_new != key_store {
+                    println!(
+                        "the key store stays at {}: add --keys-dir {} (or move it beside the new KEK file)",
+                        key_store.display(),
+                        key_store
+                            .parent()
+                            .filter(|folder| !folder.as_os_str().is_empty())
+                            .map(|folder| folder.display().to_string())
+                            .unwrap_or_else(|| ".".into())
+                    );
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod bench;
 mod bench_engine;
 mod demo;
@@ -21,8 +22,9 @@ static ALLOCATOR: discreet_eval::memory::CountingAllocator =
 /// discreet — personalization customers can trust.
 ///
 /// Start with `discreet demo`. Commands that open a data folder (serve, import, keys,
-/// kek, forget, export, audit) take --data-dir and --kek-file (or DISCREET_DATA_DIR and
-/// DISCREET_KEK_FILE); one process holds a folder at a time.
+/// kek, forget, export, audit, backup) take --data-dir and --kek-file (or DISCREET_DATA_DIR
+/// and DISCREET_KEK_FILE), and --keys-dir for the key store (the KEK file's folder by
+/// default, never inside the data folder); one process holds a folder at a time.
 ///
 /// Exit codes: 0 done, 1 failed, 2 bad input or usage, 3 not found, 4 the ledger check failed.
 #[derive(Parser)]
@@ -51,6 +53,8 @@ enum Command {
     Export(subject_command::ExportArgs),
     /// Check the access ledger.
     Audit(subject_command::AuditArgs),
+    /// Write a consistent data-only backup (no key), and a key store copy when asked.
+    Backup(backup::BackupArgs),
     /// Measure recommendation quality on a retail transactions file (time-based split).
     Eval(eval::EvalArgs),
     /// Measure speed: the engine in process (bench engine), the vault against plain SQLite (bench vault).
@@ -91,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Forget(args) => subject_command::run_forget(args),
         Command::Export(args) => subject_command::run_export(args),
         Command::Audit(args) => subject_command::run_audit(args),
+        Command::Backup(args) => backup::run(args),
         Command::Eval(args) => eval::run(args).map_err(CommandError::from),
         Command::Bench(args) => bench::run(args).map_err(CommandError::from),
         Command::Records(args) => policy_command::run_records(args),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use discreet_engine::{Engine, EngineOptions, RebuildReport};
 use discreet_policy::Policy;
+use discreet_vault::sqlite::KEY_STORE_FILE;
 use discreet_vault::{Kek, KekRing, SqliteOptions, Vault};
 
 use crate::CommandError;
@@ -20,6 +21,11 @@ pub struct StoreArgs {
     /// data folder.
     #[arg(long, env = "DISCREET_KEK_FILE", default_value = "discreet.kek")]
     pub kek_file: PathBuf,
+    /// Folder of the key store (`keystore.sqlite`, the wrapped keys): the KEK file's folder
+    /// when absent; refused inside the data folder. A key store left inside the data folder
+    /// by an earlier version is moved here once.
+    #[arg(long, env = "DISCREET_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
     /// Policy file (TOML); the built-in retail policy when absent.
     #[arg(long, env = "DISCREET_POLICY")]
     pub policy: Option<PathBuf>,
@@ -32,26 +38,59 @@ impl StoreArgs {
         self.open_engine_with(policy, EngineOptions::default())
     }
 
+    /// The key store file these arguments name.
+    pub fn key_store_file(&self) -> PathBuf {
+        match &self.keys_dir {
+            Some(folder) => folder.join(KEY_STORE_FILE),
+            None => self
+                .kek_file
+                .parent()
+                .map(|folder| folder.join(KEY_STORE_FILE))
+                .unwrap_or_else(|| PathBuf::from(KEY_STORE_FILE)),
+        }
+    }
+
+    /// Opens the store to verify it: a data file found altered is opened all the same, with
+    /// every write refused, so that `audit verify` can say what is wrong.
+    pub fn open_engine_to_verify(&self) -> Result<Engine, CommandError> {
+        let policy = crate::policy_command::load_policy(self.policy.as_ref())?;
+        self.open(policy, EngineOptions::default(), true)
+    }
+
     /// As `open_engine`, with a given policy and options.
     pub fn open_engine_with(
         &self,
         policy: Policy,
         options: EngineOptions,
     ) -> Result<Engine, CommandError> {
-        // Checked before the file is created, so a refused path leaves nothing behind.
-        discreet_vault::check_kek_outside(&self.kek_file, &self.data_dir).map_err(|error| {
-            CommandError::BadInput(format!(
-                "cannot open the data folder {}: {error}",
-                self.data_dir.display()
-            ))
-        })?;
+        self.open(policy, options, false)
+    }
+
+    fn open(
+        &self,
+        policy: Policy,
+        options: EngineOptions,
+        verify_only: bool,
+    ) -> Result<Engine, CommandError> {
+        // Checked before any file is created, so a refused path leaves nothing behind.
+        let key_store = self.key_store_file();
+        discreet_vault::check_kek_outside(&self.kek_file, &self.data_dir)
+            .and_then(|()| discreet_vault::check_key_store_outside(&key_store, &self.data_dir))
+            .map_err(|error| {
+                CommandError::BadInput(format!(
+                    "cannot open the data folder {}: {error}",
+                    self.data_dir.display()
+                ))
+            })?;
         let kek = Kek::load_or_create_file(&self.kek_file).map_err(|error| {
             CommandError::BadInput(format!(
                 "cannot use the KEK file {}: {error}",
                 self.kek_file.display()
             ))
         })?;
-        let options_sqlite = SqliteOptions::new(&self.data_dir, Some(self.kek_file.clone()));
+        let mut options_sqlite = SqliteOptions::new(&self.data_dir, Some(self.kek_file.clone()))
+            .with_key_store(key_store);
+        options_sqlite.verify_only = verify_only;
         let vault =
             Vault::open_sqlite(&options_sqlite, KekRing::new(kek)).map_err(
                 |error| match error {
@@ -59,12 +98,25 @@ impl StoreArgs {
                         "cannot open the data folder {}: {error}",
                         self.data_dir.display()
                     )),
+                    // Altered outside discreet: refuse to start, as the ledger check does.
+                    discreet_vault::Error::Integrity { .. } => {
+                        eprintln!(
+                            "error: cannot open the data folder {}: {error}",
+                            self.data_dir.display()
+                        );
+                        CommandError::Verification
+                    }
                     other => CommandError::Failed(anyhow::anyhow!(
                         "cannot open the data folder {}: {other}",
                         self.data_dir.display()
                     )),
                 },
             )?;
+        if let Some(problem) = vault.refused_writes() {
+            eprintln!(
+                "warning: the data file was altered outside discreet ({problem}); opened to verify only"
+            );
+        }
         for receipt in vault.recovered_forgets() {
             eprintln!(
                 "finished an interrupted forget: receipt {} (subject token {})",

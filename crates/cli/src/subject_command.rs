@@ -81,7 +81,9 @@ pub struct AuditArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Re-walk the ledger chain and its signed checkpoints; exit code 4 when it is broken.
+    /// Re-walk the ledger chain and its signed checkpoints, and check the data file's seal,
+    /// API key rows and consent histories against the key store; exit code 4 when anything
+    /// was altered.
     Verify {
         #[command(flatten)]
         store: StoreArgs,
@@ -93,7 +95,7 @@ pub enum AuditCommand {
 pub fn run_audit(args: AuditArgs) -> Result<(), CommandError> {
     match args.command {
         AuditCommand::Verify { store, json } => {
-            let engine = store.open_engine()?;
+            let engine = store.open_engine_to_verify()?;
             let verification = engine
                 .verify_ledger(&Caller::operator())
                 .map_err(engine_error)?;
@@ -108,11 +110,19 @@ pub fn run_audit(args: AuditArgs) -> Result<(), CommandError> {
                     verification.entries, verification.checkpoints_verified, verification.head
                 );
             } else {
-                println!(
-                    "ledger BROKEN at entry {}: {}",
-                    verification.first_bad_entry.unwrap_or(0),
-                    verification.problem.as_deref().unwrap_or("unknown problem")
-                );
+                match verification.first_bad_entry {
+                    Some(entry) => println!(
+                        "ledger BROKEN at entry {entry}: {}",
+                        verification.problem.as_deref().unwrap_or("unknown problem")
+                    ),
+                    None => println!(
+                        "ledger chain intact ({} entries), but the data file was ALTERED:",
+                        verification.entries
+                    ),
+                }
+                for problem in &verification.tampered {
+                    println!("  tampered: {problem}");
+                }
             }
             if !verification.ok {
                 return Err(CommandError::Verification);

@@ -31,15 +31,14 @@ fn state_name(granted: bool) -> &'static str {
     if granted { "granted" } else { "withdrawn" }
 }
 
-/// The latest decision for `purpose` in a subject's consent history.
+/// The latest decision for `purpose` in a subject's consent history: the one recorded last
+/// (the vault hands the history in store order), never the one with the latest clock time,
+/// so a clock stepped back cannot put a withdrawal before the grant it answers.
 pub(crate) fn latest_decision<'a>(
     consents: &'a [ConsentRow],
     purpose: &str,
 ) -> Option<&'a ConsentRow> {
-    consents
-        .iter()
-        .filter(|row| row.purpose == purpose)
-        .max_by_key(|row| row.at)
+    consents.iter().rev().find(|row| row.purpose == purpose)
 }
 
 impl Engine {
@@ -249,5 +248,41 @@ impl Engine {
     /// Whether the models may learn from `subject` (the caller holds the gate).
     pub(crate) fn is_consented(&self, subject: SubjectId) -> bool {
         read(&self.inner.models).consented.contains(&subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(purpose: &str, granted: bool, at: i64) -> ConsentRow {
+        ConsentRow {
+            subject: 1,
+            purpose: purpose.into(),
+            granted,
+            at,
+            source: "banner".into(),
+            policy_version: "1".into(),
+            tag: Vec::new(),
+        }
+    }
+
+    /// Regression guard: a withdrawal recorded after a grant wins even when the clock had
+    /// stepped back between them (its time is earlier than the grant's).
+    #[test]
+    fn the_decision_recorded_last_wins_whatever_the_clock_said() {
+        let history = [
+            decision("personalization", true, 2_000),
+            decision("marketing_email", true, 2_500),
+            decision("personalization", false, 1_000),
+        ];
+        let latest = latest_decision(&history, "personalization").expect("decided");
+        assert!(!latest.granted);
+        assert!(
+            latest_decision(&history, "marketing_email")
+                .expect("decided")
+                .granted
+        );
+        assert!(latest_decision(&history, "analytics").is_none());
     }
 }

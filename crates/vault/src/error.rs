@@ -21,6 +21,10 @@ pub enum Error {
     /// A sealed value failed to open: it was altered, moved to another row, or the key is wrong.
     #[error("sealed {what} failed to open: altered, moved or wrong key")]
     Tampered { what: &'static str },
+    /// The data file was changed outside discreet: a row that grants power or records a
+    /// decision, or the ledger's sealed head, does not verify against the key store.
+    #[error("the data file was altered outside discreet: {detail}")]
+    Integrity { detail: String },
     /// The same idempotency key was used with a different body.
     #[error("idempotency key reused with a different body")]
     IdempotencyConflict,

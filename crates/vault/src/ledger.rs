@@ -210,6 +210,10 @@ pub struct LedgerVerification {
     /// What is wrong there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Rows that grant power or record decisions found inserted, altered, deleted or
+    /// replayed in the data file (API keys, consent histories, the data file's seal).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tampered: Vec<String>,
 }
 
 /// Walks the chain entry by entry; feed it every record in sequence order, then `finish`.
@@ -362,6 +366,7 @@ impl<'key> ChainVerifier<'key> {
             checkpoints_verified,
             first_bad_entry: first_bad.as_ref().map(|(seq, _)| *seq),
             problem: first_bad.map(|(_, problem)| problem),
+            tampered: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod conformance;
 pub mod crypto;
 mod error;
+pub mod integrity;
 pub mod ledger;
 pub mod receipt;
 pub mod sqlite;

@@ -8,9 +8,11 @@
 //! against every backend.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::crypto::WrappedKey;
 use crate::error::Result;
+use crate::integrity::{ConsentHead, IntegrityKeys, StateSeal};
 use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 
 /// Internal subject id: random, never the shop's customer id, never reused.
@@ -71,6 +73,59 @@ pub struct ConsentRow {
     /// AEAD tag under the subject's key over every field above: a consent row altered,
     /// moved to another subject or invented fails to verify.
     pub tag: Vec<u8>,
+}
+
+/// A consent row as stored: its store sequence number (the order decisions were recorded
+/// in, never their clock time) and its link in the subject's consent chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredConsent {
+    pub seq: i64,
+    pub row: ConsentRow,
+    /// MAC over the row, its sequence number and the previous link (`crate::integrity`).
+    pub mac: Vec<u8>,
+}
+
+/// A subject's consent rows in store order, with the head that closes their chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredConsents {
+    pub rows: Vec<StoredConsent>,
+    pub head: Option<ConsentHead>,
+}
+
+/// An API key row as stored, with its MAC (`crate::integrity`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub row: ApiKeyRow,
+    pub mac: Vec<u8>,
+}
+
+/// The data file's seal as stored, with its MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSeal {
+    pub seal: StateSeal,
+    pub mac: Vec<u8>,
+}
+
+/// The key store's ledger anchor: a head, with its MAC (`None` in a store written before
+/// anchors were MAC'd, until the vault MACs it once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedAnchor {
+    pub head: LedgerHead,
+    pub mac: Option<Vec<u8>>,
+}
+
+/// What `Storage::integrity_scan` hands over, all read in one consistent snapshot.
+pub trait IntegrityVisitor {
+    /// The seal (first).
+    fn seal(&mut self, seal: Option<StoredSeal>);
+    /// Every ledger entry in sequence order, until this returns false.
+    fn ledger(&mut self, record: &LedgerRecord) -> bool;
+    /// Every API key row.
+    fn api_key(&mut self, key: StoredApiKey);
+    /// Every consent head.
+    fn consent_head(&mut self, head: ConsentHead);
+    /// Every consent row, by subject, then in store order.
+    fn consent(&mut self, consent: StoredConsent);
 }
 
 /// A remembered idempotency key: the same key and body are accepted once.
@@ -167,6 +222,18 @@ pub enum KeyState {
 pub trait Storage: Send + Sync {
     /// Gives the storage the key that chains the ledger; called once, before any write.
     fn attach_ledger_key(&self, key: LedgerKey) -> Result<()>;
+    /// Gives the storage the row-integrity keys, after the ledger key. With `migrate` (the
+    /// key store's integrity secret was just created) it first MACs every existing API key
+    /// and consent row and seals the data as it is. Otherwise it checks the stored seal
+    /// against the ledger's head: when that fails it returns what is wrong and refuses
+    /// every write from then on, so that nothing re-seals an altered file; `refuse` (a
+    /// problem the vault found, e.g. with the key store's anchor) refuses them as well.
+    fn attach_integrity(
+        &self,
+        keys: Arc<IntegrityKeys>,
+        migrate: bool,
+        refuse: Option<String>,
+    ) -> Result<Option<String>>;
     /// A value from the data's own small key-value table (schema facts, key store identity).
     fn meta(&self, name: &str) -> Result<Option<String>>;
     /// Sets a value in that table.
@@ -177,8 +244,8 @@ pub trait Storage: Send + Sync {
     fn count_events(&self) -> Result<u64>;
     /// Subjects (in any state) with at least one consent decision for `purpose`.
     fn subjects_with_consent(&self, purpose: &str) -> Result<Vec<SubjectId>>;
-    /// Every API key ever issued, revoked ones included, oldest first.
-    fn api_keys(&self) -> Result<Vec<ApiKeyRow>>;
+    /// Every API key ever issued, revoked ones included, oldest first, with their MACs.
+    fn api_keys(&self) -> Result<Vec<StoredApiKey>>;
     /// The subject with internal id `id`.
     fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>>;
     /// Which of `ids` exist (in any state).
@@ -196,8 +263,8 @@ pub trait Storage: Send + Sync {
     fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<EventRow>>;
     /// A subject's attributes.
     fn attributes_of(&self, subject: SubjectId) -> Result<Vec<AttributeRow>>;
-    /// A subject's consent history, oldest first.
-    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>>;
+    /// A subject's consent history in store order, with its chain head (one snapshot).
+    fn consents_of(&self, subject: SubjectId) -> Result<StoredConsents>;
     /// Records (or keeps) the intent to forget and marks the subject as forgetting.
     fn begin_erasure(&self, intent: &ErasureIntent, entry: LedgerDraft) -> Result<ErasureIntent>;
     /// Every unfinished erasure.
@@ -240,8 +307,9 @@ pub trait Storage: Send + Sync {
     fn ledger_head(&self) -> Result<LedgerHead>;
     /// Entries matching `filter`, newest first.
     fn ledger_query(&self, filter: &LedgerFilter) -> Result<Vec<LedgerRecord>>;
-    /// Visits every entry in stored order until `visit` returns false.
-    fn ledger_scan(&self, visit: &mut dyn FnMut(&LedgerRecord) -> bool) -> Result<()>;
+    /// Hands the seal, every ledger entry, API key row, consent head and consent row to
+    /// `visitor`, all from one snapshot (a concurrent write is either wholly in or out).
+    fn integrity_scan(&self, visitor: &mut dyn IntegrityVisitor) -> Result<()>;
     /// Stores a signed checkpoint.
     fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     /// Every checkpoint, in order.
@@ -265,10 +333,10 @@ pub trait KeyStorage: Send + Sync {
     /// Subjects whose keys were destroyed.
     fn destroyed_subjects(&self) -> Result<Vec<SubjectId>>;
     /// The ledger head last anchored here (apart from the data, so cutting the chain short
-    /// or deleting its checkpoints in the data file is found).
-    fn ledger_anchor(&self) -> Result<Option<LedgerHead>>;
-    /// Moves the anchor forward to `head` (never back).
-    fn set_ledger_anchor(&self, head: &LedgerHead) -> Result<()>;
+    /// or deleting its checkpoints in the data file is found), with its MAC.
+    fn ledger_anchor(&self) -> Result<Option<SealedAnchor>>;
+    /// Moves the anchor to `anchor`: forward, or to the same head (to MAC it once).
+    fn set_ledger_anchor(&self, anchor: &SealedAnchor) -> Result<()>;
     /// A named vault secret (lookup key, token key, signing seed).
     fn secret(&self, name: &str) -> Result<Option<WrappedKey>>;
     /// Stores a named secret unless one exists; returns the one that is stored.

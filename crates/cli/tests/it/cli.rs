@@ -129,3 +129,61 @@ fn a_kek_file_is_never_written_inside_the_data_folder() {
         "the old KEK still opens the folder: {audit}"
     );
 }
+
+/// Regression guard: the key store is kept beside the KEK file, never in the data folder,
+/// and `backup` writes a data-only copy; an API key row inserted into the data file with
+/// plain SQL makes `audit verify` exit 4 naming it, and a ledger tail cut there makes every
+/// other command refuse to open the folder (exit 4) while `audit verify` still reports it.
+#[test]
+fn an_altered_data_file_is_reported_and_refused() {
+    let store = Store::new();
+    let created = run_on(
+        &store,
+        &["keys", "create", "--role", "admin", "--json"],
+        WITHIN,
+    );
+    assert_eq!(created.code(), Some(0), "{created}");
+    assert!(store.root.path().join("keystore.sqlite").exists());
+    assert!(!store.data_dir.join("keystore.sqlite").exists());
+
+    let backup = store.file("backup.sqlite");
+    let backed_up = run_on(
+        &store,
+        &["backup", "--to", &backup.display().to_string()],
+        WITHIN,
+    );
+    assert_eq!(backed_up.code(), Some(0), "{backed_up}");
+    let tables: i64 = rusqlite::Connection::open(&backup)
+        .expect("open backup")
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('data_keys', 'secrets')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 0, "a data backup holds no key table");
+
+    let data = rusqlite::Connection::open(store.data_dir.join("vault.sqlite")).expect("open");
+    data.execute(
+        "INSERT INTO api_keys(id, role, label, secret_hash, created_at) VALUES ('key_forged', 'admin', '', zeroblob(32), 1)",
+        [],
+    )
+    .expect("insert a key");
+    let audit = run_on(&store, &["audit", "verify", "--json"], WITHIN);
+    assert_eq!(audit.code(), Some(4), "{audit}");
+    assert_eq!(audit.json()["ok"], false, "{audit}");
+    assert!(audit.stdout.contains("key_forged"), "{audit}");
+
+    data.execute(
+        "DELETE FROM ledger WHERE seq = (SELECT max(seq) FROM ledger)",
+        [],
+    )
+    .expect("cut the tail");
+    drop(data);
+    let listed = run_on(&store, &["keys", "list"], WITHIN);
+    assert_eq!(listed.code(), Some(4), "refused to open: {listed}");
+    assert!(listed.stderr.contains("refusing to start"), "{listed}");
+    let audit = run_on(&store, &["audit", "verify", "--json"], WITHIN);
+    assert_eq!(audit.code(), Some(4), "{audit}");
+    assert!(audit.json()["first_bad_entry"].is_i64(), "{audit}");
+}

@@ -91,7 +91,8 @@ macro_rules! conformance_tests {
             idempotent_appends, forget_is_total, writes_after_forget_began_are_refused, interrupted_forget_completes_on_open,
             retention_erases_only_expired, retention_keeps_newer_attribute_values,
             retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
-            kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once, subjects_resolve_once);
+            kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once, subjects_resolve_once,
+            integrity_holds_across_forget_revocation_and_rotation);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

@@ -149,7 +149,7 @@ pub fn kek_rotation_rewraps_everything(backend: &dyn ConformanceBackend) {
             .expect("append");
         let next = Kek::from_hex(&next_hex).expect("kek");
         let report = vault.rotate_kek(next, "conformance").expect("rotate");
-        assert_eq!(report.rewrapped, 2 + 4, "two data keys and four secrets");
+        assert_eq!(report.rewrapped, 2 + 5, "two data keys and five secrets");
         // A subject created after the rotation is wrapped by the new KEK as well.
         vault
             .append_events("conformance", &[event("c-3", "c", 3)], None)
@@ -210,4 +210,61 @@ pub fn api_keys_store_hashes_and_revoke_once(backend: &dyn ConformanceBackend) {
         .map(|record| record.entry.action)
         .collect();
     assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+}
+
+/// The MACs of power and decisions survive every legitimate change: a revoked key, a
+/// forgotten subject (its consent chain and head go with it) and a KEK rotation all leave a
+/// store that verifies, with the revoked key and the other subject's history as they were.
+pub fn integrity_holds_across_forget_revocation_and_rotation(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    let (kept, _) = vault
+        .create_api_key("admin", "ops", "conformance")
+        .expect("key");
+    let (revoked, _) = vault
+        .create_api_key("storefront", "shop", "conformance")
+        .expect("key");
+    for customer in ["c-1", "c-2"] {
+        vault
+            .append_events("conformance", &[event(customer, "A", 1)], None)
+            .expect("append");
+        vault
+            .record_consent(
+                customer,
+                "conformance",
+                &consent("personalization", true, 1),
+            )
+            .expect("grant");
+        vault
+            .record_consent(
+                customer,
+                "conformance",
+                &consent("personalization", false, 2),
+            )
+            .expect("withdraw");
+    }
+    vault
+        .revoke_api_key(&revoked.id, "conformance")
+        .expect("revoke");
+    vault.forget("c-1", "conformance", 0).expect("forget");
+    let verification = vault.verify_ledger().expect("verify");
+    assert!(verification.ok, "{verification:?}");
+    vault
+        .rotate_kek(Kek::generate().expect("kek"), "conformance")
+        .expect("rotate");
+    assert!(vault.verify_ledger().expect("verify").ok);
+    let keys = vault.api_keys().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .any(|key| key.id == kept.id && key.revoked_at.is_none())
+    );
+    assert!(
+        keys.iter()
+            .any(|key| key.id == revoked.id && key.revoked_at.is_some())
+    );
+    let history = consents_of(&vault, "c-2").expect("history");
+    assert_eq!(
+        history.iter().map(|row| row.granted).collect::<Vec<_>>(),
+        [true, false]
+    );
 }

@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::*;
-use super::schema::{DATA_SCHEMA, open_data_connection, vacuum_into};
-use super::writer::{Writer, append_ledger_entries, read_ledger_head};
+use super::schema::{
+    DATA_COLUMNS_ADDED, DATA_SCHEMA, add_missing_columns, open_data_connection, vacuum_into,
+};
+use super::writer::{Writer, append_ledger_entries, read_ledger_head, read_stored_seal};
 use super::writes;
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKeys;
 use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 use crate::storage::*;
 
@@ -39,6 +42,7 @@ impl SqliteStorage {
     pub fn open(path: &Path) -> Result<Self> {
         let connection = open_data_connection(path)?;
         connection.execute_batch(DATA_SCHEMA)?;
+        add_missing_columns(&connection, DATA_COLUMNS_ADDED)?;
         // Sequence numbers are never reused, even after the newest events are erased: the
         // high-water mark is kept in `meta`, written with every batch of events.
         let next_event_seq: i64 = connection.query_row(
@@ -109,6 +113,25 @@ impl Storage for SqliteStorage {
         self.writer.submit(move |_connection, state| {
             state.ledger_key = Some(key);
             Ok(())
+        })
+    }
+
+    fn attach_integrity(
+        &self,
+        keys: Arc<IntegrityKeys>,
+        migrate: bool,
+        refuse: Option<String>,
+    ) -> Result<Option<String>> {
+        self.writer.submit(move |connection, state| {
+            let problem = if migrate {
+                writes::seal_existing_rows(connection, &keys, &mut state.seal)?;
+                refuse
+            } else {
+                writes::check_stored_seal(connection, &keys, &mut state.seal)?.or(refuse)
+            };
+            state.integrity = Some(keys);
+            state.refused = problem.clone();
+            Ok(problem)
         })
     }
 
@@ -184,7 +207,7 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+    fn api_keys(&self) -> Result<Vec<StoredApiKey>> {
         self.read(|connection| {
             query_rows(
                 connection,
@@ -230,14 +253,26 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
+    fn consents_of(&self, subject: SubjectId) -> Result<StoredConsents> {
         self.read(|connection| {
-            query_rows(
-                connection,
-                &format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ?1 ORDER BY id"),
+            // One snapshot: the rows and the head that closes them.
+            let snapshot = connection.unchecked_transaction()?;
+            let rows = query_rows(
+                &snapshot,
+                &format!(
+                    "SELECT {STORED_CONSENT_COLUMNS} FROM consents WHERE subject = ?1 ORDER BY id"
+                ),
                 [subject],
-                consent_from_row,
-            )
+                stored_consent_from_row,
+            )?;
+            let head = snapshot
+                .prepare_cached(&format!(
+                    "SELECT {CONSENT_HEAD_COLUMNS} FROM consent_heads WHERE subject = ?1"
+                ))?
+                .query_row([subject], consent_head_from_row)
+                .optional()?;
+            snapshot.commit()?;
+            Ok(StoredConsents { rows, head })
         })
     }
 
@@ -361,7 +396,7 @@ impl Storage for SqliteStorage {
     fn append_ledger(&self, entries: Vec<LedgerDraft>) -> Result<LedgerHead> {
         self.writer.submit(move |connection, state| {
             append_ledger_entries(connection, state, entries)?;
-            Ok(state.head)
+            Ok(state.seal.head)
         })
     }
 
@@ -391,23 +426,55 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn ledger_scan(&self, visit: &mut dyn FnMut(&LedgerRecord) -> bool) -> Result<()> {
+    fn integrity_scan(&self, visitor: &mut dyn IntegrityVisitor) -> Result<()> {
         self.read(|connection| {
-            let mut statement =
-                connection.prepare(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"))?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                if !visit(&ledger_from_row(row)?) {
-                    break;
+            // One read transaction: the seal and every row it covers from one snapshot.
+            let snapshot = connection.unchecked_transaction()?;
+            visitor.seal(read_stored_seal(&snapshot)?);
+            {
+                let mut statement = snapshot
+                    .prepare(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"))?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    if !visitor.ledger(&ledger_from_row(row)?) {
+                        break;
+                    }
                 }
             }
+            for key in query_rows(
+                &snapshot,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                [],
+                api_key_from_row,
+            )? {
+                visitor.api_key(key);
+            }
+            {
+                let mut statement = snapshot
+                    .prepare(&format!("SELECT {CONSENT_HEAD_COLUMNS} FROM consent_heads"))?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    visitor.consent_head(consent_head_from_row(row)?);
+                }
+            }
+            {
+                let mut statement = snapshot.prepare(&format!(
+                    "SELECT {STORED_CONSENT_COLUMNS} FROM consents ORDER BY subject, id"
+                ))?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    visitor.consent(stored_consent_from_row(row)?);
+                }
+            }
+            snapshot.commit()?;
             Ok(())
         })
     }
 
     fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
         let checkpoint = checkpoint.clone();
-        self.writer.submit(move |connection, _state| {
+        self.writer.submit(move |connection, state| {
+            state.writable_integrity()?;
             connection.execute(
                 &format!("INSERT OR IGNORE INTO ledger_checkpoints({CHECKPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
                 params![checkpoint.seq, &checkpoint.hash[..], checkpoint.at, checkpoint.key_id, checkpoint.signature],

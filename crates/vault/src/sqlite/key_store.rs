@@ -13,7 +13,6 @@ use super::rows::{head_from_row, query_rows, wrapped_from_row};
 use super::schema::{open_key_connection, vacuum_into};
 use crate::crypto::WrappedKey;
 use crate::error::{Error, Result};
-use crate::ledger::LedgerHead;
 use crate::storage::*;
 
 /// Wrapped data keys and vault secrets, in their own SQLite file.
@@ -32,6 +31,36 @@ impl SqliteKeyStore {
             path: path.to_owned(),
             connection: Mutex::new(open_key_connection(path)?),
         })
+    }
+
+    /// Moves the key store at `from` to `to` (which must not exist): a consistent copy is
+    /// written beside `to` (a hot journal at `from` is rolled back first), synced, renamed
+    /// into place and its folder synced; only then are `from` and its journal removed.
+    pub fn move_file(from: &Path, to: &Path) -> Result<()> {
+        let mut moving = to.as_os_str().to_owned();
+        moving.push(".moving");
+        let moving = PathBuf::from(moving);
+        if moving.exists() {
+            std::fs::remove_file(&moving)
+                .map_err(|error| Error::io("removing an unfinished copy", &moving, error))?;
+        }
+        vacuum_into(from, &moving)?;
+        std::fs::File::open(&moving)
+            .and_then(|file| file.sync_all())
+            .map_err(|error| Error::io("syncing", &moving, error))?;
+        std::fs::rename(&moving, to)
+            .map_err(|error| Error::io("moving the key store to", to, error))?;
+        if let Some(folder) = to.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            std::fs::File::open(folder)
+                .and_then(|folder| folder.sync_all())
+                .map_err(|error| Error::io("syncing", folder, error))?;
+        }
+        std::fs::remove_file(from)
+            .map_err(|error| Error::io("removing the old key store", from, error))?;
+        let mut journal = from.as_os_str().to_owned();
+        journal.push("-journal");
+        let _ = std::fs::remove_file(PathBuf::from(journal));
+        Ok(())
     }
 
     fn with<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -115,25 +144,31 @@ impl KeyStorage for SqliteKeyStore {
         })
     }
 
-    fn ledger_anchor(&self) -> Result<Option<LedgerHead>> {
+    fn ledger_anchor(&self) -> Result<Option<SealedAnchor>> {
         self.with(|connection| {
             Ok(connection
                 .query_row(
-                    "SELECT seq, hash FROM ledger_anchor WHERE id = 1",
+                    "SELECT seq, hash, mac FROM ledger_anchor WHERE id = 1",
                     [],
-                    head_from_row,
+                    |row| {
+                        Ok(SealedAnchor {
+                            head: head_from_row(row)?,
+                            mac: row.get(2)?,
+                        })
+                    },
                 )
                 .optional()?)
         })
     }
 
-    fn set_ledger_anchor(&self, head: &LedgerHead) -> Result<()> {
+    fn set_ledger_anchor(&self, anchor: &SealedAnchor) -> Result<()> {
         self.with(|connection| {
-            // Only forward: an anchor never moves back to an older head.
+            // Never back: an anchor moves forward, or stays where it is (to be MAC'd once).
             connection.execute(
-                "INSERT INTO ledger_anchor(id, seq, hash) VALUES (1, ?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > seq",
-                params![head.seq, &head.hash[..]],
+                "INSERT INTO ledger_anchor(id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac
+                 WHERE excluded.seq >= seq",
+                params![anchor.head.seq, &anchor.head.hash[..], anchor.mac],
             )?;
             Ok(())
         })

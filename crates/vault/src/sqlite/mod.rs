@@ -4,7 +4,9 @@
 //! connections; wrapped keys in a second SQLite file, the key store, kept apart so that a
 //! data backup holds no keys.
 //!
-//! This module sees only sealed bytes and clear metadata; it never holds a key.
+//! This module sees only sealed bytes and clear metadata; it never holds a data key or the
+//! KEK. The writer holds the ledger's chain key and the row-integrity keys the vault
+//! attaches, to chain entries and MAC rows inside the very transaction that writes them.
 //!
 //! - `schema`: the tables of both files and how their connections are opened;
 //! - `writer`: the writer thread, group commit and the ledger chain it extends;
@@ -25,7 +27,8 @@ pub use key_store::SqliteKeyStore;
 
 /// File name of the sealed data inside the data folder.
 pub const DATA_FILE: &str = "vault.sqlite";
-/// File name of the key store inside the data folder (unless configured elsewhere).
+/// File name of the key store: beside the KEK file unless configured elsewhere, never inside
+/// the data folder (where an earlier build kept it; `Vault::open_sqlite` moves it out once).
 pub const KEY_STORE_FILE: &str = "keystore.sqlite";
 
 /// Settings of every connection to the data file. WAL lets readers run beside the writer;

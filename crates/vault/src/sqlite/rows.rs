@@ -9,6 +9,7 @@ use rusqlite::{Connection, Params, Row};
 
 use crate::crypto::WrappedKey;
 use crate::error::Result;
+use crate::integrity::{ConsentHead, StateSeal};
 use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerRecord};
 use crate::storage::*;
 
@@ -21,7 +22,12 @@ pub(super) const LEDGER_COLUMNS: &str =
     "seq, at, actor, action, subject_token, purpose, categories, outcome, detail, prev_hash, hash";
 pub(super) const INTENT_COLUMNS: &str = "subject, subject_token, requested_at, model_interactions";
 pub(super) const CHECKPOINT_COLUMNS: &str = "seq, hash, at, key_id, signature";
-pub(super) const API_KEY_COLUMNS: &str = "id, role, label, secret_hash, created_at, revoked_at";
+pub(super) const API_KEY_COLUMNS: &str =
+    "id, role, label, secret_hash, created_at, revoked_at, mac";
+/// A consent row with its store sequence number and chain link.
+pub(super) const STORED_CONSENT_COLUMNS: &str =
+    "subject, purpose, granted, at, source, policy_version, tag, id, mac";
+pub(super) const CONSENT_HEAD_COLUMNS: &str = "subject, rows, last, mac";
 
 /// Every row `sql` returns with `params`, read by `read` (the statement is cached).
 pub(super) fn query_rows<T>(
@@ -99,6 +105,38 @@ pub(super) fn consent_from_row(row: &Row<'_>) -> rusqlite::Result<ConsentRow> {
     })
 }
 
+pub(super) fn stored_consent_from_row(row: &Row<'_>) -> rusqlite::Result<StoredConsent> {
+    Ok(StoredConsent {
+        row: consent_from_row(row)?,
+        seq: row.get(7)?,
+        mac: row.get::<_, Option<Vec<u8>>>(8)?.unwrap_or_default(),
+    })
+}
+
+pub(super) fn consent_head_from_row(row: &Row<'_>) -> rusqlite::Result<ConsentHead> {
+    Ok(ConsentHead {
+        subject: row.get(0)?,
+        rows: row.get::<_, i64>(1)?.max(0) as u64,
+        last: hash_array(row.get(2)?),
+        mac: hash_array(row.get(3)?),
+    })
+}
+
+/// `ledger_seq, ledger_hash, consent_heads, api_keys, mac` as the stored seal.
+pub(super) fn seal_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSeal> {
+    Ok(StoredSeal {
+        seal: StateSeal {
+            head: LedgerHead {
+                seq: row.get(0)?,
+                hash: hash_array(row.get(1)?),
+            },
+            consent_heads: hash_array(row.get(2)?),
+            api_keys: hash_array(row.get(3)?),
+        },
+        mac: row.get(4)?,
+    })
+}
+
 pub(super) fn ledger_from_row(row: &Row<'_>) -> rusqlite::Result<LedgerRecord> {
     let categories: String = row.get(6)?;
     Ok(LedgerRecord {
@@ -138,14 +176,17 @@ pub(super) fn checkpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Checkpoint>
     })
 }
 
-pub(super) fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
-    Ok(ApiKeyRow {
-        id: row.get(0)?,
-        role: row.get(1)?,
-        label: row.get(2)?,
-        secret_hash: hash_array(row.get(3)?),
-        created_at: row.get(4)?,
-        revoked_at: row.get(5)?,
+pub(super) fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<StoredApiKey> {
+    Ok(StoredApiKey {
+        row: ApiKeyRow {
+            id: row.get(0)?,
+            role: row.get(1)?,
+            label: row.get(2)?,
+            secret_hash: hash_array(row.get(3)?),
+            created_at: row.get(4)?,
+            revoked_at: row.get(5)?,
+        },
+        mac: row.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default(),
     })
 }
 

@@ -44,8 +44,14 @@ CREATE TABLE IF NOT EXISTS consents(
     at INTEGER NOT NULL,
     source TEXT NOT NULL,
     policy_version TEXT NOT NULL,
-    tag BLOB NOT NULL);
+    tag BLOB NOT NULL,
+    mac BLOB);
 CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject, id);
+CREATE TABLE IF NOT EXISTS consent_heads(
+    subject INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    last BLOB NOT NULL,
+    mac BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency(
     key_hash BLOB PRIMARY KEY,
     body_hash BLOB NOT NULL,
@@ -80,7 +86,15 @@ CREATE TABLE IF NOT EXISTS api_keys(
     label TEXT NOT NULL,
     secret_hash BLOB NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER);
+    revoked_at INTEGER,
+    mac BLOB);
+CREATE TABLE IF NOT EXISTS integrity_seal(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ledger_seq INTEGER NOT NULL,
+    ledger_hash BLOB NOT NULL,
+    consent_heads BLOB NOT NULL,
+    api_keys BLOB NOT NULL,
+    mac BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_checkpoints(
     seq INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -103,8 +117,33 @@ CREATE TABLE IF NOT EXISTS secrets(
 CREATE TABLE IF NOT EXISTS ledger_anchor(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
-    hash BLOB NOT NULL);
+    hash BLOB NOT NULL,
+    mac BLOB);
 ";
+
+/// Columns added since a table was first created: (table, column, type). A file written
+/// by an earlier build gets them at open (empty; the vault fills the MACs once).
+pub(super) const DATA_COLUMNS_ADDED: &[(&str, &str, &str)] =
+    &[("consents", "mac", "BLOB"), ("api_keys", "mac", "BLOB")];
+const KEY_COLUMNS_ADDED: &[(&str, &str, &str)] = &[("ledger_anchor", "mac", "BLOB")];
+
+/// Adds each missing column of `columns` (a file from an earlier build).
+pub(super) fn add_missing_columns(
+    connection: &Connection,
+    columns: &[(&str, &str, &str)],
+) -> Result<()> {
+    for (table, column, kind) in columns {
+        let present: bool = connection.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// A connection to the data file with its settings (the schema is created by the store).
 pub(super) fn open_data_connection(path: &Path) -> Result<Connection> {
@@ -125,6 +164,7 @@ pub(super) fn open_key_connection(path: &Path) -> Result<Connection> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.execute_batch(KEY_PRAGMAS)?;
     connection.execute_batch(KEY_SCHEMA)?;
+    add_missing_columns(&connection, KEY_COLUMNS_ADDED)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

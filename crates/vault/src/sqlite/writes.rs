@@ -7,9 +7,13 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{CONSENT_COLUMNS, INTENT_COLUMNS, intent_from_row};
-use super::writer::{WriterState, append_ledger_entries};
+use super::rows::{
+    API_KEY_COLUMNS, CONSENT_COLUMNS, CONSENT_HEAD_COLUMNS, INTENT_COLUMNS, STORED_CONSENT_COLUMNS,
+    api_key_from_row, consent_head_from_row, intent_from_row, query_rows, stored_consent_from_row,
+};
+use super::writer::{WriterState, append_ledger_entries, read_stored_seal};
 use crate::error::{Error, Missing, Result};
+use crate::integrity::{CHAIN_START, ConsentHead, IntegrityKeys, StateSeal, xor_into};
 use crate::ledger::{LedgerDraft, LedgerHead};
 use crate::storage::*;
 
@@ -53,9 +57,9 @@ pub(super) fn write_batch(
         ])?;
     }
     check_subjects_live(connection, &batch)?;
-    insert_batch_rows(connection, &batch)?;
+    insert_batch_rows(connection, state, &batch)?;
     append_ledger_entries(connection, state, batch.ledger)?;
-    Ok(state.head)
+    Ok(state.seal.head)
 }
 
 /// Refuses data for a subject that is being forgotten or gone.
@@ -89,7 +93,11 @@ fn check_subjects_live(connection: &Connection, batch: &WriteBatch) -> Result<()
 }
 
 /// Inserts the rows of `batch` (after its subjects were checked); ledger entries apart.
-fn insert_batch_rows(connection: &Connection, batch: &WriteBatch) -> Result<()> {
+fn insert_batch_rows(
+    connection: &Connection,
+    state: &mut WriterState,
+    batch: &WriteBatch,
+) -> Result<()> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO events(seq, subject, category, at, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -123,11 +131,31 @@ fn insert_batch_rows(connection: &Connection, batch: &WriteBatch) -> Result<()> 
             attribute.sealed
         ])?;
     }
-    let mut statement = connection.prepare_cached(&format!(
-        "INSERT INTO consents({CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-    ))?;
-    for consent in &batch.consents {
-        statement.execute(params![
+    if !batch.consents.is_empty()
+        || !batch.api_keys.is_empty()
+        || !batch.revoked_api_keys.is_empty()
+    {
+        let keys = state.writable_integrity()?;
+        for consent in &batch.consents {
+            append_consent(connection, &keys, &mut state.seal, consent)?;
+        }
+        insert_api_keys(connection, &keys, &mut state.seal, batch)?;
+    }
+    Ok(())
+}
+
+/// Appends one consent decision to its subject's chain and moves the subject's head.
+fn append_consent(
+    connection: &Connection,
+    keys: &IntegrityKeys,
+    seal: &mut StateSeal,
+    consent: &ConsentRow,
+) -> Result<()> {
+    connection
+        .prepare_cached(&format!(
+            "INSERT INTO consents({CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))?
+        .execute(params![
             consent.subject,
             consent.purpose,
             consent.granted,
@@ -136,32 +164,212 @@ fn insert_batch_rows(connection: &Connection, batch: &WriteBatch) -> Result<()> 
             consent.policy_version,
             consent.tag
         ])?;
+    let seq = connection.last_insert_rowid();
+    // Chained after the stored head as it is: a history already broken stays broken.
+    let before = consent_head_of(connection, consent.subject)?;
+    let (rows, previous) = before
+        .as_ref()
+        .map(|head| (head.rows, head.last))
+        .unwrap_or((0, CHAIN_START));
+    let mac = keys.consent_mac(&previous, seq, consent);
+    connection
+        .prepare_cached("UPDATE consents SET mac = ?2 WHERE id = ?1")?
+        .execute(params![seq, &mac[..]])?;
+    let head = keys.consent_head(consent.subject, rows + 1, mac);
+    store_consent_head(connection, seal, before.as_ref(), Some(&head))
+}
+
+/// A subject's stored consent head.
+fn consent_head_of(connection: &Connection, subject: SubjectId) -> Result<Option<ConsentHead>> {
+    Ok(connection
+        .prepare_cached(&format!(
+            "SELECT {CONSENT_HEAD_COLUMNS} FROM consent_heads WHERE subject = ?1"
+        ))?
+        .query_row([subject], consent_head_from_row)
+        .optional()?)
+}
+
+/// Replaces the head `before` by `after` (either may be none) and keeps the seal's
+/// accumulated MAC of every head in step.
+fn store_consent_head(
+    connection: &Connection,
+    seal: &mut StateSeal,
+    before: Option<&ConsentHead>,
+    after: Option<&ConsentHead>,
+) -> Result<()> {
+    if let Some(before) = before {
+        xor_into(&mut seal.consent_heads, &before.mac);
+        connection
+            .prepare_cached("DELETE FROM consent_heads WHERE subject = ?1")?
+            .execute([before.subject])?;
     }
+    if let Some(head) = after {
+        xor_into(&mut seal.consent_heads, &head.mac);
+        connection
+            .prepare_cached(&format!(
+                "INSERT INTO consent_heads({CONSENT_HEAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"
+            ))?
+            .execute(params![
+                head.subject,
+                head.rows as i64,
+                &head.last[..],
+                &head.mac[..]
+            ])?;
+    }
+    Ok(())
+}
+
+/// Removes a subject's consent head (its rows are being deleted with it).
+fn remove_consent_head(
+    connection: &Connection,
+    state: &mut WriterState,
+    subject: SubjectId,
+) -> Result<()> {
+    let before = consent_head_of(connection, subject)?;
+    store_consent_head(connection, &mut state.seal, before.as_ref(), None)
+}
+
+/// Issues and revokes the batch's API keys, each row MAC'd.
+fn insert_api_keys(
+    connection: &Connection,
+    keys: &IntegrityKeys,
+    seal: &mut StateSeal,
+    batch: &WriteBatch,
+) -> Result<()> {
     let mut statement = connection.prepare_cached(
-        "INSERT INTO api_keys(id, role, label, secret_hash, created_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+        "INSERT INTO api_keys(id, role, label, secret_hash, created_at, revoked_at, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
     )?;
     for key in &batch.api_keys {
+        let mac = keys.api_key_mac(&ApiKeyRow {
+            revoked_at: None,
+            ..key.clone()
+        });
         statement.execute(params![
             key.id,
             key.role,
             key.label,
             key.secret_hash.as_slice(),
-            key.created_at
+            key.created_at,
+            &mac[..]
         ])?;
+        xor_into(&mut seal.api_keys, &mac);
     }
     for (id, at) in &batch.revoked_api_keys {
-        let changed = connection.execute(
-            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, at],
-        )?;
-        if changed == 0 {
-            return Err(Error::NotFound {
+        let stored = connection
+            .prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND revoked_at IS NULL"
+            ))?
+            .query_row([id], api_key_from_row)
+            .optional()?
+            .ok_or(Error::NotFound {
                 what: Missing::ApiKey,
+            })?;
+        // A row that does not verify is revoked all the same, but keeps its bad MAC: it
+        // stays reported, and revoking is never a way to bless an inserted row.
+        let mac = if keys.api_key_intact(&stored.row, &stored.mac) {
+            let mac = keys.api_key_mac(&ApiKeyRow {
+                revoked_at: Some(*at),
+                ..stored.row.clone()
             });
-        }
+            xor_into(&mut seal.api_keys, &stored.mac);
+            xor_into(&mut seal.api_keys, &mac);
+            mac.to_vec()
+        } else {
+            stored.mac.clone()
+        };
+        connection.execute(
+            "UPDATE api_keys SET revoked_at = ?2, mac = ?3 WHERE id = ?1",
+            params![id, at, mac],
+        )?;
     }
     Ok(())
+}
+
+/// The first sealing of a data file written before rows were MAC'd (or a new one): MACs
+/// every API key row, chains every subject's consent rows in store order, and takes the
+/// ledger's head as it is. Only ever run when the key store's integrity secret is created.
+pub(super) fn seal_existing_rows(
+    connection: &Connection,
+    keys: &IntegrityKeys,
+    seal: &mut StateSeal,
+) -> Result<()> {
+    seal.consent_heads = [0u8; 32];
+    seal.api_keys = [0u8; 32];
+    let api_keys = query_rows(
+        connection,
+        &format!("SELECT {API_KEY_COLUMNS} FROM api_keys"),
+        [],
+        api_key_from_row,
+    )?;
+    for key in api_keys {
+        let mac = keys.api_key_mac(&key.row);
+        connection.execute(
+            "UPDATE api_keys SET mac = ?2 WHERE id = ?1",
+            params![key.row.id, &mac[..]],
+        )?;
+        xor_into(&mut seal.api_keys, &mac);
+    }
+    connection.execute("DELETE FROM consent_heads", [])?;
+    let consents = query_rows(
+        connection,
+        &format!("SELECT {STORED_CONSENT_COLUMNS} FROM consents ORDER BY subject, id"),
+        [],
+        stored_consent_from_row,
+    )?;
+    let mut current: Option<ConsentHead> = None;
+    for stored in consents {
+        let subject = stored.row.subject;
+        let (rows, previous) = match current.take() {
+            Some(head) if head.subject == subject => (head.rows, head.last),
+            finished => {
+                if let Some(head) = finished {
+                    store_consent_head(connection, seal, None, Some(&head))?;
+                }
+                (0, CHAIN_START)
+            }
+        };
+        let mac = keys.consent_mac(&previous, stored.seq, &stored.row);
+        connection.execute(
+            "UPDATE consents SET mac = ?2 WHERE id = ?1",
+            params![stored.seq, &mac[..]],
+        )?;
+        current = Some(keys.consent_head(subject, rows + 1, mac));
+    }
+    if let Some(head) = current {
+        store_consent_head(connection, seal, None, Some(&head))?;
+    }
+    Ok(())
+}
+
+/// Checks the stored seal against the ledger's head as the writer read it; what is wrong.
+pub(super) fn check_stored_seal(
+    connection: &Connection,
+    keys: &IntegrityKeys,
+    seal: &mut StateSeal,
+) -> Result<Option<String>> {
+    let Some(stored) = read_stored_seal(connection)? else {
+        return Ok(Some("the data file's seal is missing".into()));
+    };
+    if !crate::crypto::constant_time_eq(&keys.seal_mac(&stored.seal), &stored.mac) {
+        return Ok(Some("the data file's seal was altered".into()));
+    }
+    let head = seal.head;
+    if stored.seal.head.seq > head.seq {
+        return Ok(Some(format!(
+            "ledger entries {}..={} were removed (the data file's seal covers them)",
+            head.seq + 1,
+            stored.seal.head.seq
+        )));
+    }
+    if stored.seal.head != head {
+        return Ok(Some(format!(
+            "the ledger's head (entry {}) is not the sealed one (entry {})",
+            head.seq, stored.seal.head.seq
+        )));
+    }
+    *seal = stored.seal;
+    Ok(None)
 }
 
 /// Records (or keeps) the intent to forget and marks the subject as forgetting.
@@ -207,6 +415,7 @@ pub(super) fn complete_erasure(
         attributes: delete("attributes")?,
         consents: delete("consents")?,
     };
+    remove_consent_head(connection, state, subject)?;
     if erased != expected {
         return Err(Error::Conflict {
             detail: "the subject's rows changed while its receipt was signed".into(),
@@ -234,6 +443,7 @@ pub(super) fn drop_subject(
     subject: SubjectId,
     entry: LedgerDraft,
 ) -> Result<()> {
+    remove_consent_head(connection, state, subject)?;
     for table_and_column in [
         "events WHERE subject",
         "attributes WHERE subject",

@@ -1,7 +1,8 @@
 //! API keys: issuing one (the secret is shown once and only its SHA-256 is kept), listing
 //! and revoking, each on the ledger.
 //!
-//! A secret is never stored, logged or returned after it was issued.
+//! A secret is never stored, logged or returned after it was issued, and a row whose MAC
+//! (under the key store's integrity secret) does not verify is never handed out.
 
 use zeroize::Zeroizing;
 
@@ -53,9 +54,17 @@ impl Vault {
         Ok((row, secret))
     }
 
-    /// Every API key ever issued (revoked ones too), oldest first.
+    /// Every API key ever issued (revoked ones too), oldest first — only rows whose MAC
+    /// verifies: a row inserted or altered in the data file is left out, so it never
+    /// authenticates (`verify_ledger` reports it).
     pub fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
-        self.storage.api_keys()
+        Ok(self
+            .storage
+            .api_keys()?
+            .into_iter()
+            .filter(|stored| self.integrity.api_key_intact(&stored.row, &stored.mac))
+            .map(|stored| stored.row)
+            .collect())
     }
 
     /// Revokes a live API key; `NotFound` when no live key has that id.

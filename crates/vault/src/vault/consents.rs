@@ -2,9 +2,13 @@
 //! cannot be altered in the data file) and reading the history, logged or for the engine's
 //! own bookkeeping.
 //!
-//! The history is append-only; a row is never returned without its tag verified.
+//! The history is append-only and chained (`crate::integrity`); a row is never returned
+//! without its tag and the subject's chain verified. A history whose chain does not verify
+//! (a decision inserted, altered or deleted in the data file) fails closed: for the
+//! engine's bookkeeping it reads as no decision at all (so never as consent), a grant is
+//! refused, and the first time this process sees it, it is put on the ledger.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::LedgerDraft;
 use crate::storage::*;
 
@@ -46,6 +50,13 @@ impl Vault {
             // A forgotten subject has no key left: say why, as the write would.
             Err(error) => return Err(self.write_refusal(subject)?.unwrap_or(error)),
         };
+        // A withdrawal is always taken; a grant on a history that does not verify is not.
+        if consent.granted
+            && let Err(problem) = self.checked_history(subject)?
+        {
+            self.consent_alarm(subject, problem);
+            return Err(self.broken_history(subject, problem));
+        }
         let mut row = ConsentRow {
             subject,
             purpose: consent.purpose.clone(),
@@ -77,10 +88,17 @@ impl Vault {
         Ok(row)
     }
 
-    /// A subject's consent history by internal id, oldest first, every tag verified; the
-    /// read is written to the ledger.
+    /// A subject's consent history by internal id, in the order the decisions were
+    /// recorded (never by their time), every tag and the chain verified; the read is
+    /// written to the ledger. A history that does not verify is `Error::Integrity`.
     pub fn consents_of(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<ConsentRow>> {
-        let consents = self.consent_history(subject)?;
+        let consents = match self.checked_history(subject)? {
+            Ok(consents) => consents,
+            Err(problem) => {
+                self.consent_alarm(subject, problem);
+                return Err(self.broken_history(subject, problem));
+            }
+        };
         self.record_access(vec![
             LedgerDraft::new(now_millis(), access.actor, "consents.read")
                 .subject(&self.subject_token(subject))
@@ -90,15 +108,70 @@ impl Vault {
         Ok(consents)
     }
 
-    /// A subject's consent history by internal id, every tag verified, unlogged: for the
-    /// engine's own bookkeeping, such as rebuilding consent state at start-up (the caller
-    /// writes one ledger entry for the whole rebuild).
+    /// A subject's consent history by internal id, in recorded order, every tag and the
+    /// chain verified, unlogged: for the engine's own bookkeeping, such as rebuilding
+    /// consent state at start-up (the caller writes one ledger entry for the whole
+    /// rebuild). A history that does not verify fails closed: it reads as empty — no
+    /// decision, so no consent — and is put on the ledger once.
     pub fn consent_history(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
-        let consents = self.storage.consents_of(subject)?;
-        if consents.is_empty() {
-            return Ok(consents);
+        match self.checked_history(subject)? {
+            Ok(consents) => Ok(consents),
+            Err(problem) => {
+                self.consent_alarm(subject, problem);
+                Ok(Vec::new())
+            }
         }
-        verify_consents(&*self.data_key(subject)?, &consents)?;
-        Ok(consents)
+    }
+
+    /// The subject's history if its chain and every tag verify, else what is wrong.
+    fn checked_history(
+        &self,
+        subject: SubjectId,
+    ) -> Result<std::result::Result<Vec<ConsentRow>, &'static str>> {
+        let stored = self.storage.consents_of(subject)?;
+        if let Err(problem) =
+            self.integrity
+                .check_consent_chain(subject, &stored.rows, stored.head.as_ref())
+        {
+            return Ok(Err(problem));
+        }
+        let consents: Vec<ConsentRow> = stored.rows.into_iter().map(|stored| stored.row).collect();
+        if consents.is_empty() {
+            return Ok(Ok(consents));
+        }
+        match verify_consents(&*self.data_key(subject)?, &consents) {
+            Ok(()) => Ok(Ok(consents)),
+            Err(Error::Tampered { .. }) => Ok(Err("a decision's tag does not open")),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn broken_history(&self, subject: SubjectId, problem: &str) -> Error {
+        Error::Integrity {
+            detail: format!(
+                "the consent history of subject {} does not verify: {problem}",
+                self.subject_token(subject)
+            ),
+        }
+    }
+
+    /// Puts a broken consent history on the ledger, once per subject and process (best
+    /// effort: the refusal it accompanies stands whatever happens here).
+    fn consent_alarm(&self, subject: SubjectId, problem: &str) {
+        let first = self
+            .consent_alarms
+            .lock()
+            .map(|mut alarms| alarms.insert(subject))
+            .unwrap_or(false);
+        if first {
+            let _ = self.record_access(vec![
+                LedgerDraft::new(now_millis(), "system:integrity", "integrity.alarm")
+                    .subject(&self.subject_token(subject))
+                    .outcome("failed")
+                    .detail(format!(
+                        "consent history does not verify ({problem}); treated as not consenting"
+                    )),
+            ]);
+        }
     }
 }

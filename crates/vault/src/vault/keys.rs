@@ -10,13 +10,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKey, Kek, KekRing, random_bytes};
+use crate::crypto::{DataKey, Kek, KekRing, WrappedKey, random_bytes};
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKeys;
 use crate::ledger::LedgerDraft;
 use crate::storage::*;
 
 use super::sealing::key_context;
-use super::{Vault, now_millis, poisoned};
+use super::{SECRET_INTEGRITY, Vault, now_millis, poisoned};
 
 /// Wrapped keys re-wrapped per key-store transaction during a KEK rotation.
 const ROTATION_BATCH: usize = 512;
@@ -27,6 +28,92 @@ pub struct RotationReport {
     pub from_kek: String,
     pub to_kek: String,
     pub rewrapped: u64,
+}
+
+/// Unwraps a stored secret, naming a wrong KEK as such.
+fn unwrap_secret(keks: &KekRing, name: &str, wrapped: &WrappedKey) -> Result<Zeroizing<Vec<u8>>> {
+    let context = key_context(&KeyRef::Secret(name.to_owned()));
+    keks.unwrap_key(&context, wrapped)
+        .map_err(|error| match error {
+            Error::Tampered { .. } => Error::Config {
+                detail: format!(
+                    "the KEK {} does not open this key store (wrong KEK file?)",
+                    keks.current().id()
+                ),
+            },
+            other => other,
+        })
+}
+
+/// The row-integrity keys, attached to the storage. When the key store has no integrity
+/// secret yet (a new store, or one written by an earlier build), one is made, every
+/// existing row is MAC'd and the data sealed as it is now, the key store's anchor is MAC'd
+/// where it stands — and only then is the secret stored, so an interrupted first sealing
+/// is simply done again. Otherwise the seal (against the ledger's head) and the anchor's MAC
+/// are checked; what is wrong is returned, and the storage then refuses every write.
+pub(super) fn attach_integrity(
+    storage: &dyn Storage,
+    keys: &dyn KeyStorage,
+    keks: &KekRing,
+) -> Result<(Arc<IntegrityKeys>, Option<String>)> {
+    if let Some(wrapped) = keys.secret(SECRET_INTEGRITY)? {
+        let integrity = Arc::new(IntegrityKeys::new(&unwrap_secret(
+            keks,
+            SECRET_INTEGRITY,
+            &wrapped,
+        )?));
+        // Only the anchor's MAC stops the vault here: an anchor past the head is also what a
+        // data file restored from a backup shows, which must open (and `verify_ledger` says
+        // which entries that backup lacks).
+        let anchor_problem = check_anchor(&integrity, keys.ledger_anchor()?, i64::MAX);
+        let problem = storage.attach_integrity(integrity.clone(), false, anchor_problem)?;
+        return Ok((integrity, problem));
+    }
+    let secret = random_bytes::<32>()?;
+    let integrity = Arc::new(IntegrityKeys::new(secret.as_ref()));
+    storage.attach_integrity(integrity.clone(), true, None)?;
+    let head = match keys.ledger_anchor()? {
+        Some(anchor) => anchor.head,
+        None => storage.ledger_head()?,
+    };
+    keys.set_ledger_anchor(&SealedAnchor {
+        head,
+        mac: Some(integrity.anchor_mac(&head).to_vec()),
+    })?;
+    let context = key_context(&KeyRef::Secret(SECRET_INTEGRITY.to_owned()));
+    let stored = keys.insert_secret(SECRET_INTEGRITY, &keks.wrap(&context, secret.as_ref())?)?;
+    if unwrap_secret(keks, SECRET_INTEGRITY, &stored)?[..] != secret[..] {
+        return Err(Error::Storage {
+            detail: "another process stored the integrity secret while this one sealed the data"
+                .into(),
+        });
+    }
+    Ok((integrity, None))
+}
+
+/// What is wrong with the key store's anchor for a ledger whose head is at `head_seq`.
+pub(super) fn check_anchor(
+    integrity: &IntegrityKeys,
+    anchor: Option<SealedAnchor>,
+    head_seq: i64,
+) -> Option<String> {
+    let Some(anchor) = anchor else {
+        return Some("the key store's ledger anchor is missing".into());
+    };
+    let intact = anchor.mac.as_deref().is_some_and(|mac| {
+        crate::crypto::constant_time_eq(&integrity.anchor_mac(&anchor.head), mac)
+    });
+    if !intact {
+        return Some("the key store's ledger anchor was altered".into());
+    }
+    if anchor.head.seq > head_seq {
+        return Some(format!(
+            "ledger entries {}..={} were removed (the key store's anchor covers them)",
+            head_seq + 1,
+            anchor.head.seq
+        ));
+    }
+    None
 }
 
 /// A named vault secret, unwrapped; created (random, wrapped by the current KEK) when the
@@ -41,16 +128,7 @@ pub(super) fn open_secret(
         Some(wrapped) => wrapped,
         None => keys.insert_secret(name, &keks.wrap(&context, random_bytes::<32>()?.as_ref())?)?,
     };
-    keks.unwrap_key(&context, &wrapped)
-        .map_err(|error| match error {
-            Error::Tampered { .. } => Error::Config {
-                detail: format!(
-                    "the KEK {} does not open this key store (wrong KEK file?)",
-                    keks.current().id()
-                ),
-            },
-            other => other,
-        })
+    unwrap_secret(keks, name, &wrapped)
 }
 
 impl Vault {

@@ -1,5 +1,5 @@
-//! The vault's side of the ledger: entries for accesses the engine made, queries, verifying
-//! the whole chain, signing checkpoints (anchored in the key store), and backups.
+//! The vault's side of the ledger: entries for accesses the engine made, queries, signing
+//! checkpoints (anchored in the key store, MAC'd), and backups. Verifying is `verify`.
 //!
 //! It never writes an entry outside storage's transaction, never moves the checkpoint mark
 //! before a checkpoint is stored, and a data backup never carries a key.
@@ -7,12 +7,11 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::{
-    CHECKPOINT_INTERVAL, ChainVerifier, Checkpoint, LedgerDraft, LedgerHead, LedgerRecord,
-    LedgerVerification, checkpoint_message,
+    CHECKPOINT_INTERVAL, Checkpoint, LedgerDraft, LedgerHead, LedgerRecord, checkpoint_message,
 };
-use crate::storage::LedgerFilter;
+use crate::storage::{LedgerFilter, SealedAnchor};
 
 use super::{Vault, now_millis};
 
@@ -27,20 +26,6 @@ impl Vault {
     /// Ledger entries, newest first.
     pub fn ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerRecord>> {
         self.storage.ledger_query(filter)
-    }
-
-    /// Re-walks the whole chain and checks every signed checkpoint.
-    pub fn verify_ledger(&self) -> Result<LedgerVerification> {
-        let checkpoints = self.storage.checkpoints()?;
-        let anchor = self.keys.ledger_anchor()?;
-        let mut verifier = ChainVerifier::new(
-            &self.ledger_key,
-            checkpoints.iter().map(|checkpoint| checkpoint.seq),
-            anchor,
-        );
-        self.storage
-            .ledger_scan(&mut |record| verifier.push(record))?;
-        Ok(verifier.finish(&checkpoints, &self.signer.public_key()))
     }
 
     /// Signs a checkpoint at the current head now (e.g. before a shutdown or a backup).
@@ -63,6 +48,12 @@ impl Vault {
     }
 
     fn sign_checkpoint(&self, head: LedgerHead) -> Result<()> {
+        // Never anchor a head that was found cut or replayed: that would bless it.
+        if let Some(problem) = &self.refused {
+            return Err(Error::Integrity {
+                detail: format!("{problem}; no checkpoint is signed"),
+            });
+        }
         let at = now_millis();
         let signature = self
             .signer
@@ -76,7 +67,10 @@ impl Vault {
         })?;
         // The anchor lives in the key store, apart from the data: cutting the chain short or
         // deleting checkpoints in the data file cannot hide entries up to here.
-        self.keys.set_ledger_anchor(&head)?;
+        self.keys.set_ledger_anchor(&SealedAnchor {
+            head,
+            mac: Some(self.integrity.anchor_mac(&head).to_vec()),
+        })?;
         self.last_checkpoint_seq
             .fetch_max(head.seq, Ordering::SeqCst);
         Ok(())

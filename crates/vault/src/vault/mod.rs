@@ -27,13 +27,16 @@ mod sealing;
 mod subjects;
 #[cfg(feature = "testing")]
 mod testing;
+mod verify;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::crypto::{DataKey, KekRing, Signer, TokenKey, to_hex};
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKeys;
 use crate::ledger::{LedgerDraft, LedgerKey};
 use crate::receipt::{ForgetReceipt, PublicKeyInfo};
 use crate::sqlite::{DATA_FILE, KEY_STORE_FILE, SqliteKeyStore, SqliteStorage};
@@ -59,6 +62,9 @@ const SECRET_LOOKUP: &str = "subject-lookup-key";
 const SECRET_TOKEN: &str = "subject-token-key";
 const SECRET_SIGNING: &str = "signing-seed";
 const SECRET_LEDGER: &str = "ledger-chain-key";
+/// The secret whose subkeys MAC API key rows, consent chains, the data file's seal and the
+/// ledger anchor; its creation is what triggers the one-time sealing of existing rows.
+const SECRET_INTEGRITY: &str = "row-integrity-key";
 /// The `meta` entry naming the signing key of the key store that belongs to this data.
 const META_SIGNING_KEY: &str = "signing_key_id";
 
@@ -93,20 +99,31 @@ pub struct Access<'a> {
 pub struct SqliteOptions {
     /// The data folder (created if missing).
     pub data_dir: PathBuf,
-    /// The key store file; `DATA_DIR/keystore.sqlite` when not set.
+    /// The key store file; `keystore.sqlite` beside the KEK file when not set. Never
+    /// inside the data folder.
     pub key_store: Option<PathBuf>,
     /// Where the KEK was read from, to refuse a KEK kept inside the data folder.
     pub kek_file: Option<PathBuf>,
+    /// Open to verify only: a data file whose seal does not verify is opened all the same,
+    /// with every write refused, so that `verify_ledger` can say what is wrong.
+    pub verify_only: bool,
 }
 
 impl SqliteOptions {
-    /// Files in `data_dir`, KEK from `kek_file`.
+    /// Data in `data_dir`, KEK from `kek_file`, the key store beside the KEK file.
     pub fn new(data_dir: impl Into<PathBuf>, kek_file: Option<PathBuf>) -> Self {
         SqliteOptions {
             data_dir: data_dir.into(),
             key_store: None,
             kek_file,
+            verify_only: false,
         }
+    }
+
+    /// The same, with the key store at `key_store`.
+    pub fn with_key_store(mut self, key_store: impl Into<PathBuf>) -> Self {
+        self.key_store = Some(key_store.into());
+        self
     }
 
     /// The sealed-data file.
@@ -114,16 +131,34 @@ impl SqliteOptions {
         self.data_dir.join(DATA_FILE)
     }
 
-    /// The key store file.
-    pub fn key_store_file(&self) -> PathBuf {
-        self.key_store
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join(KEY_STORE_FILE))
+    /// The key store file: as configured, else `keystore.sqlite` beside the KEK file.
+    pub fn key_store_file(&self) -> Result<PathBuf> {
+        if let Some(key_store) = &self.key_store {
+            return Ok(key_store.clone());
+        }
+        match &self.kek_file {
+            Some(kek_file) => Ok(kek_file
+                .parent()
+                .map(|folder| folder.join(KEY_STORE_FILE))
+                .unwrap_or_else(|| PathBuf::from(KEY_STORE_FILE))),
+            None => Err(Error::Config {
+                detail: "no key store path: give one (it lives beside the KEK file by default, never inside the data folder)".into(),
+            }),
+        }
     }
 }
 
 /// Refuses a KEK file that lives inside the data folder.
 pub fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
+    check_outside(kek_file, data_dir, "KEK file", "its key")
+}
+
+/// Refuses a key store that lives inside the data folder.
+pub fn check_key_store_outside(key_store: &Path, data_dir: &Path) -> Result<()> {
+    check_outside(key_store, data_dir, "key store", "the subjects' keys")
+}
+
+fn check_outside(file: &Path, data_dir: &Path, what: &str, carried: &str) -> Result<()> {
     let absolute = |path: &Path| -> PathBuf {
         match std::fs::canonicalize(path) {
             Ok(path) => path,
@@ -139,16 +174,37 @@ pub fn check_kek_outside(kek_file: &Path, data_dir: &Path) -> Result<()> {
             },
         }
     };
-    if absolute(kek_file).starts_with(absolute(data_dir)) {
+    if absolute(file).starts_with(absolute(data_dir)) {
         return Err(Error::Config {
             detail: format!(
-                "the KEK file {} is inside the data folder {}; keep it elsewhere so that a copy of the data never carries its key",
-                kek_file.display(),
+                "the {what} {} is inside the data folder {}; keep it elsewhere so that a copy of the data never carries {carried}",
+                file.display(),
                 data_dir.display()
             ),
         });
     }
     Ok(())
+}
+
+/// Moves a key store kept inside the data folder by an earlier build to `dest`, once: a
+/// consistent copy is written beside `dest`, synced and renamed into place, then the old
+/// file is removed. With a key store at both places, nothing is moved and the vault stops.
+fn move_key_store_out(data_dir: &Path, dest: &Path) -> Result<()> {
+    let old = data_dir.join(KEY_STORE_FILE);
+    if !old.exists() {
+        return Ok(());
+    }
+    if dest.exists() {
+        return Err(Error::Config {
+            detail: format!(
+                "there is a key store inside the data folder ({}) and one at {}; keep the right one \
+                 outside the data folder and remove the other",
+                old.display(),
+                dest.display()
+            ),
+        });
+    }
+    SqliteKeyStore::move_file(&old, dest)
 }
 
 /// The vault.
@@ -169,6 +225,12 @@ pub struct Vault {
     /// One KEK rotation at a time.
     rotation: Mutex<()>,
     ledger_key: LedgerKey,
+    /// MACs rows that grant power or record decisions, the seal and the ledger anchor.
+    integrity: Arc<IntegrityKeys>,
+    /// Why the data file is refused for writing (opened with `verify_only` only).
+    refused: Option<String>,
+    /// Subjects whose broken consent history was already put on the ledger by this process.
+    consent_alarms: Mutex<HashSet<SubjectId>>,
     last_checkpoint_seq: AtomicI64,
     recovered: Vec<ForgetReceipt>,
     /// Keeps other processes out of the data folder while this vault is open.
@@ -181,21 +243,45 @@ impl Vault {
         if let Some(kek_file) = &options.kek_file {
             check_kek_outside(kek_file, &options.data_dir)?;
         }
+        let key_store = options.key_store_file()?;
+        check_key_store_outside(&key_store, &options.data_dir)?;
         create_private_dir(&options.data_dir)?;
         let folder_lock = lock_folder(&options.data_dir)?;
+        // A missing key store folder is made private; an existing one is left as it is.
+        if let Some(folder) = key_store
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+            && !folder.exists()
+        {
+            create_private_dir(folder)?;
+        }
+        move_key_store_out(&options.data_dir, &key_store)?;
         let storage = SqliteStorage::open(&options.data_file())?;
-        let keys = SqliteKeyStore::open(&options.key_store_file())?;
-        let mut vault = Vault::open(Box::new(storage), Box::new(keys), keks)?;
+        let keys = SqliteKeyStore::open(&key_store)?;
+        let mut vault =
+            Vault::open_checked(Box::new(storage), Box::new(keys), keks, options.verify_only)?;
         vault._folder_lock = Some(folder_lock);
         Ok(vault)
     }
 
     /// Opens a vault over any backend; finishes interrupted forgets and re-applies forgets
-    /// to data restored from an old backup.
+    /// to data restored from an old backup. A data file whose seal does not verify (a cut
+    /// ledger tail, a replayed or deleted row) is refused: `Error::Integrity`.
     pub fn open(
         storage: Box<dyn Storage>,
         keys: Box<dyn KeyStorage>,
         keks: KekRing,
+    ) -> Result<Vault> {
+        Vault::open_checked(storage, keys, keks, false)
+    }
+
+    /// As `open`; with `verify_only`, a data file whose seal does not verify is opened all
+    /// the same, every write refused, so that `verify_ledger` can report it.
+    pub fn open_checked(
+        storage: Box<dyn Storage>,
+        keys: Box<dyn KeyStorage>,
+        keks: KekRing,
+        verify_only: bool,
     ) -> Result<Vault> {
         // Fresh keys for data that already exists would make it unreadable for good: a lost
         // or misplaced key store must stop the vault, not be silently replaced.
@@ -224,6 +310,17 @@ impl Vault {
             None => storage.set_meta(META_SIGNING_KEY, signer.key_id())?,
         }
         storage.attach_ledger_key(LedgerKey::new(&ledger_secret))?;
+        let (integrity, refused) = keys::attach_integrity(storage.as_ref(), keys.as_ref(), &keks)?;
+        if let Some(problem) = &refused
+            && !verify_only
+        {
+            return Err(Error::Integrity {
+                detail: format!(
+                    "{problem}; refusing to start: `discreet audit verify` says what is wrong; \
+                     restore the data file from a backup"
+                ),
+            });
+        }
         let last_checkpoint_seq = storage
             .checkpoints()?
             .last()
@@ -242,11 +339,16 @@ impl Vault {
             key_loading: Mutex::new(()),
             rotation: Mutex::new(()),
             ledger_key: LedgerKey::new(&ledger_secret),
+            integrity,
+            refused,
+            consent_alarms: Mutex::new(HashSet::new()),
             last_checkpoint_seq: AtomicI64::new(last_checkpoint_seq),
             recovered: Vec::new(),
             _folder_lock: None,
         };
-        vault.recovered = vault.recover()?;
+        if vault.refused.is_none() {
+            vault.recovered = vault.recover()?;
+        }
         Ok(vault)
     }
 
@@ -269,6 +371,12 @@ impl Vault {
             self.storage.drop_subject(subject, entry)?;
         }
         Ok(receipts)
+    }
+
+    /// Why writes are refused, when the vault was opened `verify_only` over a data file
+    /// whose seal does not verify.
+    pub fn refused_writes(&self) -> Option<&str> {
+        self.refused.as_deref()
     }
 
     /// Receipts of forgets that were interrupted and completed when this vault opened.

@@ -19,6 +19,23 @@ impl SqliteBackend {
 
     pub fn options(&self) -> SqliteOptions {
         SqliteOptions::new(self.dir.path().join("data"), None)
+            .with_key_store(self.dir.path().join("keys").join("keystore.sqlite"))
+    }
+}
+
+impl SqliteBackend {
+    /// Opens the store to verify it: a data file found altered is opened all the same,
+    /// every write refused.
+    pub fn open_to_verify(&self) -> Vault {
+        let mut options = self.options();
+        options.verify_only = true;
+        let kek = discreet_vault::Kek::from_hex(&self.kek_hex).expect("kek");
+        Vault::open_sqlite(&options, KekRing::new(kek)).expect("open to verify")
+    }
+
+    /// The key store file.
+    pub fn key_store_file(&self) -> std::path::PathBuf {
+        self.options().key_store_file().expect("key store path")
     }
 }
 

@@ -291,7 +291,7 @@ fn altered_consents_and_swapped_subject_rows_are_refused() {
         let vault = backend.open();
         assert!(matches!(
             consents_of(&vault, "alice"),
-            Err(Error::Tampered { what: "consent" })
+            Err(Error::Integrity { .. })
         ));
     }
     let connection = Connection::open(backend.options().data_file()).expect("open");

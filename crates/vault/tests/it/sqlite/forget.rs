@@ -59,8 +59,10 @@ fn backup_restored_after_forget_cannot_resurrect_the_subject() {
         "the old backup holds the subject's sealed events"
     );
     drop(connection);
-    let keys =
-        discreet_vault::sqlite::SqliteKeyStore::open(&options.key_store_file()).expect("key store");
+    let keys = discreet_vault::sqlite::SqliteKeyStore::open(
+        &options.key_store_file().expect("key store path"),
+    )
+    .expect("key store");
     use discreet_vault::storage::{KeyState, KeyStorage};
     assert!(matches!(
         keys.data_key(forgotten_id).expect("key state"),
@@ -88,7 +90,8 @@ fn backup_restored_after_forget_cannot_resurrect_the_subject() {
     drop(vault);
     // Nothing links the shop's customer id to the restored rows any more: the lookup hash
     // lived in the key store, beside the destroyed key, and went with it.
-    let key_store = Connection::open(options.key_store_file()).expect("open key store");
+    let key_store = Connection::open(options.key_store_file().expect("key store path"))
+        .expect("open key store");
     let linked: i64 = key_store
         .query_row(
             "SELECT count(*) FROM data_keys WHERE subject = ?1 AND lookup IS NOT NULL",
@@ -223,7 +226,9 @@ fn crash_child() {
     } else {
         ForgetStep::KeyDestroyed
     };
-    let options = SqliteOptions::new(PathBuf::from(dir).join("data"), None);
+    let dir = PathBuf::from(dir);
+    let options = SqliteOptions::new(dir.join("data"), None)
+        .with_key_store(dir.join("keys").join("keystore.sqlite"));
     let vault = Vault::open_sqlite(
         &options,
         KekRing::new(discreet_vault::Kek::from_hex(&kek).expect("kek")),

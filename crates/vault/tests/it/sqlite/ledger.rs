@@ -25,7 +25,7 @@ fn tamper_and_verify(
     let connection = Connection::open(backend.options().data_file()).expect("open");
     tamper(&connection, target);
     drop(connection);
-    let vault = backend.open();
+    let vault = backend.open_to_verify();
     (target, vault.verify_ledger().expect("verify"))
 }
 

@@ -3,10 +3,12 @@
 //! survive a crash at any step, and a ledger whose tampering is found at the entry.
 //!
 //! By theme: `files` (what the files hold), `forget` (backups after a forget, crashes),
-//! `ledger` (tampering), `opening` (what a vault refuses to open on).
+//! `ledger` (tampering), `integrity` (rows that grant power or record decisions, edited in
+//! the data file), `opening` (what a vault refuses to open on, where the key store lives).
 
 mod files;
 mod forget;
+mod integrity;
 mod ledger;
 mod opening;
 

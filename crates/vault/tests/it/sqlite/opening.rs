@@ -36,14 +36,22 @@ fn a_missing_key_store_is_refused_when_data_exists() {
             .expect("append");
     }
     let moved = backend.dir.path().join("moved-keystore.sqlite");
-    std::fs::rename(backend.options().key_store_file(), &moved).expect("move");
+    std::fs::rename(
+        backend.options().key_store_file().expect("key store path"),
+        &moved,
+    )
+    .expect("move");
     let kek = KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
     let error = backend.open_with(kek).err().expect("refused");
     assert!(
         matches!(&error, Error::Config { detail } if detail.contains("key store")),
         "{error}"
     );
-    std::fs::rename(&moved, backend.options().key_store_file()).expect("move back");
+    std::fs::rename(
+        &moved,
+        backend.options().key_store_file().expect("key store path"),
+    )
+    .expect("move back");
     assert_eq!(
         events_of(&backend.open(), "c-1")
             .expect("readable again")
