@@ -10,7 +10,7 @@ use crate::access::Caller;
 use crate::answers::{ConsentDecision, ConsentState, ConsentsView};
 use crate::engine::{Engine, read, write};
 use crate::error::{Error, Result};
-use crate::input::{MAX_SOURCE_BYTES, check_subject, is_short_text};
+use crate::input::{MAX_SOURCE_CHARS, check_subject, is_short_text};
 use crate::interactions::{interactions_of, model_name};
 
 /// The ledger's name for consent bookkeeping reads.
@@ -64,11 +64,11 @@ impl Engine {
                 ),
             ));
         }
-        if !is_short_text(source, MAX_SOURCE_BYTES) {
+        if !is_short_text(source, MAX_SOURCE_CHARS) {
             return Err(Error::bad_input(
                 "source",
                 format!(
-                    "must be 1 to {MAX_SOURCE_BYTES} bytes of text naming where the decision was collected"
+                    "must be 1 to {MAX_SOURCE_CHARS} characters of text naming where the decision was collected"
                 ),
             ));
         }

@@ -13,14 +13,14 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, MAX_ATTRIBUTE_BYTES, check_batch, check_subject, event_type_rule,
-    is_short_text,
+    AttributeInput, EventInput, MAX_ATTRIBUTE_CHARS, check_batch, check_subject,
+    event_type_rule, fits, is_short_text,
 };
 use crate::interactions::EventPayload;
 use crate::learner::QueuedEvent;
 
-/// Longest idempotency key accepted, in bytes.
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Longest idempotency key accepted, in characters.
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// An idempotency key with the fingerprint of the request it came with: the same key and
 /// fingerprint are accepted once, the same key with another fingerprint is a conflict.
@@ -100,10 +100,10 @@ impl Engine {
         }
         let idempotency = match idempotency {
             None => None,
-            Some(IdempotencyKey { key, .. }) if !is_short_text(key, MAX_IDEMPOTENCY_KEY_BYTES) => {
+            Some(IdempotencyKey { key, .. }) if !is_short_text(key, MAX_IDEMPOTENCY_KEY_CHARS) => {
                 return Err(Error::bad_input(
                     "Idempotency-Key",
-                    "must be 1 to 255 bytes of visible text",
+                    "must be 1 to 255 characters of visible text",
                 ));
             }
             // Scoped to the API key: two clients that happen to pick the same key do not
@@ -182,12 +182,12 @@ impl Engine {
                     ),
                 ));
             };
-            if attribute.value.len() > MAX_ATTRIBUTE_BYTES
+            if !fits(&attribute.value, MAX_ATTRIBUTE_CHARS)
                 || attribute.value.chars().any(char::is_control)
             {
                 return Err(Error::bad_input(
                     name,
-                    format!("must be at most {MAX_ATTRIBUTE_BYTES} bytes of text"),
+                    format!("must be at most {MAX_ATTRIBUTE_CHARS} characters of text"),
                 ));
             }
             permit.write(category, Some(name))?;

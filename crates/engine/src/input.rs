@@ -1,30 +1,32 @@
 //! What callers hand the engine, typed: events, attribute values and request contexts, and
 //! the checks of their meaning (sizes, ranges, what the policy declares). Parsing a wire
 //! format (JSON, CSV) into these types is the caller's job, done once at its boundary; the
-//! checks here name the index and field at fault and never echo a value.
+//! checks here name the index and field at fault and never echo a value. Lengths are counted
+//! in characters (Unicode scalar values), as JSON Schema's `maxLength` counts them, so the
+//! OpenAPI document can state every limit exactly.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Longest subject (customer) id accepted, in bytes.
-pub const MAX_SUBJECT_BYTES: usize = 128;
-/// Longest item code accepted, in bytes.
-pub const MAX_ITEM_BYTES: usize = 64;
-/// Longest search query accepted, in bytes.
-pub const MAX_QUERY_BYTES: usize = 512;
-/// Longest country name accepted, in bytes.
-pub const MAX_COUNTRY_BYTES: usize = 64;
+/// Longest subject (customer) id accepted, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 128;
+/// Longest item code accepted, in characters.
+pub const MAX_ITEM_CHARS: usize = 64;
+/// Longest search query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 512;
+/// Longest country name accepted, in characters.
+pub const MAX_COUNTRY_CHARS: usize = 64;
 /// Largest quantity accepted.
 pub const MAX_QUANTITY: u32 = 1_000_000;
 /// Events may be dated at most this far in the future (clock skew between shop and us).
 pub const MAX_FUTURE_MILLIS: i64 = 24 * 3_600_000;
 /// Earliest accepted event time: 1970-01-01.
 pub const MIN_EVENT_MILLIS: i64 = 0;
-/// Longest attribute value accepted, in bytes.
-pub const MAX_ATTRIBUTE_BYTES: usize = 1_024;
-/// Longest consent `source` accepted, in bytes.
-pub const MAX_SOURCE_BYTES: usize = 128;
+/// Longest attribute value accepted, in characters.
+pub const MAX_ATTRIBUTE_CHARS: usize = 1_024;
+/// Longest consent `source` accepted, in characters.
+pub const MAX_SOURCE_CHARS: usize = 128;
 /// Most items one answer lists.
 pub const MAX_ANSWER_ITEMS: usize = 100;
 
@@ -128,20 +130,21 @@ pub struct AttributeInput {
 
 /// Checks a subject id (path segment or event field).
 pub fn check_subject(field: &str, subject: &str) -> Result<()> {
-    check_identifier(field, subject, MAX_SUBJECT_BYTES)
+    check_identifier(field, subject, MAX_SUBJECT_CHARS)
 }
 
 /// Checks an item code.
 pub fn check_item(field: &str, item: &str) -> Result<()> {
-    check_identifier(field, item, MAX_ITEM_BYTES)
+    check_identifier(field, item, MAX_ITEM_CHARS)
 }
 
-/// An identifier: 1 to `max_bytes` bytes of text without control characters.
-fn check_identifier(field: &str, text: &str, max_bytes: usize) -> Result<()> {
-    if text.is_empty() || text.len() > max_bytes {
+/// An identifier: 1 to `max_chars` characters without control characters.
+fn check_identifier(field: &str, text: &str, max_chars: usize) -> Result<()> {
+    let n_chars = text.chars().count();
+    if n_chars == 0 || n_chars > max_chars {
         return Err(Error::bad_input(
             field,
-            format!("must be 1 to {max_bytes} bytes, got {}", text.len()),
+            format!("must be 1 to {max_chars} characters, got {n_chars}"),
         ));
     }
     if text.chars().any(char::is_control) {
@@ -153,9 +156,14 @@ fn check_identifier(field: &str, text: &str, max_bytes: usize) -> Result<()> {
     Ok(())
 }
 
-/// True for 1 to `max_bytes` bytes of text without control characters.
-pub(crate) fn is_short_text(text: &str, max_bytes: usize) -> bool {
-    !text.is_empty() && text.len() <= max_bytes && !text.chars().any(char::is_control)
+/// True for 1 to `max_chars` characters of text without control characters.
+pub(crate) fn is_short_text(text: &str, max_chars: usize) -> bool {
+    (1..=max_chars).contains(&text.chars().count()) && !text.chars().any(char::is_control)
+}
+
+/// True for at most `max_chars` characters.
+pub(crate) fn fits(text: &str, max_chars: usize) -> bool {
+    text.chars().count() <= max_chars
 }
 
 /// Checks a request or event context.
@@ -169,11 +177,11 @@ pub fn check_context(field: &str, context: &EventContext) -> Result<()> {
         ));
     }
     if let Some(country) = &context.country
-        && !is_short_text(country, MAX_COUNTRY_BYTES)
+        && !is_short_text(country, MAX_COUNTRY_CHARS)
     {
         return Err(Error::bad_input(
             format!("{field}.country"),
-            format!("must be 1 to {MAX_COUNTRY_BYTES} bytes of text"),
+            format!("must be 1 to {MAX_COUNTRY_CHARS} characters of text"),
         ));
     }
     Ok(())
@@ -208,7 +216,7 @@ pub fn check_batch_size(n_events: usize, max_events: usize) -> Result<()> {
 
 /// What the policy says of one declared event type, for the batch checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct EventTypeRule {
+pub struct EventTypeRule {
     /// The data category its events belong to.
     pub category: String,
     /// How long that category is kept, in milliseconds, and the policy's words for it
@@ -217,7 +225,7 @@ pub(crate) struct EventTypeRule {
 }
 
 /// What the policy declares of an event type: its category and that category's retention.
-pub(crate) fn event_type_rule(
+pub fn event_type_rule(
     policy: &discreet_policy::Policy,
     event_type: EventType,
 ) -> Option<EventTypeRule> {
@@ -238,7 +246,7 @@ pub(crate) fn event_type_rule(
 
 /// Checks a whole batch: one problem rejects it, naming `events[i].field`. `rule_of` says
 /// what the policy declares of an event type (`None`: not declared).
-pub(crate) fn check_batch(
+pub fn check_batch(
     events: &[EventInput],
     max_events: usize,
     now_millis: i64,
@@ -292,10 +300,10 @@ fn check_event(
         None => {}
     }
     match &event.query {
-        Some(query) if query.is_empty() || query.len() > MAX_QUERY_BYTES => {
+        Some(query) if query.is_empty() || !fits(query, MAX_QUERY_CHARS) => {
             return Err(Error::bad_input(
                 "query",
-                format!("must be 1 to {MAX_QUERY_BYTES} bytes"),
+                format!("must be 1 to {MAX_QUERY_CHARS} characters"),
             ));
         }
         None if event.event_type == EventType::Search => {

@@ -9,7 +9,10 @@ use discreet_vault::crypto::constant_time_eq;
 use crate::access::{Caller, not_declared};
 use crate::answers::IssuedKey;
 use crate::engine::{Engine, read, write};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Longest API key label accepted, in characters (always within the vault's 200 bytes).
+pub const MAX_KEY_LABEL_CHARS: usize = 50;
 
 impl Engine {
     /// Issues an API key for a role of the policy.
@@ -20,6 +23,12 @@ impl Engine {
             return Err(not_declared(
                 "role",
                 policy.roles().iter().map(|role| role.name.as_str()),
+            ));
+        }
+        if label.chars().count() > MAX_KEY_LABEL_CHARS {
+            return Err(Error::bad_input(
+                "label",
+                format!("must be at most {MAX_KEY_LABEL_CHARS} characters"),
             ));
         }
         let (row, secret) = self

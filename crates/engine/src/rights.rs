@@ -183,8 +183,8 @@ impl Engine {
     /// A stored forget receipt.
     pub fn receipt(&self, caller: &Caller, id: &str) -> Result<ForgetReceipt> {
         self.authorize(caller, Action::ReceiptsRead)?;
-        if id.is_empty() || id.len() > 128 {
-            return Err(Error::bad_input("id", "must be 1 to 128 bytes"));
+        if !(1..=128).contains(&id.chars().count()) {
+            return Err(Error::bad_input("id", "must be 1 to 128 characters"));
         }
         self.inner.vault.receipt(id)?.ok_or(Error::NotFound {
             what: Missing::Receipt,

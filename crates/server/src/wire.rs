@@ -28,6 +28,17 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
+/// A JSON number with no fraction, as a whole number: `6` and `6.0` are the same number in
+/// JSON (and to JSON Schema's `integer`).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|number| number.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(number))
+            .map(|number| number as u64)
+    })
+}
+
 /// Parses an RFC 3339 time into unix milliseconds.
 pub fn parse_time(field: &str, text: &str) -> Result<i64> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -159,8 +170,7 @@ pub fn event(prefix: &str, event: &Value) -> Result<EventInput> {
     let quantity = match fields.get("quantity") {
         None => None,
         Some(value) => Some(
-            value
-                .as_u64()
+            whole_number(value)
                 .and_then(|quantity| u32::try_from(quantity).ok())
                 .ok_or_else(|| {
                     Error::bad_input(

@@ -21,8 +21,13 @@ use crate::state::AppState;
         ("purpose" = Option<String>, Query, description = "Default `personalization`"),
         ("context.weather" = Option<String>, Query, description = "clear, cloudy, rain, snow, hot or cold"),
         ("context.country" = Option<String>, Query, description = "Country name")),
-    responses((status = 200, body = crate::openapi::RecommendationsAnswer), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::RecommendationsAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn get_recommendations(
     State(state): State<AppState>,
@@ -73,8 +78,13 @@ pub async fn get_recommendations(
 /// Items similar to an item, from aggregated co-occurrence only.
 #[utoipa::path(get, path = "/v1/items/{item}/similar", tag = "recommendations",
     params(("item" = String, Path, description = "Item code"), ("n" = Option<usize>, Query, description = "1 to 100, default 10")),
-    responses((status = 200, body = crate::openapi::SimilarAnswer), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::SimilarAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn get_similar(
     State(state): State<AppState>,

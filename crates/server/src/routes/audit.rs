@@ -19,7 +19,11 @@ use crate::state::AppState;
         ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
         ("limit" = Option<usize>, Query, description = "1 to 10,000, default 100")),
-    responses((status = 200, body = crate::openapi::AuditAnswer), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::AuditAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_audit(
     State(state): State<AppState>,
@@ -64,7 +68,10 @@ pub async fn get_audit(
 
 /// Re-walks the ledger chain and its signed checkpoints.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = crate::openapi::VerifyAnswer), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::VerifyAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_audit_verify(
     State(state): State<AppState>,
@@ -77,7 +84,10 @@ pub async fn get_audit_verify(
 
 /// The policy in force.
 #[utoipa::path(get, path = "/v1/policy", tag = "policy",
-    responses((status = 200, body = Object), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = Object),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_policy(
     State(state): State<AppState>,
@@ -88,7 +98,10 @@ pub async fn get_policy(
 
 /// Records of processing (GDPR Art. 30).
 #[utoipa::path(get, path = "/v1/policy/records", tag = "policy",
-    responses((status = 200, body = Object), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = Object),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_records(
     State(state): State<AppState>,

@@ -19,11 +19,16 @@ use crate::wire;
 
 /// Ingest a batch of events.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = crate::openapi::EventBatch, description = "At most 10,000 events; one bad event rejects the batch"),
+    request_body(content = ref("#/components/schemas/EventBatch"), description = "At most 10,000 events; one bad event rejects the batch"),
     params(("Idempotency-Key" = Option<String>, Header, description = "The same key and body are accepted once")),
-    responses((status = 200, body = crate::openapi::IngestAnswer), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::IngestAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn post_events(
     State(state): State<AppState>,
@@ -72,9 +77,15 @@ pub async fn post_events(
 /// Store declared attributes of a subject.
 #[utoipa::path(put, path = "/v1/subjects/{subject}/attributes", tag = "subjects",
     params(("subject" = String, Path, description = "The shop's customer id")),
-    request_body(content = Object, description = "Attribute names declared in the policy, to values"),
-    responses((status = 200, body = crate::openapi::AttributesAnswer), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    request_body(content = ref("#/components/schemas/AttributesIn"), description = "Attribute names declared in the policy, to values"),
+    responses((status = 200, body = crate::openapi::AttributesAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn put_attributes(
     State(state): State<AppState>,
@@ -106,9 +117,15 @@ pub async fn put_attributes(
 /// Grant or withdraw consent for a purpose.
 #[utoipa::path(put, path = "/v1/subjects/{subject}/consents/{purpose}", tag = "consents",
     params(("subject" = String, Path, description = "The shop's customer id"), ("purpose" = String, Path, description = "A purpose of the policy that rests on consent")),
-    request_body(content = crate::openapi::ConsentBody),
-    responses((status = 200, body = crate::openapi::ConsentAnswer), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    request_body(content = ref("#/components/schemas/ConsentIn")),
+    responses((status = 200, body = crate::openapi::ConsentAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn put_consent(
     State(state): State<AppState>,
@@ -135,7 +152,12 @@ pub async fn put_consent(
 /// Every consent purpose's state and the history of decisions.
 #[utoipa::path(get, path = "/v1/subjects/{subject}/consents", tag = "consents",
     params(("subject" = String, Path, description = "The shop's customer id")),
-    responses((status = 200, body = crate::openapi::ConsentsAnswer), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::ConsentsAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_consents(
     State(state): State<AppState>,

@@ -14,8 +14,13 @@ use crate::wire;
 
 /// Issue an API key (admin); the secret is in this answer only.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys",
-    request_body(content = crate::openapi::KeyRequest),
-    responses((status = 200, body = crate::openapi::KeyAnswer), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
+    request_body(content = ref("#/components/schemas/KeyIn")),
+    responses((status = 200, body = crate::openapi::KeyAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn post_key(
     State(state): State<AppState>,
@@ -34,7 +39,10 @@ pub async fn post_key(
 
 /// Every API key (never their secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
-    responses((status = 200, body = Object), (status = 403, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::KeysAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_keys(
     State(state): State<AppState>,
@@ -60,7 +68,12 @@ pub async fn get_keys(
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = Object), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::RevokedAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn delete_key(
     State(state): State<AppState>,

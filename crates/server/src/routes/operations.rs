@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 /// 200 once the models are rebuilt and the server accepts traffic; 503 before.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, body = Object), (status = 503, body = Object)))]
+    responses((status = 200, body = crate::openapi::HealthAnswer), (status = 503, body = crate::openapi::HealthAnswer)))]
 pub async fn get_healthz(State(state): State<AppState>) -> Response {
     if state.engine.is_ready() {
         Json(json!({ "status": "ready" })).into_response()
@@ -48,9 +48,14 @@ fn metrics_text(state: &AppState, scope: MetricsScope) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The OpenAPI document of this API.
-pub async fn get_openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+/// The OpenAPI document of this API, for the policy and limits in force.
+pub async fn get_openapi(State(state): State<AppState>) -> Response {
+    let engine = &state.engine;
+    Json(crate::openapi::document(
+        engine.policy(),
+        engine.max_batch_events(),
+    ))
+    .into_response()
 }
 
 /// Problem answer for paths no route matches.

@@ -15,7 +15,12 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/v1/subjects/{subject}/export", tag = "subject rights",
     params(("subject" = String, Path, description = "The shop's customer id")),
     responses((status = 200, body = Object, description = "subject, attributes, events, consents, derived, purposes, categories, recipients, retention, rights, source, automated_decisions, access_log"),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_export(
     State(state): State<AppState>,
@@ -31,8 +36,14 @@ pub async fn get_export(
 /// Forget a subject everywhere; answers with a signed receipt when complete.
 #[utoipa::path(delete, path = "/v1/subjects/{subject}", tag = "subject rights",
     params(("subject" = String, Path, description = "The shop's customer id")),
-    responses((status = 200, body = crate::openapi::ReceiptAnswer), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::ReceiptAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::NotReady)),
     security(("api_key" = [])))]
 pub async fn delete_subject(
     State(state): State<AppState>,
@@ -48,7 +59,12 @@ pub async fn delete_subject(
 /// A stored forget receipt.
 #[utoipa::path(get, path = "/v1/receipts/{id}", tag = "subject rights",
     params(("id" = String, Path, description = "Receipt id")),
-    responses((status = 200, body = crate::openapi::ReceiptAnswer), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = crate::openapi::ReceiptAnswer),
+        (status = 400, response = crate::openapi::BadInput),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::TooManyRequests)),
     security(("api_key" = [])))]
 pub async fn get_receipt(
     State(state): State<AppState>,

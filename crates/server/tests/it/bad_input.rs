@@ -907,6 +907,56 @@ async fn values_at_the_limits_are_accepted() {
         .ok();
 }
 
+/// Regression: limits are counted in characters, as the OpenAPI document's `maxLength`
+/// counts them; a limit counted in bytes refused text of multi-byte characters that the
+/// document calls valid.
+#[tokio::test]
+async fn limits_count_characters_not_bytes() {
+    let t = TestApp::new();
+    let subject = "é".repeat(128);
+    let events = vec![
+        json!({"subject": subject, "type": "purchase", "item": "€".repeat(64), "at": hours_ago(1),
+               "context": {"country": "ö".repeat(64)}}),
+        json!({"subject": subject, "type": "search", "query": "ü".repeat(512), "at": hours_ago(1)}),
+    ];
+    let answer = t
+        .send(
+            Req::post("/v1/events")
+                .key(&t.storefront)
+                .json(&json!({"events": events})),
+        )
+        .await
+        .ok();
+    assert_eq!(answer, json!({"accepted": 2, "duplicates": 0}));
+    let path = format!("/v1/subjects/{}", subject.replace('é', "%C3%A9"));
+    t.send(
+        Req::put(format!("{path}/attributes"))
+            .key(&t.storefront)
+            .json(&json!({"email": "é".repeat(1_024)})),
+    )
+    .await
+    .ok();
+    t.send(
+        Req::put(format!("{path}/consents/personalization"))
+            .key(&t.storefront)
+            .json(&json!({"granted": true, "source": "ß".repeat(128)})),
+    )
+    .await
+    .ok();
+    t.send(
+        Req::post("/v1/keys")
+            .key(&t.admin)
+            .json(&json!({"role": "analyst", "label": "é".repeat(50)})),
+    )
+    .await
+    .ok();
+    let too_long = json!({"events": [{"subject": "é".repeat(129), "type": "view", "item": "A",
+                                      "at": hours_ago(1)}]});
+    t.send(Req::post("/v1/events").key(&t.storefront).json(&too_long))
+        .await
+        .bad_input("events[0].subject");
+}
+
 /// A full batch of 10,000 events is accepted whole.
 #[tokio::test]
 async fn a_batch_of_ten_thousand_events_is_accepted() {
@@ -979,6 +1029,11 @@ async fn every_bad_key_request_is_named() {
         ("an array", br#"["analyst"]"#, "body"),
         ("not JSON", b"role=analyst", "body"),
     ];
+    let long_label = serde_json::to_vec(&json!({"role": "analyst", "label": "l".repeat(51)})).unwrap();
+    let cases: Vec<(&str, &[u8], &str)> = cases
+        .into_iter()
+        .chain([("label over 50 characters", long_label.as_slice(), "label")])
+        .collect();
     for (what, body, field) in cases {
         let reply = t
             .send(Req::post("/v1/keys").key(&t.admin).raw(body.to_vec()))
@@ -1148,4 +1203,26 @@ async fn events_past_their_retention_are_refused() {
         .await
         .ok();
     assert_eq!(answer["accepted"], 2);
+}
+
+/// Regression (found by schemathesis): `6.0` is the same JSON number as `6`, and JSON
+/// Schema's `integer` accepts it, but the quantity check refused it. A fraction is refused.
+#[tokio::test]
+async fn a_whole_number_written_with_a_fraction_is_a_quantity() {
+    let t = TestApp::new();
+    let event = |quantity: Value| {
+        json!({"events": [{"subject": "c-1", "type": "purchase", "item": "A", "at": hours_ago(1),
+                           "quantity": quantity}]})
+    };
+    let answer = t
+        .send(Req::post("/v1/events").key(&t.storefront).json(&event(json!(6.0))))
+        .await
+        .ok();
+    assert_eq!(answer, json!({"accepted": 1, "duplicates": 0}));
+    for bad in [json!(6.5), json!(-1.0), json!(1e300)] {
+        t.send(Req::post("/v1/events").key(&t.storefront).json(&event(bad)))
+            .await
+            .bad_input("events[0].quantity");
+    }
+    assert_eq!(t.engine.vault().count_events().unwrap(), 1);
 }

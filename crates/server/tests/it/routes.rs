@@ -665,6 +665,70 @@ async fn openapi_lists_every_route() {
     );
 }
 
+/// The document declares what every operation answers: each secured operation its 401 and
+/// 429, every error as problem+json, every body as required; and its request schemas carry
+/// the engine's limits and the policy's names.
+#[tokio::test]
+async fn openapi_declares_every_answer_and_the_engines_limits() {
+    let t = TestApp::new();
+    let document = t.send(Req::get("/openapi.json")).await.ok();
+    let responses = &document["components"]["responses"];
+    for name in ["BadInput", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests"] {
+        assert!(
+            responses[name]["content"]["application/problem+json"].is_object(),
+            "{name} is problem+json"
+        );
+    }
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let answers = operation["responses"].as_object().unwrap();
+            if operation.get("security").is_some() {
+                for status in ["401", "403", "429"] {
+                    assert!(answers.contains_key(status), "{method} {path} declares {status}");
+                }
+            }
+            for (status, answer) in answers {
+                if !status.starts_with('2') && path.starts_with("/v1/") {
+                    let reference = answer["$ref"].as_str().unwrap_or_default();
+                    assert!(reference.starts_with("#/components/responses/"), "{method} {path} {status}");
+                }
+            }
+            if let Some(body) = operation.get("requestBody") {
+                assert_eq!(body["required"], true, "{method} {path}");
+            }
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    let events = &schemas["EventBatch"]["properties"]["events"];
+    assert_eq!(events["maxItems"], t.engine.max_batch_events());
+    let branches = schemas["EventIn"]["oneOf"].as_array().unwrap();
+    assert_eq!(branches.len(), 5, "one branch per declared event type");
+    for branch in branches {
+        let properties = &branch["properties"];
+        assert_eq!(
+            properties["subject"]["maxLength"],
+            discreet_engine::input::MAX_SUBJECT_CHARS
+        );
+        assert_eq!(properties["quantity"]["maximum"], discreet_engine::input::MAX_QUANTITY);
+    }
+    let roles = &schemas["KeyIn"]["properties"]["role"]["enum"];
+    assert_eq!(roles, &json!(["admin", "storefront", "privacy", "analyst"]));
+    let attributes = schemas["AttributesIn"]["properties"].as_object().unwrap();
+    assert!(attributes.contains_key("email") && attributes.contains_key("size"));
+    let consent = &document["paths"]["/v1/subjects/{subject}/consents/{purpose}"]["put"];
+    let purpose = consent["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "purpose")
+        .unwrap();
+    assert_eq!(
+        purpose["schema"]["enum"],
+        json!(["personalization", "marketing_email"]),
+        "only purposes that rest on consent"
+    );
+}
+
 #[tokio::test]
 async fn healthz_is_ready_only_after_the_rebuild() {
     let ready = TestApp::new();
