@@ -7,7 +7,9 @@
 
 use std::sync::OnceLock;
 
-use discreet_engine::input::{QUANTITY_RULE, RATING_RULE, WEATHER_NAMES, check_batch};
+use discreet_engine::input::{
+    QUANTITY_RULE, RATING_RULE, WEATHER_NAMES, check_batch, event_type_rule,
+};
 use discreet_engine::{EventPayload, EventType};
 use discreet_policy::Policy;
 use libfuzzer_sys::fuzz_target;
@@ -77,11 +79,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let declared = |event_type: EventType| {
-        policy()
-            .category_of_event_type(event_type.as_str())
-            .is_some()
-    };
+    let declared = |event_type: EventType| event_type_rule(policy(), event_type);
     if let Err(error) = check_batch(&events, MAX_EVENTS, NOW_MILLIS, &declared) {
         assert_no_echo(&error, &body);
         return;
