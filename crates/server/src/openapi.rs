@@ -409,26 +409,25 @@ fn rfc3339(years: &str) -> Value {
     })
 }
 
-/// The years 1971 up to the one before `this_year`: an event time in them lies between
-/// 1970-01-01 and a day from now whatever its offset, which is what the engine accepts.
-/// (Times of this year up to a day ahead are accepted too; the pattern cannot follow the
-/// clock.)
-fn past_years(this_year: i32) -> String {
-    let last = (this_year - 1).max(2000);
-    let mut parts = vec!["197[1-9]".to_owned(), "19[89][0-9]".to_owned()];
-    for decade in 200..last / 10 {
-        parts.push(format!("{decade}[0-9]"));
-    }
-    parts.push(format!("{}[0-{}]", last / 10, last % 10));
-    parts.join("|")
-}
-
-fn event_time(this_year: i32) -> Value {
-    let mut schema = rfc3339(&past_years(this_year));
-    schema["description"] = json!(
-        "RFC 3339; between 1970-01-01 and one day from now (the pattern lists the years always in range)"
-    );
-    schema
+/// Event times the document promises the engine accepts: days 01 to 28 of the month before
+/// the current one. An event time must lie between 1970 and a day from now, and within its
+/// category's retention (13 months at the shortest in the built-in policy), so a fixed range
+/// of years would promise times the retention refuses; the month before now is inside both
+/// whatever the offset. (Other times in the window are accepted too; a pattern cannot follow
+/// the clock. A policy keeping some events less than two months is not described exactly.)
+fn event_time(this_year: i32, this_month: u8) -> Value {
+    let (year, month) = if this_month <= 1 {
+        (this_year - 1, 12)
+    } else {
+        (this_year, this_month - 1)
+    };
+    json!({
+        "type": "string",
+        "pattern": format!(
+            r"^{year:04}-{month:02}-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{{1,9}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+        ),
+        "description": "RFC 3339; between 1970-01-01 and one day from now, and within the retention of the event's data category (the pattern lists the days always in range: those of the month before this one)",
+    })
 }
 
 fn count(max: usize, description: &str) -> Value {
@@ -486,7 +485,8 @@ fn consent_purposes(policy: &Policy) -> Vec<&str> {
 
 /// The request bodies, from the engine's limits and the policy.
 fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<String, Value> {
-    let this_year = time::OffsetDateTime::now_utc().year();
+    let now = time::OffsetDateTime::now_utc();
+    let (this_year, this_month) = (now.year(), u8::from(now.month()));
     let declared: Vec<EventType> = EventType::ALL
         .into_iter()
         .filter(|event_type| {
@@ -519,7 +519,7 @@ fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<String, Valu
             "description": "One event; which fields it needs depends on its `type` (event types of the policy).",
             "oneOf": declared
                 .iter()
-                .map(|event_type| event_schema(*event_type, this_year))
+                .map(|event_type| event_schema(*event_type, this_year, this_month))
                 .collect::<Vec<_>>(),
         }),
     );
@@ -590,7 +590,7 @@ fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<String, Valu
 }
 
 /// One event of `event_type`: the fields it requires and the ones it may carry.
-fn event_schema(event_type: EventType, this_year: i32) -> Value {
+fn event_schema(event_type: EventType, this_year: i32, this_month: u8) -> Value {
     let item = identifier(MAX_ITEM_CHARS);
     let query = json!({"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS});
     let rating = json!({"type": "number", "minimum": 0, "maximum": 10});
@@ -617,7 +617,7 @@ fn event_schema(event_type: EventType, this_year: i32) -> Value {
             "subject": identifier(MAX_SUBJECT_CHARS),
             "type": {"type": "string", "enum": [event_type.as_str()]},
             "item": item,
-            "at": event_time(this_year),
+            "at": event_time(this_year, this_month),
             "quantity": nullable(json!({"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY})),
             "query": query,
             "value": rating,
