@@ -38,6 +38,6 @@ pub use export::{
     ExportedPurpose, HeldItem, Right, SubjectExport,
 };
 pub use ingest::IdempotencyKey;
-pub use keys::MAX_KEY_LABEL_CHARS;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};
 pub use interactions::EventPayload;
+pub use keys::MAX_KEY_LABEL_CHARS;
