@@ -73,7 +73,13 @@ struct SolveBuffers {
     neighbours: Vec<(u32, u32)>,
     matrix: Vec<f64>,
     solution: Vec<f64>,
+    /// Per item id: 1 + its position among the current neighbours (0: not a neighbour).
+    position_of_item: Vec<u32>,
 }
+
+/// A neighbour's Gram row shorter than this many times the neighbourhood is scanned whole
+/// (sequential reads); a longer one is binary-searched for each other neighbour.
+const SCAN_ROW_FACTOR: usize = 16;
 
 /// The columns of `targets` (ascending) solved again, the other columns kept from `base`:
 /// the new `B` for `gram`. `affected[j]` is true exactly for the targets solved again.
@@ -188,6 +194,7 @@ fn solve_column(
         neighbours,
         matrix,
         solution,
+        position_of_item,
     } = buffers;
     // The neighbourhood: the strongest co-occurrence counts, ties to the lower item id.
     neighbours.clear();
@@ -203,25 +210,14 @@ fn solve_column(
     if size == 0 {
         return Ok(Vec::new());
     }
-    // G_NN + λI, both triangles (row-major), from the neighbours' own rows.
-    matrix.clear();
-    matrix.resize(size * size, 0.0);
-    for first in 0..size {
-        let (first_item, _) = neighbours[first];
-        matrix[first * size + first] = gram.diagonal(first_item) as f64 + regularisation;
-        let row = gram.row(first_item);
-        let mut cursor = 0;
-        for second in first + 1..size {
-            let second_item = neighbours[second].0;
-            cursor += row[cursor..].partition_point(|(other, _)| *other < second_item);
-            if let Some(&(other, count)) = row.get(cursor)
-                && other == second_item
-            {
-                matrix[first * size + second] = count as f64;
-                matrix[second * size + first] = count as f64;
-            }
-        }
-    }
+    fill_block(
+        gram,
+        neighbours,
+        regularisation,
+        matrix,
+        position_of_item,
+        SCAN_ROW_FACTOR,
+    );
     solution.clear();
     solution.extend(neighbours.iter().map(|&(_, count)| count as f64));
     cholesky_solve(matrix, size, solution)?;
@@ -232,6 +228,59 @@ fn solve_column(
         .collect())
 }
 
+/// Writes `G_NN + λI` (row-major, `size×size`) into `matrix`, each row from that
+/// neighbour's own Gram row: scanned whole when shorter than `scan_row_factor` times the
+/// neighbourhood, else binary-searched. The counts are integers, so how they are read
+/// changes nothing.
+fn fill_block(
+    gram: &Gram,
+    neighbours: &[(u32, u32)],
+    regularisation: f64,
+    matrix: &mut Vec<f64>,
+    position_of_item: &mut Vec<u32>,
+    scan_row_factor: usize,
+) {
+    let size = neighbours.len();
+    matrix.clear();
+    matrix.resize(size * size, 0.0);
+    if position_of_item.len() < gram.n_items() {
+        position_of_item.resize(gram.n_items(), 0);
+    }
+    for (position, &(item, _)) in neighbours.iter().enumerate() {
+        position_of_item[item as usize] = position as u32 + 1;
+    }
+    for (first, &(first_item, _)) in neighbours.iter().enumerate() {
+        let values = &mut matrix[first * size..(first + 1) * size];
+        values[first] = gram.diagonal(first_item) as f64 + regularisation;
+        let row = gram.row(first_item);
+        if row.len() <= scan_row_factor.saturating_mul(size) {
+            for &(other, count) in row {
+                if let Some(&position) = position_of_item.get(other as usize)
+                    && position > 0
+                {
+                    values[position as usize - 1] = count as f64;
+                }
+            }
+        } else {
+            let mut cursor = 0;
+            for (second, &(second_item, _)) in neighbours.iter().enumerate() {
+                if second == first {
+                    continue;
+                }
+                cursor += row[cursor..].partition_point(|(other, _)| *other < second_item);
+                if let Some(&(other, count)) = row.get(cursor)
+                    && other == second_item
+                {
+                    values[second] = count as f64;
+                }
+            }
+        }
+    }
+    for &(item, _) in neighbours.iter() {
+        position_of_item[item as usize] = 0;
+    }
+}
+
 /// Solves `A x = b` in place for a symmetric positive definite `A` (`size×size`,
 /// row-major; overwritten by its Cholesky factor in the lower triangle); `b` becomes `x`.
 fn cholesky_solve(matrix: &mut [f64], size: usize, rhs: &mut [f64]) -> Result<()> {
@@ -239,7 +288,7 @@ fn cholesky_solve(matrix: &mut [f64], size: usize, rhs: &mut [f64]) -> Result<()
         // The pivot row is finished up to the diagonal; the rows below are updated with it.
         let (head, tail) = matrix.split_at_mut((column + 1) * size);
         let pivot_row = &mut head[column * size..];
-        let pivot_square: f64 = pivot_row[..column].iter().map(|value| value * value).sum();
+        let pivot_square = dot(&pivot_row[..column], &pivot_row[..column]);
         let pivot = pivot_row[column] - pivot_square;
         if !(pivot > 0.0 && pivot.is_finite()) {
             return Err(ModelError::Numerical {
@@ -252,12 +301,7 @@ fn cholesky_solve(matrix: &mut [f64], size: usize, rhs: &mut [f64]) -> Result<()
         pivot_row[column] = pivot;
         let pivot_prefix = &pivot_row[..column];
         for values in tail.chunks_exact_mut(size) {
-            let dot: f64 = values[..column]
-                .iter()
-                .zip(pivot_prefix)
-                .map(|(left, right)| left * right)
-                .sum();
-            values[column] = (values[column] - dot) / pivot;
+            values[column] = (values[column] - dot(&values[..column], pivot_prefix)) / pivot;
         }
     }
     for row in 0..size {
@@ -278,9 +322,61 @@ fn cholesky_solve(matrix: &mut [f64], size: usize, rhs: &mut [f64]) -> Result<()
     Ok(())
 }
 
+/// `Σ left_i right_i` in four interleaved sums (a fixed order, so the same inputs always
+/// give the same bits, and the compiler can keep the lanes in vector registers).
+fn dot(left: &[f64], right: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let mut left_chunks = left.chunks_exact(4);
+    let mut right_chunks = right.chunks_exact(4);
+    for (left_chunk, right_chunk) in (&mut left_chunks).zip(&mut right_chunks) {
+        for lane in 0..4 {
+            lanes[lane] += left_chunk[lane] * right_chunk[lane];
+        }
+    }
+    let tail: f64 = left_chunks
+        .remainder()
+        .iter()
+        .zip(right_chunks.remainder())
+        .map(|(left, right)| left * right)
+        .sum();
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanning_and_searching_the_neighbours_rows_fill_the_same_block() {
+        let contributions: Vec<Vec<u32>> = (0..30u32)
+            .map(|subject| {
+                (0..40)
+                    .filter(|item| (item * 7 + subject) % 3 != 0)
+                    .collect()
+            })
+            .collect();
+        let gram = Gram::build(&contributions, 40);
+        let neighbours: Vec<(u32, u32)> =
+            [1u32, 5, 8, 13, 39].iter().map(|&item| (item, 0)).collect();
+        let mut positions = Vec::new();
+        let (mut scanned, mut searched) = (Vec::new(), Vec::new());
+        fill_block(
+            &gram,
+            &neighbours,
+            2.0,
+            &mut scanned,
+            &mut positions,
+            usize::MAX,
+        );
+        fill_block(&gram, &neighbours, 2.0, &mut searched, &mut positions, 0);
+        assert_eq!(scanned, searched);
+        assert!(positions.iter().all(|&position| position == 0));
+        assert_eq!(
+            scanned[1],
+            f64::from(gram.row(1).iter().find(|(other, _)| *other == 5).unwrap().1)
+        );
+        assert_eq!(scanned[0], f64::from(gram.diagonal(1)) + 2.0);
+    }
 
     #[test]
     fn cholesky_solve_solves_a_small_system() {
