@@ -35,8 +35,9 @@ pub struct ModelSetConfig {
     /// Dense EASE is kept only while the catalogue has at most this many items (memory is
     /// n²); past it, sparse EASE takes its place (and its blend weight).
     pub ease_max_items: usize,
-    /// The settings of sparse EASE, used past `ease_max_items`; in a set it counts EASE's
-    /// kinds (`held_kinds` here is not read), and `contributing` sets its bound too.
+    /// The settings of sparse EASE, used past `ease_max_items`: in a set only its λ and
+    /// neighbourhood size are read; kinds, history weighting and contribution bound are
+    /// EASE's, since it takes over EASE's histories and its place in the blend.
     pub sparse_ease: SparseEaseConfig,
 }
 

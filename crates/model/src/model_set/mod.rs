@@ -137,11 +137,16 @@ impl ModelSet {
         self.ease.as_ref()
     }
 
-    /// Sparse EASE's settings as the set uses them: it counts EASE's kinds, since it takes
-    /// over EASE's histories when the catalogue passes `ease_max_items`.
+    /// Sparse EASE's settings as the set uses them: EASE's kinds, history weighting and
+    /// contribution bound (it takes over EASE's histories and place in the blend when the
+    /// catalogue passes `ease_max_items`), with its own λ and neighbourhood size.
     fn sparse_ease_config(&self) -> crate::sparse_ease::SparseEaseConfig {
+        let ease = &self.config.ease;
         crate::sparse_ease::SparseEaseConfig {
-            held_kinds: self.config.ease.held_kinds,
+            held_kinds: ease.held_kinds,
+            history_half_life_days: ease.history_half_life_days,
+            max_history_items: ease.max_history_items,
+            max_contributed_items: ease.max_contributed_items,
             ..self.config.sparse_ease.clone()
         }
     }
@@ -167,10 +172,8 @@ impl ModelSet {
         }
         self.config.sparse_ease.max_history_items = max_history_items;
         if let Some(sparse_ease) = self.sparse_ease.as_mut() {
-            sparse_ease.set_history_weighting(
-                self.config.sparse_ease.history_half_life_days,
-                max_history_items,
-            );
+            sparse_ease
+                .set_history_weighting(self.config.ease.history_half_life_days, max_history_items);
         }
     }
 
