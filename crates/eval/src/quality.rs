@@ -213,10 +213,6 @@ pub struct MeasuredModels {
     pub model_set: ModelSet,
 }
 
-/// Builds every model with `settings` (e.g. those tuned on the validation month) on
-/// `split`'s train part and measures each once on its test part: popularity, trending,
-/// item-item, EASE, sparse EASE (forced on, past no limit), the blend with sparse EASE in
-/// EASE's place, and the blend, in that order.
 /// Builds and measures one model set with exactly `config` (e.g. what the engine serves),
 /// its popularity reference time re-based to the split's cutoff as the engine re-bases it to
 /// its start.
@@ -235,6 +231,11 @@ pub fn measure_model_set(
     })
 }
 
+/// Builds every model with `settings` (e.g. those tuned on the validation month) on
+/// `split`'s train part and measures each once on its test part: popularity, trending,
+/// item-item, EASE, sparse EASE (forced on, past no limit), then the blend with each of the
+/// two in the personal place, in that order. The measured set kept for latencies is the
+/// blend `settings` choose.
 pub fn measure_models(
     split: &Split,
     settings: &ModelSetConfig,
@@ -290,24 +291,36 @@ pub fn measure_models(
         popularity: popularity_config,
         ..settings.clone()
     };
-    let forced_sparse = ModelSetConfig {
+    let with_sparse = ModelSetConfig {
         ease_max_items: 0,
         sparse_ease: sparse_ease_config(settings),
         ..set_config.clone()
     };
-    let (model_set, build) = measured(|| split.model_set(forced_sparse))?;
-    rows.push(ModelRow {
-        name: "blend, sparse EASE",
-        quality: evaluate_model_set(&model_set, split)?,
-        build,
-    });
-    drop(model_set);
-    let (model_set, build) = measured(|| split.model_set(set_config))?;
-    rows.push(ModelRow {
-        name: "blend",
-        quality: evaluate_model_set(&model_set, split)?,
-        build,
-    });
+    let with_dense = ModelSetConfig {
+        ease_max_items: ModelSetConfig::default()
+            .ease_max_items
+            .max(settings.ease_max_items),
+        ..set_config
+    };
+    let sparse_chosen = settings.ease_max_items == 0;
+    let mut chosen_set = None;
+    for (name, config, chosen) in [
+        ("blend, EASE", with_dense, !sparse_chosen),
+        ("blend, sparse EASE", with_sparse, sparse_chosen),
+    ] {
+        let (model_set, build) = measured(|| split.model_set(config))?;
+        rows.push(ModelRow {
+            name,
+            quality: evaluate_model_set(&model_set, split)?,
+            build,
+        });
+        if chosen {
+            chosen_set = Some(model_set);
+        }
+    }
+    let Some(model_set) = chosen_set else {
+        anyhow::bail!("no blend was measured");
+    };
     Ok((
         rows,
         MeasuredModels {

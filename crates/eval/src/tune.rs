@@ -1,8 +1,9 @@
 //! Choosing settings on the validation split — train before the month preceding the
 //! cutoff, validate on that month — never on the test month: the trending half-life, the
 //! item-item similarity and history weighting, EASE's λ and history weighting, sparse
-//! EASE's λ and neighbourhood size, each model's history cap, and the blend's weights. Every candidate's validation NDCG@10 is
-//! logged. Deterministic: a tie keeps the candidate tried first.
+//! EASE's λ and neighbourhood size, each model's history cap, which of the two EASE models
+//! takes the blend's personal place, and the blend's weights. Every candidate's validation
+//! NDCG@10 is logged. Deterministic: a tie keeps the candidate tried first.
 
 use discreet_model::{
     BlendConfig, EaseConfig, EaseModel, ItemItemConfig, ItemItemModel, KindSet, ModelSetConfig,
@@ -31,6 +32,9 @@ pub struct Tuned {
     /// Sparse EASE (for catalogues past dense EASE's limit), with EASE's history weighting.
     pub sparse_ease: SparseEaseConfig,
     pub blend: BlendConfig,
+    /// The catalogue size past which sparse EASE takes dense EASE's place in the blend: 0
+    /// when the blend with sparse EASE scored best on validation.
+    pub ease_max_items: usize,
     /// Every candidate tried, with its validation NDCG@10, in the order tried.
     pub log: Vec<(String, f64)>,
 }
@@ -44,7 +48,7 @@ impl Tuned {
             sparse_ease: self.sparse_ease.clone(),
             popularity: self.popularity.clone(),
             blend: self.blend.clone(),
-            ..ModelSetConfig::default()
+            ease_max_items: self.ease_max_items,
         }
     }
 
@@ -89,8 +93,15 @@ impl Tuned {
             (
                 "blend",
                 format!(
-                    "EASE {} + item-item {} + trending {}",
-                    self.blend.ease_weight, self.blend.item_item_weight, self.blend.trending_weight
+                    "{} {} + item-item {} + trending {}",
+                    if self.ease_max_items == 0 {
+                        "sparse EASE"
+                    } else {
+                        "EASE"
+                    },
+                    self.blend.ease_weight,
+                    self.blend.item_item_weight,
+                    self.blend.trending_weight
                 ),
             ),
         ]
@@ -175,32 +186,41 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
     progress(Progress::Doing(
         "tuning the blend on the validation month".into(),
     ));
-    let config = ModelSetConfig {
-        item_item: item_item.clone(),
-        ease: ease.clone(),
-        popularity: popularity.clone(),
-        blend: BlendConfig::default(),
-        ..ModelSetConfig::default()
-    };
-    let mut model_set = split.model_set(config)?;
+    // Each personal model in the blend's personal place (dense EASE, or sparse EASE past no
+    // limit), with every weight pair: the best pair of the best model is served.
     let mut blend = BlendConfig::default();
+    let mut ease_max_items = ModelSetConfig::default().ease_max_items;
     let mut best = f64::MIN;
-    for item_item_weight in [0.0, 0.1, 0.2, 0.3, 0.5] {
-        for trending_weight in [0.0, 0.2, 0.5, 0.75, 1.0] {
-            let candidate = BlendConfig {
-                ease_weight: 1.0,
-                item_item_weight,
-                trending_weight,
-            };
-            model_set.set_blend(candidate.clone());
-            let quality = evaluate_model_set(&model_set, split)?;
-            log.push((
-                format!("blend item-item {item_item_weight} trending {trending_weight}"),
-                quality.ndcg_at_10,
-            ));
-            if quality.ndcg_at_10 > best {
-                best = quality.ndcg_at_10;
-                blend = candidate;
+    for (personal, candidate_max_items) in [("EASE", ease_max_items), ("sparse EASE", 0)] {
+        let config = ModelSetConfig {
+            item_item: item_item.clone(),
+            ease: ease.clone(),
+            sparse_ease: sparse_ease.clone(),
+            popularity: popularity.clone(),
+            blend: BlendConfig::default(),
+            ease_max_items: candidate_max_items,
+        };
+        let mut model_set = split.model_set(config)?;
+        for item_item_weight in [0.0, 0.1, 0.2, 0.3, 0.5] {
+            for trending_weight in [0.0, 0.2, 0.5, 0.75, 1.0] {
+                let candidate = BlendConfig {
+                    ease_weight: 1.0,
+                    item_item_weight,
+                    trending_weight,
+                };
+                model_set.set_blend(candidate.clone());
+                let quality = evaluate_model_set(&model_set, split)?;
+                log.push((
+                    format!(
+                        "blend {personal} 1 item-item {item_item_weight} trending {trending_weight}"
+                    ),
+                    quality.ndcg_at_10,
+                ));
+                if quality.ndcg_at_10 > best {
+                    best = quality.ndcg_at_10;
+                    blend = candidate;
+                    ease_max_items = candidate_max_items;
+                }
             }
         }
     }
@@ -214,9 +234,10 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
         ModelSetConfig {
             item_item: item_item.clone(),
             ease: ease.clone(),
+            sparse_ease: sparse_ease.clone(),
             popularity: popularity.clone(),
             blend: blend.clone(),
-            ..ModelSetConfig::default()
+            ease_max_items,
         },
         &mut log,
     )?;
@@ -236,6 +257,7 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
             ..sparse_ease
         },
         blend,
+        ease_max_items,
         log,
     })
 }

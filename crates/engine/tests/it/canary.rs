@@ -347,7 +347,7 @@ fn forget_right_after_ingest_before_any_refresh_is_exact() {
     let engine = engine_with(&everyone, &shop.events);
     let without_canary = engine_with(&shop.customers, &shop.events);
     ingest_all(&engine, &canary_events);
-    assert!(engine.with_models(|models| models.ease().is_some_and(|ease| ease.needs_refresh())));
+    assert!(personal_model_has_pending_changes(&engine));
     let receipt = engine.forget(&privacy(), CANARY).expect("forget");
     assert_eq!(receipt.erased.model_interactions, 6);
     let (left, right) = answers_of_both(&engine, &without_canary, &everyone, &items);

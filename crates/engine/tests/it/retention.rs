@@ -176,7 +176,7 @@ fn sweep_before_refresh_then_forget_is_exact() {
     everyone.push(who.to_owned());
     let engine = engine_with(&everyone, &shop.events);
     ingest_all(&engine, &own);
-    assert!(engine.with_models(|models| models.ease().is_some_and(|ease| ease.needs_refresh())));
+    assert!(personal_model_has_pending_changes(&engine));
     let report = engine
         .sweep_retention(now + SWEEP_AHEAD_DAYS * DAY_MILLIS)
         .expect("sweep");

@@ -565,3 +565,14 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .windows(needle.len())
             .any(|window| window == needle)
 }
+
+/// True when the EASE model that serves (dense, or sparse past `ease_max_items`) has learned
+/// changes that its next refresh has yet to apply.
+pub fn personal_model_has_pending_changes(engine: &Engine) -> bool {
+    engine.with_models(|models| {
+        models.ease().is_some_and(|ease| ease.needs_refresh())
+            || models
+                .sparse_ease()
+                .is_some_and(|sparse_ease| sparse_ease.needs_refresh())
+    })
+}
