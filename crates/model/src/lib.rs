@@ -22,6 +22,7 @@ pub mod model_set;
 pub mod popularity;
 pub mod ranking;
 pub mod recommendation;
+pub mod selection;
 
 pub use ease::{EaseConfig, EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
 pub use error::{ModelError, Result};
@@ -37,3 +38,4 @@ pub use model_set::{
 pub use popularity::{PopularityConfig, PopularityModel};
 pub use ranking::ScoredItem;
 pub use recommendation::{Contribution, Recommendation};
+pub use selection::{AnyItem, ItemSelection};
