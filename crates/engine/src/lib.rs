@@ -16,6 +16,8 @@ mod export;
 mod ingest;
 pub mod input;
 mod interactions;
+mod item_ops;
+pub mod items;
 mod keys;
 mod learner;
 mod lifecycle;
@@ -38,6 +40,7 @@ pub use export::{
     ExportedPurpose, HeldItem, Right, SubjectExport,
 };
 pub use ingest::IdempotencyKey;
-pub use keys::MAX_KEY_LABEL_CHARS;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};
 pub use interactions::EventPayload;
+pub use items::{ItemFilter, ItemInput, ItemUpserted, ItemView};
+pub use keys::MAX_KEY_LABEL_CHARS;

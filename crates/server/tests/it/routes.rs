@@ -203,7 +203,7 @@ async fn recommendations_are_personal_only_with_consent() {
     let items = personal["items"].as_array().unwrap();
     assert!(!items.is_empty() && items.len() <= 3, "{personal}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score", "because"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score", "because"]));
         assert!(item["score"].is_number());
         let because = item["because"].as_array().unwrap();
         assert!(!because.is_empty(), "{item}");
@@ -248,7 +248,7 @@ async fn recommendations_are_personal_only_with_consent() {
     let items = plain["items"].as_array().unwrap();
     assert!(!items.is_empty(), "contextual popularity: {plain}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score", "because"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score", "because"]));
         assert_eq!(item["because"], json!([]));
     }
 
@@ -305,7 +305,7 @@ async fn similar_items_answer_items_and_scores() {
     let items = answer["items"].as_array().unwrap();
     assert!(!items.is_empty() && items.len() <= 2, "{answer}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score"]));
         assert!(item["score"].is_number());
         assert_ne!(item["item"], "A");
     }
@@ -673,7 +673,13 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
     let t = TestApp::new();
     let document = t.send(Req::get("/openapi.json")).await.ok();
     let responses = &document["components"]["responses"];
-    for name in ["BadInput", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests"] {
+    for name in [
+        "BadInput",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "TooManyRequests",
+    ] {
         assert!(
             responses[name]["content"]["application/problem+json"].is_object(),
             "{name} is problem+json"
@@ -684,13 +690,19 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
             let answers = operation["responses"].as_object().unwrap();
             if operation.get("security").is_some() {
                 for status in ["401", "403", "429"] {
-                    assert!(answers.contains_key(status), "{method} {path} declares {status}");
+                    assert!(
+                        answers.contains_key(status),
+                        "{method} {path} declares {status}"
+                    );
                 }
             }
             for (status, answer) in answers {
                 if !status.starts_with('2') && path.starts_with("/v1/") {
                     let reference = answer["$ref"].as_str().unwrap_or_default();
-                    assert!(reference.starts_with("#/components/responses/"), "{method} {path} {status}");
+                    assert!(
+                        reference.starts_with("#/components/responses/"),
+                        "{method} {path} {status}"
+                    );
                 }
             }
             if let Some(body) = operation.get("requestBody") {
@@ -709,7 +721,10 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
             properties["subject"]["maxLength"],
             discreet_engine::input::MAX_SUBJECT_CHARS
         );
-        assert_eq!(properties["quantity"]["maximum"], discreet_engine::input::MAX_QUANTITY);
+        assert_eq!(
+            properties["quantity"]["maximum"],
+            discreet_engine::input::MAX_QUANTITY
+        );
     }
     let roles = &schemas["KeyIn"]["properties"]["role"]["enum"];
     assert_eq!(roles, &json!(["admin", "storefront", "privacy", "analyst"]));
