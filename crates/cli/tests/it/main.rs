@@ -2,6 +2,7 @@
 //! the command line, exactly as an operator runs it.
 
 mod cli;
+mod items;
 mod restart;
 mod serving;
 mod support;
