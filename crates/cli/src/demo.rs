@@ -186,10 +186,7 @@ fn declare_demo_items(engine: &Engine, consenting: &str) -> Result<(String, Stri
         .next()
         .map(|item| item.item)
         .unwrap_or_default();
-    let mut items: Vec<ItemInput> = crate::items::read_items_csv(
-        flate2::read::MultiGzDecoder::new(BUNDLED_ITEMS),
-        "the bundled items",
-    )?;
+    let mut items = bundled_items()?;
     let mut out_of_stock = (first.clone(), String::new());
     for item in &mut items {
         if item.item == first || fnv1a_64(item.item.as_bytes()).is_multiple_of(OUT_OF_STOCK_ONE_IN)
@@ -206,6 +203,14 @@ fn declare_demo_items(engine: &Engine, consenting: &str) -> Result<(String, Stri
         "demo: declared {declared} items with titles and prices, {n_out} of them out of stock"
     );
     Ok(out_of_stock)
+}
+
+/// The bundled item titles and prices, every item available.
+pub fn bundled_items() -> Result<Vec<ItemInput>, CommandError> {
+    crate::items::read_items_csv(
+        flate2::read::MultiGzDecoder::new(BUNDLED_ITEMS),
+        "the bundled items",
+    )
 }
 
 /// The bundled Online Retail purchases.
