@@ -397,3 +397,44 @@ async fn the_policys_never_rule_keeps_postage_out_through_the_router() {
         );
     }
 }
+
+/// The parameters of the recommendations operation in the served OpenAPI document.
+async fn recommendation_parameters(t: &TestApp) -> Vec<Value> {
+    let document = t.send(Req::get("/openapi.json")).await.ok();
+    document["paths"]["/v1/subjects/{subject}/recommendations"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .clone()
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_declared_categories_as_the_filters_values() {
+    let t = TestApp::with_policy(shop_policy());
+    let before = recommendation_parameters(&t).await;
+    assert!(
+        before
+            .iter()
+            .all(|parameter| parameter["name"] != "category"),
+        "no category declared yet"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|parameter| parameter["name"] == "max_price")
+    );
+    let t = shop().await;
+    let after = recommendation_parameters(&t).await;
+    let category = after
+        .iter()
+        .find(|parameter| parameter["name"] == "category")
+        .expect("a category parameter");
+    assert_eq!(
+        category["schema"]["items"]["enum"],
+        json!(["garden", "home", "home/kitchen", "home/lighting"])
+    );
+    let exclude = after
+        .iter()
+        .find(|parameter| parameter["name"] == "exclude")
+        .expect("exclude");
+    assert_eq!(exclude["schema"]["type"], "array");
+}
