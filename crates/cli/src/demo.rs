@@ -172,20 +172,25 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
 /// recommendation out of stock; returns that recommendation and its title.
 fn declare_demo_items(engine: &Engine, consenting: &str) -> Result<(String, String), CommandError> {
     engine.settle();
-    let first = engine
-        .recommend(
-            &Caller::operator(),
-            consenting,
-            "personalization",
-            1,
-            &EventContext::default(),
-        )
-        .map_err(engine_error)?
-        .items
-        .into_iter()
-        .next()
-        .map(|item| item.item)
-        .unwrap_or_default();
+    // No tour customer (a file without one): no item is singled out.
+    let first = if consenting.is_empty() {
+        String::new()
+    } else {
+        engine
+            .recommend(
+                &Caller::operator(),
+                consenting,
+                "personalization",
+                1,
+                &EventContext::default(),
+            )
+            .map_err(engine_error)?
+            .items
+            .into_iter()
+            .next()
+            .map(|item| item.item)
+            .unwrap_or_default()
+    };
     let mut items = bundled_items()?;
     let mut out_of_stock = (first.clone(), String::new());
     for item in &mut items {
