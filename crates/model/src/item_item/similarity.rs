@@ -157,8 +157,13 @@ impl ItemItemModel {
             let source_factor = self.source_factor(item);
             let mut kept = Vec::new();
             for &(target, count) in row {
-                if selection.allows(ItemId(target)) {
-                    let similarity = self.pair_similarity(count, target, source_factor);
+                let similarity = self.pair_similarity(count, target, source_factor);
+                // Only an entry that would be kept is offered to the selection.
+                let beaten = kept.len() == n
+                    && kept
+                        .last()
+                        .is_some_and(|weakest: &(u32, f32)| similarity <= weakest.1);
+                if !beaten && selection.allows(ItemId(target)) {
                     keep_strongest(&mut kept, n, (target, similarity));
                 }
             }
