@@ -175,11 +175,7 @@ impl Solution {
         }
         let row_slots: Vec<Vec<usize>> = rows
             .iter()
-            .map(|row| {
-                row.iter()
-                    .filter_map(|&item| self.slot(ItemId(item)))
-                    .collect()
-            })
+            .map(|row| row.iter().filter_map(|&item| self.slot(ItemId(item))).collect())
             .collect();
         let mut worst = 0.0f64;
         let mut residual = vec![0.0f64; dimension];

@@ -52,20 +52,14 @@ impl EaseModel {
                 .fold(0.0f64, f64::max);
             let noise = largest * WEIGHT_NOISE_RELATIVE;
             let mut kept: Vec<(u32, f32)> = Vec::with_capacity(keep + 1);
-            for (target_slot, (value, diagonal)) in column
-                .iter()
-                .zip(&self.solution.inverse_diagonal)
-                .enumerate()
+            for (target_slot, (value, diagonal)) in
+                column.iter().zip(&self.solution.inverse_diagonal).enumerate()
             {
                 if target_slot == source_slot || (value / diagonal).abs() <= noise {
                     continue;
                 }
                 let weight = (-value / diagonal) as f32;
-                keep_strongest(
-                    &mut kept,
-                    keep,
-                    (self.solution.item_of_slot[target_slot], weight),
-                );
+                keep_strongest(&mut kept, keep, (self.solution.item_of_slot[target_slot], weight));
             }
             // By item id, so explanations find a weight by binary search.
             kept.sort_unstable_by_key(|(target, _)| *target);
@@ -132,9 +126,7 @@ impl EaseModel {
 
     /// Weight `B_source,target` of the regression.
     pub fn weight(&self, source: ItemId, target: ItemId) -> f64 {
-        let (Some(source_slot), Some(target_slot)) =
-            (self.solution.slot(source), self.solution.slot(target))
-        else {
+        let (Some(source_slot), Some(target_slot)) = (self.solution.slot(source), self.solution.slot(target)) else {
             return 0.0;
         };
         if source == target {
@@ -142,8 +134,7 @@ impl EaseModel {
         }
         // Column `target` (P is symmetric up to rounding): explaining one recommended item
         // then reads one column, sequentially, instead of one cache line per history item.
-        -self.solution.gram_inverse[(source_slot, target_slot)]
-            / self.solution.inverse_diagonal[target_slot]
+        -self.solution.gram_inverse[(source_slot, target_slot)] / self.solution.inverse_diagonal[target_slot]
     }
 
     /// The weight of `source → target` as scoring uses it (0 when pruned away).
