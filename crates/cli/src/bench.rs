@@ -24,6 +24,10 @@ pub enum BenchTarget {
     /// The engine in process on the Online Retail purchases: start-up rebuild, recommend,
     /// similar, export and forget latency, resident memory.
     Engine(crate::bench_engine::EngineBenchArgs),
+    /// The engine on a synthetic shop (100k items, 1M customers, 10M events by default),
+    /// beside the same shop at a tenth of the size: ingest, start-up rebuild, resident
+    /// memory, recommend, similar and forget latency.
+    Scale(crate::bench_scale::ScaleBenchArgs),
 }
 
 /// Arguments of `discreet bench vault`.
@@ -84,6 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Vault(args) => bench_vault(args),
         BenchTarget::Engine(args) => crate::bench_engine::run(args),
+        BenchTarget::Scale(args) => crate::bench_scale::run(args),
     }
 }
 

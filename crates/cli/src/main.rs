@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod bench;
 mod bench_engine;
+mod bench_scale;
 mod demo;
 mod eval;
 mod import;
@@ -60,7 +61,7 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Measure recommendation quality on a retail transactions file (time-based split).
     Eval(eval::EvalArgs),
-    /// Measure speed: the engine in process (bench engine), the vault against plain SQLite (bench vault).
+    /// Measure speed: the engine in process (bench engine), on a synthetic shop at scale (bench scale), the vault against plain SQLite (bench vault).
     Bench(bench::BenchArgs),
     /// Print the records of processing (GDPR Art. 30) generated from the policy.
     Records(policy_command::RecordsArgs),

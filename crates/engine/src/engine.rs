@@ -179,7 +179,10 @@ impl Engine {
                 retention_erased_rows: AtomicU64::new(0),
             }),
         };
-        start_learner(Arc::clone(&engine.inner.learner), Arc::downgrade(&engine.inner));
+        start_learner(
+            Arc::clone(&engine.inner.learner),
+            Arc::downgrade(&engine.inner),
+        );
         Ok(engine)
     }
 

@@ -13,8 +13,8 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, MAX_ATTRIBUTE_CHARS, check_batch, check_subject,
-    event_type_rule, fits, is_short_text,
+    AttributeInput, EventInput, MAX_ATTRIBUTE_CHARS, check_batch, check_subject, event_type_rule,
+    fits, is_short_text,
 };
 use crate::interactions::EventPayload;
 use crate::learner::QueuedEvent;

@@ -148,7 +148,9 @@ pub(crate) fn start_learner(learner: Arc<Learner>, inner: Weak<Inner>) {
         .spawn(move || {
             loop {
                 let batch = learner.take(Duration::from_millis(100));
-                let Some(strong) = inner.upgrade() else { return };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
                 let engine = Engine { inner: strong };
                 if let Some(batch) = batch {
                     // `done` must follow whatever happens, or `settle` would wait forever.

@@ -156,8 +156,9 @@ impl Engine {
         // destroys the key and erases the rows while the models unlearn, and the answer
         // waits for both. (A crash in between finishes the vault part on the next open, and
         // the models are rebuilt from the vault then.)
-        let (models_outcome, receipt) = std::thread::scope(|scope| {
+        let (models_outcome, receipt, models_only_micros) = std::thread::scope(|scope| {
             let vault_part = scope.spawn(|| vault.finish_forget(id, &caller.key_id));
+            let models_started = Instant::now();
             let models_outcome = {
                 let mut models = write(&self.inner.models);
                 models.consented.remove(&id);
@@ -170,12 +171,13 @@ impl Engine {
                     Ok(())
                 }
             };
+            let models_only_micros = models_started.elapsed().as_micros() as u64;
             let receipt = vault_part.join().unwrap_or_else(|_| {
                 Err(discreet_vault::Error::Storage {
                     detail: "the forget's storage thread stopped".into(),
                 })
             });
-            (models_outcome, receipt)
+            (models_outcome, receipt, models_only_micros)
         });
         let models_micros = started.elapsed().as_micros() as u64;
         models_outcome?;
@@ -188,6 +190,7 @@ impl Engine {
             interactions = interactions.len(),
             read_micros,
             intent_micros,
+            models_only_micros,
             models_micros,
             total_micros = started.elapsed().as_micros() as u64,
             "forget done"

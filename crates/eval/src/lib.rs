@@ -7,6 +7,7 @@
 //!
 //! - [`retail_csv`]: the UCI file reader (plain or gzipped CSV).
 //! - [`split`]: protocol purchases and the temporal split.
+//! - [`synthetic`]: a deterministic synthetic shop of any size, and its split.
 //! - [`tune`]: settings chosen on the validation month.
 //! - [`quality`]: a model's quality on a split; the rows of the results table.
 //! - [`latency`]: recommend and forget latency; [`percentile`], the one percentile rule.
@@ -17,6 +18,7 @@ pub mod memory;
 pub mod quality;
 pub mod retail_csv;
 pub mod split;
+pub mod synthetic;
 pub mod tune;
 
 pub use latency::percentile;

@@ -6,7 +6,7 @@
 use discreet_model::metrics::{coverage_at, ndcg_at, recall_at};
 use discreet_model::{
     Context, EaseModel, ItemId, ItemItemModel, ModelSet, ModelSetConfig, PopularityConfig,
-    PopularityModel, RecommendScratch, SubjectId,
+    PopularityModel, RecommendScratch, SparseEaseConfig, SparseEaseModel, SubjectId,
 };
 
 use crate::memory::{BuildCost, measured};
@@ -153,6 +153,31 @@ pub fn evaluate_ease(model: &EaseModel, split: &Split) -> anyhow::Result<Quality
     })
 }
 
+/// Sparse EASE's personal lists at the cutoff (refreshed, as it is right after a build).
+pub fn evaluate_sparse_ease(model: &SparseEaseModel, split: &Split) -> anyhow::Result<Quality> {
+    evaluate(split, |subject, ranked| {
+        let recommendations = model.recommend(subject, LIST_LENGTH, split.cutoff)?;
+        ranked.extend(
+            recommendations
+                .into_iter()
+                .map(|recommendation| recommendation.item),
+        );
+        Ok(())
+    })
+}
+
+/// Sparse EASE's settings as a set past its dense-EASE limit uses them, with EASE's kinds,
+/// history weighting and contribution bound (λ and `k` are sparse EASE's own).
+pub fn sparse_ease_config(settings: &ModelSetConfig) -> SparseEaseConfig {
+    SparseEaseConfig {
+        held_kinds: settings.ease.held_kinds,
+        history_half_life_days: settings.ease.history_half_life_days,
+        max_history_items: settings.ease.max_history_items,
+        max_contributed_items: settings.ease.max_contributed_items,
+        ..settings.sparse_ease.clone()
+    }
+}
+
 /// The blend's personal lists at the cutoff, in the default context.
 pub fn evaluate_model_set(model_set: &ModelSet, split: &Split) -> anyhow::Result<Quality> {
     evaluate(split, |subject, ranked| {
@@ -190,7 +215,8 @@ pub struct MeasuredModels {
 
 /// Builds every model with `settings` (e.g. those tuned on the validation month) on
 /// `split`'s train part and measures each once on its test part: popularity, trending,
-/// item-item, EASE and the blend, in that order.
+/// item-item, EASE, sparse EASE (forced on, past no limit), the blend with sparse EASE in
+/// EASE's place, and the blend, in that order.
 /// Builds and measures one model set with exactly `config` (e.g. what the engine serves),
 /// its popularity reference time re-based to the split's cutoff as the engine re-bases it to
 /// its start.
@@ -247,10 +273,35 @@ pub fn measure_models(
         quality: evaluate_ease(&ease, split)?,
         build,
     });
+    // The model for catalogues past dense EASE's limit, forced on this one.
+    let (sparse_ease, build) = measured(|| {
+        Ok(SparseEaseModel::build(
+            sparse_ease_config(settings),
+            &split.train,
+        )?)
+    })?;
+    rows.push(ModelRow {
+        name: "sparse EASE",
+        quality: evaluate_sparse_ease(&sparse_ease, split)?,
+        build,
+    });
+    drop(sparse_ease);
     let set_config = ModelSetConfig {
         popularity: popularity_config,
         ..settings.clone()
     };
+    let forced_sparse = ModelSetConfig {
+        ease_max_items: 0,
+        sparse_ease: sparse_ease_config(settings),
+        ..set_config.clone()
+    };
+    let (model_set, build) = measured(|| split.model_set(forced_sparse))?;
+    rows.push(ModelRow {
+        name: "blend, sparse EASE",
+        quality: evaluate_model_set(&model_set, split)?,
+        build,
+    });
+    drop(model_set);
     let (model_set, build) = measured(|| split.model_set(set_config))?;
     rows.push(ModelRow {
         name: "blend",

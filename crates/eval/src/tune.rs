@@ -1,18 +1,18 @@
 //! Choosing settings on the validation split — train before the month preceding the
 //! cutoff, validate on that month — never on the test month: the trending half-life, the
-//! item-item similarity and history weighting, EASE's λ and history weighting, each
-//! model's history cap, and the blend's weights. Every candidate's validation NDCG@10 is
+//! item-item similarity and history weighting, EASE's λ and history weighting, sparse
+//! EASE's λ and neighbourhood size, each model's history cap, and the blend's weights. Every candidate's validation NDCG@10 is
 //! logged. Deterministic: a tie keeps the candidate tried first.
 
 use discreet_model::{
     BlendConfig, EaseConfig, EaseModel, ItemItemConfig, ItemItemModel, KindSet, ModelSetConfig,
-    PopularityConfig,
+    PopularityConfig, SparseEaseConfig, SparseEaseModel,
 };
 
 use crate::Progress;
 use crate::quality::{
     evaluate_ease, evaluate_global_ranking, evaluate_item_item, evaluate_model_set,
-    popularity_model, trending_ranking,
+    evaluate_sparse_ease, popularity_model, trending_ranking,
 };
 use crate::split::Split;
 
@@ -28,6 +28,8 @@ pub struct Tuned {
     pub popularity: PopularityConfig,
     pub item_item: ItemItemConfig,
     pub ease: EaseConfig,
+    /// Sparse EASE (for catalogues past dense EASE's limit), with EASE's history weighting.
+    pub sparse_ease: SparseEaseConfig,
     pub blend: BlendConfig,
     /// Every candidate tried, with its validation NDCG@10, in the order tried.
     pub log: Vec<(String, f64)>,
@@ -39,6 +41,7 @@ impl Tuned {
         ModelSetConfig {
             item_item: self.item_item.clone(),
             ease: self.ease.clone(),
+            sparse_ease: self.sparse_ease.clone(),
             popularity: self.popularity.clone(),
             blend: self.blend.clone(),
             ..ModelSetConfig::default()
@@ -70,6 +73,13 @@ impl Tuned {
                     self.ease.regularisation,
                     describe_half_life(self.ease.history_half_life_days),
                     describe_cap(self.ease.max_history_items)
+                ),
+            ),
+            (
+                "sparse EASE",
+                format!(
+                    "λ={} k={} (EASE's history weighting)",
+                    self.sparse_ease.regularisation, self.sparse_ease.neighbours_per_item
                 ),
             ),
             (
@@ -159,6 +169,7 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
     progress(Progress::StepDone);
 
     let ease = tune_ease(split, purchases_only, &mut log, progress)?;
+    let sparse_ease = tune_sparse_ease(split, &ease, &mut log, progress)?;
     progress(Progress::StepDone);
 
     progress(Progress::Doing(
@@ -220,9 +231,54 @@ pub fn tune(validation: &Split, progress: &dyn Fn(Progress)) -> anyhow::Result<T
             max_contributed_items: bound,
             ..ease
         },
+        sparse_ease: SparseEaseConfig {
+            max_contributed_items: bound,
+            ..sparse_ease
+        },
         blend,
         log,
     })
+}
+
+/// Sparse EASE: λ and the neighbourhood size `k`, with EASE's kinds and history weighting.
+fn tune_sparse_ease(
+    split: &Split,
+    ease: &EaseConfig,
+    log: &mut Vec<(String, f64)>,
+    progress: &dyn Fn(Progress),
+) -> anyhow::Result<SparseEaseConfig> {
+    let base = SparseEaseConfig {
+        held_kinds: ease.held_kinds,
+        history_half_life_days: ease.history_half_life_days,
+        max_history_items: ease.max_history_items,
+        max_contributed_items: ease.max_contributed_items,
+        ..SparseEaseConfig::default()
+    };
+    let mut chosen = base.clone();
+    let mut best = f64::MIN;
+    for neighbours_per_item in [32, 64, 128] {
+        for regularisation in [50.0, 100.0, 200.0, 400.0, 800.0] {
+            progress(Progress::Doing(format!(
+                "tuning sparse EASE: k = {neighbours_per_item}, λ = {regularisation}"
+            )));
+            let config = SparseEaseConfig {
+                regularisation,
+                neighbours_per_item,
+                ..base.clone()
+            };
+            let model = SparseEaseModel::build(config.clone(), &split.train)?;
+            let quality = evaluate_sparse_ease(&model, split)?;
+            log.push((
+                format!("sparse EASE λ={regularisation} k={neighbours_per_item}"),
+                quality.ndcg_at_10,
+            ));
+            if quality.ndcg_at_10 > best {
+                best = quality.ndcg_at_10;
+                chosen = config;
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 /// The bound on what one subject contributes to item-item's counts and EASE's Gram matrix:

@@ -313,7 +313,10 @@ impl PartialEq for SubjectHistories {
 }
 
 /// Orders `(latest event time, item)` pairs most recent first, ties to the lower item id.
-fn most_recent_first<T: Ord>(left: &(UnixSeconds, T), right: &(UnixSeconds, T)) -> std::cmp::Ordering {
+fn most_recent_first<T: Ord>(
+    left: &(UnixSeconds, T),
+    right: &(UnixSeconds, T),
+) -> std::cmp::Ordering {
     right.0.cmp(&left.0).then(left.1.cmp(&right.1))
 }
 

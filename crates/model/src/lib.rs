@@ -3,6 +3,8 @@
 //!
 //! - [`item_item::ItemItemModel`]: exact co-occurrence counts; "for you" and "similar items".
 //! - [`ease::EaseModel`]: closed-form item-item regression with exact rank-1 unlearning.
+//! - [`sparse_ease::SparseEaseModel`]: EASE restricted to each item's strongest neighbours,
+//!   for catalogues too large for the dense inverse; exact unlearning by re-solving.
 //! - [`popularity::PopularityModel`]: contextual popular/trending items, no personal state.
 //! - [`history::SubjectHistories`]: what each subject holds; "buy again" by reorder rhythm.
 //! - [`model_set::ModelSet`]: the facade keeping all of them consistent, with a blend.
@@ -23,6 +25,7 @@ pub mod popularity;
 pub mod ranking;
 pub mod recommendation;
 pub mod selection;
+pub mod sparse_ease;
 
 pub use ease::{EaseConfig, EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
 pub use error::{ModelError, Result};
@@ -33,9 +36,11 @@ pub use interaction::{
 };
 pub use item_item::{ItemItemConfig, ItemItemModel};
 pub use model_set::{
-    BlendConfig, ForgetReport, ModelSet, ModelSetConfig, RecommendScratch, SubjectView,
+    BlendConfig, ForgetReport, ModelRefreshOutcome, ModelRefreshPlan, ModelSet, ModelSetConfig,
+    RecommendScratch, SubjectView,
 };
 pub use popularity::{PopularityConfig, PopularityModel};
 pub use ranking::ScoredItem;
 pub use recommendation::{Contribution, Recommendation};
 pub use selection::{AnyItem, ItemSelection};
+pub use sparse_ease::{SparseEaseConfig, SparseEaseModel, SparseRefreshReport};

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `discreet` binary: it runs as a child process, over HTTP and on
 //! the command line, exactly as an operator runs it.
 
+mod bench_scale;
 mod cli;
 mod items;
 mod restart;

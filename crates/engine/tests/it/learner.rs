@@ -42,7 +42,13 @@ fn a_reader_completes_while_a_hostile_batch_is_being_learned() {
             while !finished.load(Ordering::SeqCst) {
                 let pending_before = engine.figures().events_waiting_to_be_learned;
                 let answer = engine
-                    .recommend(&storefront(), &reader, "personalization", 10, &EventContext::default())
+                    .recommend(
+                        &storefront(),
+                        &reader,
+                        "personalization",
+                        10,
+                        &EventContext::default(),
+                    )
                     .expect("a reader is answered");
                 assert!(answer.personalized);
                 let pending_after = engine.figures().events_waiting_to_be_learned;
@@ -72,5 +78,9 @@ fn a_reader_completes_while_a_hostile_batch_is_being_learned() {
     let learned = answers(&engine, &everyone, &items);
     let engine = engine.reopen();
     let rebuilt = answers(&engine, &everyone, &items);
-    assert_same_answers("learned vs rebuilt after a hostile subject", &learned, &rebuilt);
+    assert_same_answers(
+        "learned vs rebuilt after a hostile subject",
+        &learned,
+        &rebuilt,
+    );
 }

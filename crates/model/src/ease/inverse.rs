@@ -28,6 +28,7 @@ impl Default for Solution {
             slot_of_item: Vec::new(),
             inverse_diagonal: Vec::new(),
             weight_rows: Vec::new(),
+            dense_weights: Vec::new(),
         }
     }
 }
@@ -49,12 +50,13 @@ impl Solution {
             slot_of_item: self.slot_of_item.clone(),
             inverse_diagonal: Vec::new(),
             weight_rows: Vec::new(),
+            dense_weights: Vec::new(),
         };
         copy.reset_weight_rows();
         copy
     }
 
-    /// Refreshes what is derived from `P`: its diagonal, and the pruned weight rows (emptied).
+    /// Refreshes what is derived from `P`: its diagonal, and the weight rows (emptied).
     pub(super) fn reset_weight_rows(&mut self) {
         let dimension = self.gram_inverse.nrows();
         self.inverse_diagonal.clear();
@@ -62,6 +64,10 @@ impl Solution {
             .extend((0..dimension).map(|index| self.gram_inverse[(index, index)]));
         self.weight_rows.clear();
         self.weight_rows.resize_with(dimension, OnceLock::new);
+        self.dense_weights.clear();
+        if dimension <= super::DENSE_WEIGHTS_MAX_DIMENSION {
+            self.dense_weights.resize_with(dimension, OnceLock::new);
+        }
     }
 
     /// Gives a slot to each of `items` that has none: nobody's row held them when this
@@ -175,7 +181,11 @@ impl Solution {
         }
         let row_slots: Vec<Vec<usize>> = rows
             .iter()
-            .map(|row| row.iter().filter_map(|&item| self.slot(ItemId(item))).collect())
+            .map(|row| {
+                row.iter()
+                    .filter_map(|&item| self.slot(ItemId(item)))
+                    .collect()
+            })
             .collect();
         let mut worst = 0.0f64;
         let mut residual = vec![0.0f64; dimension];
@@ -256,6 +266,7 @@ impl Solution {
             slot_of_item,
             inverse_diagonal: Vec::new(),
             weight_rows: Vec::new(),
+            dense_weights: Vec::new(),
         };
         solution.reset_weight_rows();
         Ok(solution)

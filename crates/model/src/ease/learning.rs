@@ -71,7 +71,8 @@ impl RefreshPlan {
                 let mut outcome = Ok(());
                 for (held_before, held_now) in &changes {
                     if !held_before.is_empty() {
-                        outcome = outcome.and_then(|()| solution.rank_one_update(held_before, -1.0));
+                        outcome =
+                            outcome.and_then(|()| solution.rank_one_update(held_before, -1.0));
                     }
                     if !held_now.is_empty() {
                         outcome = outcome.and_then(|()| solution.rank_one_update(held_now, 1.0));
@@ -86,11 +87,16 @@ impl RefreshPlan {
                 match (outcome, drift_rows) {
                     (Ok(()), None) => Ok(solution),
                     (Ok(()), Some(rows)) => {
-                        let drift = solution.measure_drift(&rows, self.regularisation, 4, self.spread);
+                        let drift =
+                            solution.measure_drift(&rows, self.regularisation, 4, self.spread);
                         report.measured_drift = Some(drift);
                         if drift > self.drift_bound {
                             report.refactorised = true;
-                            Solution::factorise(&rows, solution.slot_of_item.len(), self.regularisation)
+                            Solution::factorise(
+                                &rows,
+                                solution.slot_of_item.len(),
+                                self.regularisation,
+                            )
                         } else {
                             Ok(solution)
                         }

@@ -1,7 +1,8 @@
 //! EASE: closed-form item-item regression (Steck, 2019). With `X` the binary subject×item
 //! matrix, `G = XᵀX`, and `P = (G + λI)⁻¹`, the weights are `B_ij = -P_ij / P_jj` and a
-//! subject's score for item `j` is `Σ_i w_i B_ij` over their history. Only `P` is kept;
-//! scores read the history's columns of `P`, so `B` is never materialised.
+//! subject's score for item `j` is `Σ_i w_i B_ij` over their history. `P` is what is kept
+//! and updated; scoring reads `B`'s rows in `f32`, derived from `P` when first read (or
+//! warmed) and dropped whenever `P` changes, so they never outlive the `P` they came from.
 //!
 //! A subject's row of `X` is its bounded contribution: at most `max_contributed_items` of
 //! its most recent distinct items. `P` has one slot per item that some row held at the last
@@ -81,6 +82,7 @@ impl Default for EaseConfig {
 pub struct EaseScratch {
     history_weights: Vec<(ItemId, f32)>,
     accumulated: Vec<f64>,
+    accumulated_f32: Vec<f32>,
 }
 
 /// The slot of an item that has none in `P`.
@@ -118,7 +120,16 @@ pub(crate) struct Solution {
     /// Derived, lazily, when `kept_weights_per_item > 0`: each slot's strongest weights
     /// `B_i·`; a new solution starts with none.
     weight_rows: Vec<OnceLock<WeightRow>>,
+    /// Derived, lazily, when every weight scores (`kept_weights_per_item == 0`) and the
+    /// dimension is at most `DENSE_WEIGHTS_MAX_DIMENSION`: each slot's whole row `B_i·` in
+    /// `f32`, by target slot. Scoring then reads half the bytes of `P`'s columns and adds
+    /// twice as many per instruction; a new solution starts with none.
+    dense_weights: Vec<OnceLock<Box<[f32]>>>,
 }
+
+/// Above this many slots, scoring reads `P` itself: the `f32` rows would add half of `P`'s
+/// memory again (10,000 slots: 400 MB).
+const DENSE_WEIGHTS_MAX_DIMENSION: usize = 10_000;
 
 /// The EASE model.
 #[derive(Debug)]

@@ -199,7 +199,12 @@ impl ItemItemModel {
         }
         for &item in &joined {
             self.change_holders(item, 1);
-            add_sorted(&mut self.cooccurrence_rows[item as usize], after, item, &mut merged);
+            add_sorted(
+                &mut self.cooccurrence_rows[item as usize],
+                after,
+                item,
+                &mut merged,
+            );
         }
         for &item in &stayed {
             let row = &mut self.cooccurrence_rows[item as usize];

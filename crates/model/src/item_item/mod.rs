@@ -13,7 +13,7 @@
 //! into neighbours, scores, explanations and "similar items".
 
 mod counts;
-mod rows;
+pub(crate) mod rows;
 mod similarity;
 
 use std::sync::OnceLock;

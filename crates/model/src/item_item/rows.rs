@@ -3,7 +3,7 @@
 //! of zero counts by every operation here.
 
 /// The items of `sorted` (ascending) that are not in `removed` (ascending), in one pass.
-pub(super) fn difference(sorted: &[u32], removed: &[u32]) -> Vec<u32> {
+pub(crate) fn difference(sorted: &[u32], removed: &[u32]) -> Vec<u32> {
     let mut next = 0;
     sorted
         .iter()
@@ -19,7 +19,7 @@ pub(super) fn difference(sorted: &[u32], removed: &[u32]) -> Vec<u32> {
 
 /// Adds one to the count of every item of `sorted_items` (ascending) except `skip`, in one
 /// merge pass; `merged` is a reusable buffer.
-pub(super) fn add_sorted(
+pub(crate) fn add_sorted(
     row: &mut Vec<(u32, u32)>,
     sorted_items: &[u32],
     skip: u32,
@@ -50,7 +50,7 @@ pub(super) fn add_sorted(
 
 /// Subtracts one from the count of every entry whose item is a member, dropping zeros
 /// (a row never holds its own item, so no skip is needed).
-pub(super) fn subtract_members(row: &mut Vec<(u32, u32)>, is_member: &[bool]) {
+pub(crate) fn subtract_members(row: &mut Vec<(u32, u32)>, is_member: &[bool]) {
     // Branch-free compaction: a forgotten wholesaler touches millions of entries.
     let mut kept = 0;
     for index in 0..row.len() {
@@ -64,7 +64,7 @@ pub(super) fn subtract_members(row: &mut Vec<(u32, u32)>, is_member: &[bool]) {
 
 /// Subtracts one from the count of every item of `sorted_items` (ascending) except `skip`,
 /// dropping counts that reach zero; one merge pass over the row.
-pub(super) fn subtract_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32) {
+pub(crate) fn subtract_sorted(row: &mut Vec<(u32, u32)>, sorted_items: &[u32], skip: u32) {
     let mut next = 0;
     row.retain_mut(|(item, count)| {
         while next < sorted_items.len() && sorted_items[next] < *item {

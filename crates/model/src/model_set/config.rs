@@ -1,10 +1,11 @@
 //! The settings of a `ModelSet`: each model's own, how the personal list blends them, and
-//! when EASE is dropped for a large catalogue. Plain data; checked by `ModelSet::new`.
+//! when dense EASE gives way to sparse EASE for a large catalogue. Plain data; checked by `ModelSet::new`.
 
 use crate::ease::EaseConfig;
 use crate::interaction::KindSet;
 use crate::item_item::ItemItemConfig;
 use crate::popularity::PopularityConfig;
+use crate::sparse_ease::SparseEaseConfig;
 
 /// How the personal list blends the models (scores are each divided by their maximum).
 #[derive(Clone, Debug, PartialEq)]
@@ -31,8 +32,13 @@ pub struct ModelSetConfig {
     pub ease: EaseConfig,
     pub popularity: PopularityConfig,
     pub blend: BlendConfig,
-    /// EASE is kept only while the catalogue has at most this many items (memory is n²).
+    /// Dense EASE is kept only while the catalogue has at most this many items (memory is
+    /// n²); past it, sparse EASE takes its place (and its blend weight).
     pub ease_max_items: usize,
+    /// The settings of sparse EASE, used past `ease_max_items`: in a set only its λ and
+    /// neighbourhood size are read; kinds, history weighting and contribution bound are
+    /// EASE's, since it takes over EASE's histories and its place in the blend.
+    pub sparse_ease: SparseEaseConfig,
 }
 
 impl Default for ModelSetConfig {
@@ -43,16 +49,18 @@ impl Default for ModelSetConfig {
             popularity: PopularityConfig::default(),
             blend: BlendConfig::default(),
             ease_max_items: 20_000,
+            sparse_ease: SparseEaseConfig::default(),
         }
     }
 }
 
 impl ModelSetConfig {
     /// The same settings, with each subject contributing at most `bound` of its most recent
-    /// distinct items to item-item's counts and EASE's Gram matrix (0 = all).
+    /// distinct items to item-item's counts and (sparse) EASE's Gram matrix (0 = all).
     pub fn contributing(mut self, bound: usize) -> ModelSetConfig {
         self.item_item.max_contributed_items = bound;
         self.ease.max_contributed_items = bound;
+        self.sparse_ease.max_contributed_items = bound;
         self
     }
 
@@ -60,6 +68,7 @@ impl ModelSetConfig {
     pub fn counting(mut self, held_kinds: KindSet) -> ModelSetConfig {
         self.item_item.held_kinds = held_kinds;
         self.ease.held_kinds = held_kinds;
+        self.sparse_ease.held_kinds = held_kinds;
         self.popularity.counted_kinds = held_kinds;
         self
     }

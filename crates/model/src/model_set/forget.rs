@@ -21,8 +21,8 @@ pub struct ForgetReport {
 impl ModelSet {
     /// Forgets a subject in every model: `interactions` are the subject's stored
     /// interactions (popularity has no per-subject state, so it unlearns these); the
-    /// personal models drop what they hold; the name is released. EASE answers nothing
-    /// until the next `refresh` (or `begin_refresh`…`finish_refresh`) has removed the
+    /// personal models drop what they hold; the name is released. EASE (dense or sparse)
+    /// answers nothing until the next `refresh` (or `begin_refresh`…`finish_refresh`) has removed the
     /// subject from its `P`, so no model answers from the subject's data once this returns.
     pub fn forget_subject(
         &mut self,
@@ -87,6 +87,10 @@ impl ModelSet {
         // that refresh can run without holding the models).
         if let Some(ease) = self.ease.as_mut() {
             ease.forget_subject(subject);
+        }
+        // Sparse EASE likewise: its Gram rows drop the subject now, its weights at the refresh.
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            sparse_ease.forget_subject(subject);
         }
         let held: Vec<HeldItem> = self.item_item.forget_subject(subject);
         self.subjects.release(name);

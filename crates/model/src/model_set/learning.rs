@@ -1,14 +1,45 @@
 //! Learning and unlearning through the facade: every interaction is checked first, then
 //! routed to every model so they stay consistent; a failed unlearn puts back what it had
-//! already removed. `refresh` applies EASE's pending changes (and drops EASE when the
-//! catalogue outgrows it).
+//! already removed. `refresh` applies (sparse) EASE's pending changes, and when the
+//! catalogue outgrows dense EASE hands its histories to sparse EASE.
 
 use crate::ease::{EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
 use crate::error::{ModelError, Result};
 use crate::interaction::Interaction;
 use crate::item_item::ItemItemModel;
+use crate::sparse_ease::{SparseEaseModel, SparseRefreshOutcome, SparseRefreshPlan};
 
 use super::ModelSet;
+
+/// What a refresh of the set must compute: dense EASE's or sparse EASE's plan.
+pub enum ModelRefreshPlan {
+    Ease(RefreshPlan),
+    SparseEase(SparseRefreshPlan),
+}
+
+/// What `ModelRefreshPlan::compute` made, for `ModelSet::finish_refresh`.
+pub enum ModelRefreshOutcome {
+    Ease(RefreshOutcome),
+    SparseEase(SparseRefreshOutcome),
+}
+
+impl ModelRefreshPlan {
+    /// Computes the new solution (the slow part: run it without holding the set).
+    pub fn compute(self) -> ModelRefreshOutcome {
+        match self {
+            ModelRefreshPlan::Ease(plan) => ModelRefreshOutcome::Ease(plan.compute()),
+            ModelRefreshPlan::SparseEase(plan) => ModelRefreshOutcome::SparseEase(plan.compute()),
+        }
+    }
+}
+
+/// A sparse refresh as the set reports it: a full solve counts as a refactorisation.
+fn sparse_report(report: crate::sparse_ease::SparseRefreshReport) -> RefreshReport {
+    RefreshReport {
+        refactorised: report.full,
+        ..RefreshReport::default()
+    }
+}
 
 /// Interactions must lie within this many seconds of 1970 (about ±2,000 years).
 const MAX_ABS_UNIX_SECONDS: u64 = 2_000 * 366 * 86_400;
@@ -24,21 +55,26 @@ impl ModelSet {
         if self.item_item.histories().n_events() == 0 && self.popularity.item_bound() == 0 {
             // The counting models build on one thread while EASE factorises on the others.
             let keep_ease = self.catalogue.len() <= self.config.ease_max_items;
+            let sparse_ease_config = self.sparse_ease_config();
             let (item_item, popularity, ease) =
                 (&mut self.item_item, &mut self.popularity, &self.config.ease);
             let item_item_config = self.config.item_item.clone();
-            let ease = std::thread::scope(|scope| {
+            let (ease, sparse_ease) = std::thread::scope(|scope| -> Result<_> {
                 scope.spawn(|| {
                     *item_item = ItemItemModel::build(item_item_config, interactions);
                     for interaction in interactions {
                         popularity.learn(interaction);
                     }
                 });
-                keep_ease
-                    .then(|| EaseModel::build(ease.clone(), interactions))
-                    .transpose()
+                if keep_ease {
+                    Ok((Some(EaseModel::build(ease.clone(), interactions)?), None))
+                } else {
+                    let sparse_ease = SparseEaseModel::build(sparse_ease_config, interactions)?;
+                    Ok((None, Some(sparse_ease)))
+                }
             })?;
             self.ease = ease;
+            self.sparse_ease = sparse_ease;
             return Ok(());
         }
         self.learn_checked_batch(interactions);
@@ -59,6 +95,9 @@ impl ModelSet {
 
     fn learn_checked_batch(&mut self, interactions: &[Interaction]) {
         self.item_item.learn_batch(interactions);
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            sparse_ease.learn_batch(interactions);
+        }
         for interaction in interactions {
             self.popularity.learn(interaction);
             if let Some(ease) = self.ease.as_mut() {
@@ -104,6 +143,9 @@ impl ModelSet {
         if let Some(ease) = self.ease.as_mut() {
             ease.learn(interaction);
         }
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            sparse_ease.learn(interaction);
+        }
         Ok(())
     }
 
@@ -139,10 +181,11 @@ impl ModelSet {
             self.popularity.learn(interaction);
             return Err(error);
         }
-        let ease_outcome = self
-            .ease
-            .as_mut()
-            .map_or(Ok(()), |ease| ease.unlearn(interaction));
+        let ease_outcome = match (self.ease.as_mut(), self.sparse_ease.as_mut()) {
+            (Some(ease), _) => ease.unlearn(interaction),
+            (None, Some(sparse_ease)) => sparse_ease.unlearn(interaction),
+            (None, None) => Ok(()),
+        };
         if let Err(error) = ease_outcome {
             // Put back what was already removed, so a bad unlearn changes nothing.
             self.popularity.learn(interaction);
@@ -162,33 +205,63 @@ impl ModelSet {
         }
     }
 
-    /// Applies learned changes to EASE (rank-1 updates or a refactorisation).
+    /// Applies learned changes to EASE (rank-1 updates or a refactorisation), or to sparse
+    /// EASE (the columns whose inputs changed are solved again).
     pub fn refresh(&mut self) -> Result<RefreshReport> {
-        self.drop_ease_past_its_limit();
+        self.hand_ease_over_past_its_limit();
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            return sparse_ease.refresh().map(sparse_report);
+        }
         match self.ease.as_mut() {
             Some(ease) => ease.refresh(),
             None => Ok(RefreshReport::default()),
         }
     }
 
-    /// The first step of a refresh that runs beside readers: takes EASE's noted changes
-    /// (quick). Run `RefreshPlan::compute` without holding the set, then `finish_refresh`.
-    pub fn begin_refresh(&mut self) -> Option<RefreshPlan> {
-        self.drop_ease_past_its_limit();
-        self.ease.as_mut()?.begin_refresh()
+    /// The first step of a refresh that runs beside readers: takes (sparse) EASE's noted
+    /// changes (quick). Run `ModelRefreshPlan::compute` without holding the set, then
+    /// `finish_refresh`.
+    pub fn begin_refresh(&mut self) -> Option<ModelRefreshPlan> {
+        self.hand_ease_over_past_its_limit();
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            return sparse_ease
+                .begin_refresh()
+                .map(ModelRefreshPlan::SparseEase);
+        }
+        self.ease
+            .as_mut()?
+            .begin_refresh()
+            .map(ModelRefreshPlan::Ease)
     }
 
     /// Installs a refresh computed beside readers (quick).
-    pub fn finish_refresh(&mut self, outcome: RefreshOutcome) -> Result<RefreshReport> {
-        match self.ease.as_mut() {
-            Some(ease) => ease.finish_refresh(outcome),
-            None => Ok(RefreshReport::default()),
+    pub fn finish_refresh(&mut self, outcome: ModelRefreshOutcome) -> Result<RefreshReport> {
+        match (outcome, self.ease.as_mut(), self.sparse_ease.as_mut()) {
+            (ModelRefreshOutcome::Ease(outcome), Some(ease), _) => ease.finish_refresh(outcome),
+            (ModelRefreshOutcome::SparseEase(outcome), _, Some(sparse_ease)) => {
+                sparse_ease.finish_refresh(outcome).map(sparse_report)
+            }
+            // Planned on dense EASE, which sparse EASE has since replaced: nothing to install
+            // (sparse EASE was built from the histories and plans its own refresh).
+            _ => Err(ModelError::Internal {
+                detail: "a refresh was planned on a model the set no longer keeps".to_string(),
+            }),
         }
     }
 
-    fn drop_ease_past_its_limit(&mut self) {
-        if self.ease.is_some() && self.catalogue.len() > self.config.ease_max_items {
-            self.ease = None;
+    /// Past `ease_max_items`, dense EASE (n² memory) gives its histories to sparse EASE,
+    /// which solves from them at the refresh under way.
+    fn hand_ease_over_past_its_limit(&mut self) {
+        if self.catalogue.len() <= self.config.ease_max_items || self.sparse_ease.is_some() {
+            return;
         }
+        let config = self.sparse_ease_config();
+        let (histories, item_bound) = match self.ease.take() {
+            Some(ease) => (ease.histories().clone(), ease.item_bound()),
+            None => (crate::history::SubjectHistories::new(config.held_kinds), 0),
+        };
+        self.sparse_ease = Some(SparseEaseModel::unsolved_from_histories(
+            config, histories, item_bound,
+        ));
     }
 }

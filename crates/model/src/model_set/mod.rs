@@ -1,5 +1,6 @@
 //! `ModelSet`: the facade that keeps every model consistent — interners, item-item, EASE
-//! and contextual popularity learn, unlearn and forget together — and blends their scores
+//! (dense, or sparse past `ease_max_items`) and contextual popularity learn, unlearn and
+//! forget together — and blends their scores
 //! into one personal list with explanations. Each model stays usable alone; this type only
 //! routes calls and blends. Never does I/O and never keeps a forgotten subject's name.
 //!
@@ -22,9 +23,11 @@ use crate::ids::{Catalogue, Interner, ItemId, SubjectId, Subjects};
 use crate::interaction::{Context, CountryId, UnixSeconds};
 use crate::item_item::ItemItemModel;
 use crate::popularity::PopularityModel;
+use crate::sparse_ease::SparseEaseModel;
 
 pub use config::{BlendConfig, ModelSetConfig};
 pub use forget::ForgetReport;
+pub use learning::{ModelRefreshOutcome, ModelRefreshPlan};
 pub use recommend::RecommendScratch;
 
 /// Everything the models hold about one subject, for data exports.
@@ -48,7 +51,10 @@ pub struct ModelSet {
     subjects: Subjects,
     countries: Interner,
     item_item: ItemItemModel,
+    /// Dense EASE while the catalogue is within `ease_max_items`, else `None`.
     ease: Option<EaseModel>,
+    /// Sparse EASE once the catalogue has passed `ease_max_items` (then `ease` is `None`).
+    sparse_ease: Option<SparseEaseModel>,
     popularity: PopularityModel,
     /// Normalised contextual trending scores per request context, emptied whenever the
     /// popularity counts change (every mutation takes `&mut self`).
@@ -61,9 +67,11 @@ impl ModelSet {
         // Every setting is checked here, before anything is learned: a bad one found later
         // (say, in the middle of a forget) would leave the models half-changed.
         crate::ease::check_config(&config.ease)?;
+        crate::sparse_ease::check_config(&config.sparse_ease)?;
         Ok(ModelSet {
             item_item: ItemItemModel::new(config.item_item.clone()),
             ease: Some(EaseModel::new(config.ease.clone())),
+            sparse_ease: None,
             popularity: PopularityModel::new(config.popularity.clone())?,
             catalogue: Catalogue::default(),
             subjects: Subjects::default(),
@@ -129,12 +137,31 @@ impl ModelSet {
         self.ease.as_ref()
     }
 
+    /// Sparse EASE's settings as the set uses them: EASE's kinds, history weighting and
+    /// contribution bound (it takes over EASE's histories and place in the blend when the
+    /// catalogue passes `ease_max_items`), with its own λ and neighbourhood size.
+    fn sparse_ease_config(&self) -> crate::sparse_ease::SparseEaseConfig {
+        let ease = &self.config.ease;
+        crate::sparse_ease::SparseEaseConfig {
+            held_kinds: ease.held_kinds,
+            history_half_life_days: ease.history_half_life_days,
+            max_history_items: ease.max_history_items,
+            max_contributed_items: ease.max_contributed_items,
+            ..self.config.sparse_ease.clone()
+        }
+    }
+
+    /// The sparse EASE model, once the catalogue has passed `ease_max_items`.
+    pub fn sparse_ease(&self) -> Option<&SparseEaseModel> {
+        self.sparse_ease.as_ref()
+    }
+
     /// The popularity model.
     pub fn popularity(&self) -> &PopularityModel {
         &self.popularity
     }
 
-    /// Caps how many of a subject's most recent items score in item-item and EASE
+    /// Caps how many of a subject's most recent items score in item-item and (sparse) EASE
     /// (0 = all): the lever between recommend latency and quality.
     pub fn set_history_cap(&mut self, max_history_items: usize) {
         self.config.item_item.max_history_items = max_history_items;
@@ -142,6 +169,11 @@ impl ModelSet {
         self.config.ease.max_history_items = max_history_items;
         if let Some(ease) = self.ease.as_mut() {
             ease.set_history_weighting(self.config.ease.history_half_life_days, max_history_items);
+        }
+        self.config.sparse_ease.max_history_items = max_history_items;
+        if let Some(sparse_ease) = self.sparse_ease.as_mut() {
+            sparse_ease
+                .set_history_weighting(self.config.ease.history_half_life_days, max_history_items);
         }
     }
 

@@ -13,6 +13,7 @@ use crate::item_item::ItemItemScratch;
 use crate::ranking::{ScoredItem, normalise_by_max};
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions, sum_ascending};
 use crate::selection::{AnyItem, ItemSelection, select_top_n};
+use crate::sparse_ease::SparseEaseScratch;
 
 use super::ModelSet;
 
@@ -23,6 +24,7 @@ pub struct RecommendScratch {
     component: Vec<f32>,
     ease: EaseScratch,
     item_item: ItemItemScratch,
+    sparse_ease: SparseEaseScratch,
 }
 
 /// Contexts whose trending scores are kept at most (weather × country × hour).
@@ -106,6 +108,28 @@ impl ModelSet {
                 add_scaled(&mut scratch.blended, &scratch.component, ease_scale);
             }
         }
+        // Past `ease_max_items` sparse EASE takes dense EASE's place (never both).
+        let sparse_ease = self
+            .sparse_ease
+            .as_ref()
+            .filter(|sparse_ease| sparse_ease.scorable() && blend.ease_weight != 0.0);
+        let mut sparse_ease_scale = 0.0;
+        if let Some(sparse_ease) = sparse_ease {
+            scratch.component.clear();
+            scratch.component.resize(item_bound, 0.0);
+            if sparse_ease
+                .score_into(
+                    subject,
+                    now,
+                    &mut scratch.component,
+                    &mut scratch.sparse_ease,
+                )
+                .is_ok()
+            {
+                sparse_ease_scale = blend.ease_weight / largest_unheld(&scratch.component, held);
+                add_scaled(&mut scratch.blended, &scratch.component, sparse_ease_scale);
+            }
+        }
         let mut item_item_scale = 0.0;
         if blend.item_item_weight != 0.0 {
             scratch.component.clear();
@@ -141,7 +165,18 @@ impl ModelSet {
                     .into_iter()
                     .flat_map(|ease| {
                         scaled(ease.contributions(scored.item, &scratch.ease), ease_scale)
-                    });
+                    })
+                    .chain(
+                        sparse_ease
+                            .filter(|_| sparse_ease_scale > 0.0)
+                            .into_iter()
+                            .flat_map(|sparse_ease| {
+                                scaled(
+                                    sparse_ease.contributions(scored.item, &scratch.sparse_ease),
+                                    sparse_ease_scale,
+                                )
+                            }),
+                    );
                 let from_item_item = (item_item_scale > 0.0)
                     .then(|| {
                         scaled(

@@ -150,7 +150,9 @@ fn a_subject_with_thousands_of_items_contributes_at_most_the_bound() {
         quantity: 1,
         context: discreet_model::Context::default(),
     };
-    let mut stream: Vec<Interaction> = (0..2_000).map(|item| purchase(0, item, item as i64)).collect();
+    let mut stream: Vec<Interaction> = (0..2_000)
+        .map(|item| purchase(0, item, item as i64))
+        .collect();
     stream.push(purchase(1, 0, 5));
     stream.push(purchase(1, 1_999, 5));
     let item_item = ItemItemModel::build(
@@ -163,10 +165,23 @@ fn a_subject_with_thousands_of_items_contributes_at_most_the_bound() {
     let pairs: u32 = (0..2_000)
         .map(|item| item_item.holder_count(discreet_model::ItemId(item)))
         .sum();
-    assert_eq!(pairs as usize, bound + 2, "holders: subject 0's newest {bound}, subject 1's two");
-    assert_eq!(item_item.cooccurrence(discreet_model::ItemId(0), discreet_model::ItemId(1_999)), 1);
-    assert_eq!(item_item.cooccurrence(discreet_model::ItemId(1_998), discreet_model::ItemId(1_999)), 1);
-    assert_eq!(item_item.cooccurrence(discreet_model::ItemId(0), discreet_model::ItemId(1)), 0);
+    assert_eq!(
+        pairs as usize,
+        bound + 2,
+        "holders: subject 0's newest {bound}, subject 1's two"
+    );
+    assert_eq!(
+        item_item.cooccurrence(discreet_model::ItemId(0), discreet_model::ItemId(1_999)),
+        1
+    );
+    assert_eq!(
+        item_item.cooccurrence(discreet_model::ItemId(1_998), discreet_model::ItemId(1_999)),
+        1
+    );
+    assert_eq!(
+        item_item.cooccurrence(discreet_model::ItemId(0), discreet_model::ItemId(1)),
+        0
+    );
     let ease = EaseModel::build(
         EaseConfig {
             max_contributed_items: bound,
@@ -175,7 +190,11 @@ fn a_subject_with_thousands_of_items_contributes_at_most_the_bound() {
         &stream,
     )
     .unwrap();
-    assert_eq!(ease.dimension(), bound + 1, "the newest {bound} items and item 0");
+    assert_eq!(
+        ease.dimension(),
+        bound + 1,
+        "the newest {bound} items and item 0"
+    );
 }
 
 /// Guards the refresh that runs beside readers: a forget made while a refresh computes is
@@ -198,12 +217,20 @@ fn a_forget_during_a_refresh_keeps_ease_from_scoring_until_the_next_refresh() {
     for interaction in &stream[12..] {
         model.learn(interaction);
     }
-    let plan = model.begin_refresh().expect("learned changes need a refresh");
-    assert!(model.scorable(), "learned events pending do not stop scoring");
+    let plan = model
+        .begin_refresh()
+        .expect("learned changes need a refresh");
+    assert!(
+        model.scorable(),
+        "learned events pending do not stop scoring"
+    );
     model.forget_subject(SubjectId(3));
     let outcome = plan.compute();
     model.finish_refresh(outcome).unwrap();
-    assert!(!model.scorable(), "the installed P still holds the forgotten subject");
+    assert!(
+        !model.scorable(),
+        "the installed P still holds the forgotten subject"
+    );
     model.refresh().unwrap();
     assert!(model.scorable());
     let rebuilt = EaseModel::build(ease_config(), &without(&stream, SubjectId(3))).unwrap();

@@ -5,6 +5,7 @@ mod bounded;
 mod explanations;
 mod memory;
 mod metrics;
+mod sparse_ease;
 mod streams;
 mod unlearning;
 

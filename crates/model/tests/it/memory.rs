@@ -63,12 +63,24 @@ fn one_subject_sending_ten_thousand_distinct_items_grows_the_models_by_at_most_t
         for line in 0..12u32 {
             let item = (customer * 7 + line * 131) % 1_500;
             let name = format!("customer-{customer}");
-            shop.push(purchase(&mut set, &name, &format!("item-{item}"), 86_400 + line as i64));
+            shop.push(purchase(
+                &mut set,
+                &name,
+                &format!("item-{item}"),
+                86_400 + line as i64,
+            ));
         }
     }
     set.learn_all(&shop).unwrap();
     let hostile: Vec<Interaction> = (0..10_000)
-        .map(|item| purchase(&mut set, "hostile", &format!("new-item-{item}"), 90_000 + item as i64))
+        .map(|item| {
+            purchase(
+                &mut set,
+                "hostile",
+                &format!("new-item-{item}"),
+                90_000 + item as i64,
+            )
+        })
         .collect();
 
     let before = live_bytes();
@@ -78,7 +90,10 @@ fn one_subject_sending_ten_thousand_distinct_items_grows_the_models_by_at_most_t
 
     let ease = set.ease().expect("EASE is kept for this catalogue");
     assert!(ease.scorable());
-    assert!(ease.dimension() <= 1_500 + bound, "at most {bound} new slots");
+    assert!(
+        ease.dimension() <= 1_500 + bound,
+        "at most {bound} new slots"
+    );
     assert!(
         grown <= 10 * 1024 * 1024,
         "the models grew by {grown} bytes for one subject's 10,000 items"

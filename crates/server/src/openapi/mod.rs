@@ -377,9 +377,8 @@ pub fn document(policy: &Policy, max_batch_events: usize, categories: &[String])
 /// named, for stateful testing (what a shop would do next).
 fn links_of(operation_id: &str) -> Map<String, Value> {
     let subject = json!({"subject": "$request.path.subject"});
-    let to = |target: &str, parameters: &Value| {
-        json!({"operationId": target, "parameters": parameters})
-    };
+    let to =
+        |target: &str, parameters: &Value| json!({"operationId": target, "parameters": parameters});
     let pairs: Vec<(&str, Value)> = match operation_id {
         "post_events" => {
             let first = json!({"subject": "$request.body#/events/0/subject"});
@@ -406,7 +405,10 @@ fn links_of(operation_id: &str) -> Map<String, Value> {
             ),
             ("export", to("get_export", &subject)),
         ],
-        "post_key" => vec![("revoke", to("delete_key", &json!({"id": "$response.body#/id"})))],
+        "post_key" => vec![(
+            "revoke",
+            to("delete_key", &json!({"id": "$response.body#/id"})),
+        )],
         _ => Vec::new(),
     };
     pairs

@@ -30,7 +30,11 @@ fn identifier(max_chars: usize) -> Value {
 }
 
 fn nullable(mut schema: Value) -> Value {
-    if let Some(kind) = schema.get("type").and_then(Value::as_str).map(str::to_owned) {
+    if let Some(kind) = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    {
         schema["type"] = json!([kind, "null"]);
     }
     if let Some(names) = schema.get_mut("enum").and_then(Value::as_array_mut) {
@@ -148,11 +152,7 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
     let (this_year, this_month) = (now.year(), u8::from(now.month()));
     let declared: Vec<EventType> = EventType::ALL
         .into_iter()
-        .filter(|event_type| {
-            policy
-                .category_of_event_type(event_type.as_str())
-                .is_some()
-        })
+        .filter(|event_type| policy.category_of_event_type(event_type.as_str()).is_some())
         .collect();
     let mut schemas = Map::new();
     schemas.insert(
@@ -274,7 +274,11 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
             },
         }),
     );
-    let roles: Vec<&str> = policy.roles().iter().map(|role| role.name.as_str()).collect();
+    let roles: Vec<&str> = policy
+        .roles()
+        .iter()
+        .map(|role| role.name.as_str())
+        .collect();
     schemas.insert(
         "KeyIn".into(),
         json!({

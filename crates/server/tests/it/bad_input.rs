@@ -1029,7 +1029,8 @@ async fn every_bad_key_request_is_named() {
         ("an array", br#"["analyst"]"#, "body"),
         ("not JSON", b"role=analyst", "body"),
     ];
-    let long_label = serde_json::to_vec(&json!({"role": "analyst", "label": "l".repeat(51)})).unwrap();
+    let long_label =
+        serde_json::to_vec(&json!({"role": "analyst", "label": "l".repeat(51)})).unwrap();
     let cases: Vec<(&str, &[u8], &str)> = cases
         .into_iter()
         .chain([("label over 50 characters", long_label.as_slice(), "label")])
@@ -1215,7 +1216,11 @@ async fn a_whole_number_written_with_a_fraction_is_a_quantity() {
                            "quantity": quantity}]})
     };
     let answer = t
-        .send(Req::post("/v1/events").key(&t.storefront).json(&event(json!(6.0))))
+        .send(
+            Req::post("/v1/events")
+                .key(&t.storefront)
+                .json(&event(json!(6.0))),
+        )
         .await
         .ok();
     assert_eq!(answer, json!({"accepted": 1, "duplicates": 0}));

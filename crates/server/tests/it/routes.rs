@@ -673,7 +673,13 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
     let t = TestApp::new();
     let document = t.send(Req::get("/openapi.json")).await.ok();
     let responses = &document["components"]["responses"];
-    for name in ["BadInput", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests"] {
+    for name in [
+        "BadInput",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "TooManyRequests",
+    ] {
         assert!(
             responses[name]["content"]["application/problem+json"].is_object(),
             "{name} is problem+json"
@@ -684,13 +690,19 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
             let answers = operation["responses"].as_object().unwrap();
             if operation.get("security").is_some() {
                 for status in ["401", "403", "429"] {
-                    assert!(answers.contains_key(status), "{method} {path} declares {status}");
+                    assert!(
+                        answers.contains_key(status),
+                        "{method} {path} declares {status}"
+                    );
                 }
             }
             for (status, answer) in answers {
                 if !status.starts_with('2') && path.starts_with("/v1/") {
                     let reference = answer["$ref"].as_str().unwrap_or_default();
-                    assert!(reference.starts_with("#/components/responses/"), "{method} {path} {status}");
+                    assert!(
+                        reference.starts_with("#/components/responses/"),
+                        "{method} {path} {status}"
+                    );
                 }
             }
             if let Some(body) = operation.get("requestBody") {
@@ -709,7 +721,10 @@ async fn openapi_declares_every_answer_and_the_engines_limits() {
             properties["subject"]["maxLength"],
             discreet_engine::input::MAX_SUBJECT_CHARS
         );
-        assert_eq!(properties["quantity"]["maximum"], discreet_engine::input::MAX_QUANTITY);
+        assert_eq!(
+            properties["quantity"]["maximum"],
+            discreet_engine::input::MAX_QUANTITY
+        );
     }
     let roles = &schemas["KeyIn"]["properties"]["role"]["enum"];
     assert_eq!(roles, &json!(["admin", "storefront", "privacy", "analyst"]));
