@@ -1,16 +1,21 @@
 //! `discreet bench engine`: the engine in process on the Online Retail purchases (bundled,
 //! or a UCI file): start-up rebuild time, recommend / similar / export / forget latency and
-//! resident memory. Prints figures; asserts nothing.
+//! resident memory; recommend with a category filter and availability beside without, in
+//! the same run, the catalogue's memory and its upsert rate. Prints figures; asserts nothing.
+//!
+//! The retail data has no categories: for the filtered timing only, each item is put in one
+//! of 16 synthetic categories (`bench/c00` .. `bench/c15`, by a hash of its code), and one
+//! item in 40 (by another hash) is out of stock.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use discreet_engine::{Caller, EngineOptions, EventContext};
+use discreet_engine::{Caller, EngineOptions, EventContext, ItemFilter, ItemInput};
 use discreet_eval::percentile;
 use discreet_eval::retail_csv::{RetailRow, read_retail_file};
 use serde::Serialize;
 
-use crate::demo::{bundled_purchases, demo_consents, record_consents};
+use crate::demo::{bundled_items, bundled_purchases, demo_consents, record_consents};
 use crate::store::StoreArgs;
 
 /// Arguments of `discreet bench engine`.
@@ -46,6 +51,16 @@ struct EngineFigures {
     /// time the thread waited for a core taken out (these machines are shared).
     recommend_cpu_us_p50: f64,
     recommend_cpu_us_p99: f64,
+    /// The same calls with `category=bench/c03` (1 item in 16) and unavailable items left out.
+    recommend_filtered_us_p50: f64,
+    recommend_filtered_us_p99: f64,
+    recommend_filtered_cpu_us_p50: f64,
+    recommend_filtered_cpu_us_p99: f64,
+    declared_items: usize,
+    /// Approximate bytes of the in-memory catalogue (records, maps, the dense table).
+    catalogue_memory_kib: f64,
+    /// `upsert_items` of new items in batches of 1,000.
+    catalogue_upsert_items_per_second: f64,
     similar_us_p50: f64,
     similar_us_p99: f64,
     export_events_per_customer: usize,
@@ -125,6 +140,11 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             crate::import::ingest_rows(&engine, &purchases, shift, &prefix, 10_000, 0)
                 .map_err(to_anyhow)?;
         }
+        let items = match &args.file {
+            Some(_) => crate::items::item_facts(&retail.rows),
+            None => bundled_items().map_err(to_anyhow)?,
+        };
+        crate::items::store_items(&engine, with_bench_categories(items)).map_err(to_anyhow)?;
         engine.shutdown();
     }
     let import_seconds = started.elapsed().as_secs_f64();
@@ -159,17 +179,44 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         items
     };
     let context = EventContext::default();
+    let filter = ItemFilter {
+        categories: vec!["bench/c03".into()],
+        ..ItemFilter::default()
+    };
     let mut recommend_us = Vec::with_capacity(args.requests);
+    let mut recommend_filtered_us = Vec::with_capacity(args.requests);
     let mut recommend_cpu_us = Vec::with_capacity(args.requests);
+    let mut recommend_filtered_cpu_us = Vec::with_capacity(args.requests);
     let mut similar_us = Vec::with_capacity(args.requests);
     for index in 0..args.requests {
         let subject = &consenting[(index * 7919) % consenting.len()];
-        let cpu_started = thread_cpu_seconds();
-        let started = Instant::now();
-        let answer = engine.recommend(&caller, subject, "personalization", 10, &context)?;
-        recommend_us.push(started.elapsed().as_secs_f64() * 1e6);
-        recommend_cpu_us.push((thread_cpu_seconds() - cpu_started) * 1e6);
-        std::hint::black_box(answer);
+        // The same customer with and without the filter, in alternating order, so neither
+        // always finds the caches warmed by the other.
+        for filtered in [index % 2 == 1, index % 2 == 0] {
+            let cpu_started = thread_cpu_seconds();
+            let started = Instant::now();
+            let answer = if filtered {
+                engine.recommend_filtered(
+                    &caller,
+                    subject,
+                    "personalization",
+                    10,
+                    &context,
+                    &filter,
+                )?
+            } else {
+                engine.recommend(&caller, subject, "personalization", 10, &context)?
+            };
+            let elapsed_us = started.elapsed().as_secs_f64() * 1e6;
+            if filtered {
+                recommend_filtered_us.push(elapsed_us);
+                recommend_filtered_cpu_us.push((thread_cpu_seconds() - cpu_started) * 1e6);
+            } else {
+                recommend_us.push(elapsed_us);
+                recommend_cpu_us.push((thread_cpu_seconds() - cpu_started) * 1e6);
+            }
+            std::hint::black_box(answer);
+        }
         let item = items[(index * 104_729) % items.len()];
         let started = Instant::now();
         let answer = engine.similar(&caller, item, 10);
@@ -177,8 +224,13 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         let _ = std::hint::black_box(answer);
     }
     recommend_us.sort_by(f64::total_cmp);
+    recommend_filtered_us.sort_by(f64::total_cmp);
+    recommend_filtered_cpu_us.sort_by(f64::total_cmp);
     recommend_cpu_us.sort_by(f64::total_cmp);
     similar_us.sort_by(f64::total_cmp);
+    let declared_items = engine.figures().declared_items as usize;
+    let catalogue_memory_kib = engine.catalogue_memory_bytes() as f64 / 1024.0;
+    let catalogue_upsert_items_per_second = upsert_rate(&engine, &caller)?;
 
     // Export and forget: the consenting customers with the most events (about 1,000 and up).
     let mut heavy: Vec<(&str, usize)> = per_customer
@@ -229,6 +281,13 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         recommend_us_p99: percentile(&recommend_us, 0.99),
         recommend_cpu_us_p50: percentile(&recommend_cpu_us, 0.5),
         recommend_cpu_us_p99: percentile(&recommend_cpu_us, 0.99),
+        recommend_filtered_us_p50: percentile(&recommend_filtered_us, 0.5),
+        recommend_filtered_us_p99: percentile(&recommend_filtered_us, 0.99),
+        recommend_filtered_cpu_us_p50: percentile(&recommend_filtered_cpu_us, 0.5),
+        recommend_filtered_cpu_us_p99: percentile(&recommend_filtered_cpu_us, 0.99),
+        declared_items,
+        catalogue_memory_kib,
+        catalogue_upsert_items_per_second,
         similar_us_p50: percentile(&similar_us, 0.5),
         similar_us_p99: percentile(&similar_us, 0.99),
         export_events_per_customer: near_thousand.1,
@@ -266,6 +325,19 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             args.requests
         );
         println!(
+            "recommend with category=bench/c03 (1 item in 16) and out-of-stock items left out: p50 {:.0} µs p99 {:.0} µs, on-CPU p50 {:.0} µs p99 {:.0} µs (the same customers, each call beside its unfiltered one, in alternating order)",
+            figures.recommend_filtered_us_p50,
+            figures.recommend_filtered_us_p99,
+            figures.recommend_filtered_cpu_us_p50,
+            figures.recommend_filtered_cpu_us_p99
+        );
+        println!(
+            "catalogue of {} declared items: about {:.0} KiB in memory; upserts of new items in batches of 1,000: {:.0} items/s",
+            figures.declared_items,
+            figures.catalogue_memory_kib,
+            figures.catalogue_upsert_items_per_second
+        );
+        println!(
             "export of a {}-event customer p50 {:.1} ms p99 {:.1} ms; forget of the {} customers closest to 1,000 events (mean {:.0}) p50 {:.1} ms p99 {:.1} ms",
             figures.export_events_per_customer,
             figures.export_ms_p50,
@@ -286,6 +358,40 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `items` in the synthetic bench categories, one in 40 out of stock.
+fn with_bench_categories(mut items: Vec<ItemInput>) -> Vec<ItemInput> {
+    for item in &mut items {
+        let group = discreet_policy::fnv1a_64(item.item.as_bytes()) % 16;
+        item.categories = vec![format!("bench/c{group:02}")];
+        item.available = !discreet_policy::fnv1a_64(format!("{}/stock", item.item).as_bytes())
+            .is_multiple_of(40);
+    }
+    items
+}
+
+/// Items per second of `upsert_items` with 20 batches of 1,000 new items each.
+fn upsert_rate(engine: &discreet_engine::Engine, caller: &Caller) -> anyhow::Result<f64> {
+    let batches: Vec<Vec<ItemInput>> = (0..20)
+        .map(|batch| {
+            (0..1_000)
+                .map(|index| ItemInput {
+                    item: format!("bench-catalogue-{batch}-{index}"),
+                    title: format!("BENCH ITEM {batch} {index}"),
+                    categories: vec![format!("bench/c{:02}", index % 16)],
+                    price: Some(1.0 + index as f64 / 100.0),
+                    available: true,
+                })
+                .collect()
+        })
+        .collect();
+    let n_items: usize = batches.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    for batch in batches {
+        engine.upsert_items(caller, batch)?;
+    }
+    Ok(n_items as f64 / started.elapsed().as_secs_f64())
 }
 
 /// What the hostile customer's batch cost, and the recommend latencies measured meanwhile.

@@ -1,15 +1,17 @@
 //! `discreet demo`: a fresh store filled with the bundled Online Retail purchases (real
 //! customers of a UK giftware shop, times shifted to the last year), a realistic mix of
 //! consents, two API keys, and the server — then a tour of `curl` commands that show
-//! personal recommendations with explanations, a customer without consent, an export and a
-//! forget with its signed receipt.
+//! personal recommendations with explanations and titles, a filtered call, a customer
+//! without consent, an export and a forget with its signed receipt. The catalogue comes
+//! from the bundled item titles and prices; a few items are marked out of stock (the
+//! consenting customer's first recommendation among them) so the availability filter shows.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use discreet_engine::{AttributeInput, Caller, Engine};
+use discreet_engine::{AttributeInput, Caller, Engine, EventContext, ItemInput};
 use discreet_eval::retail_csv::{RetailRow, read_retail_csv};
 use discreet_policy::fnv1a_64;
 
@@ -19,6 +21,11 @@ use crate::store::{StoreArgs, engine_error};
 /// The bundled purchases (see data/online-retail/SOURCE.md for origin and licence).
 const BUNDLED_PURCHASES: &[u8] =
     include_bytes!("../../../data/online-retail/online_retail_purchases.csv.gz");
+/// The bundled item titles and median prices (see data/online-retail/SOURCE.md).
+const BUNDLED_ITEMS: &[u8] =
+    include_bytes!("../../../data/online-retail/online_retail_items.csv.gz");
+/// One item in this many (by a hash of its code) is out of stock in the demo.
+const OUT_OF_STOCK_ONE_IN: u64 = 40;
 /// Files a discreet data folder holds; the demo clears its folder only if it holds no other.
 const DATA_FOLDER_FILES: [&str; 8] = [
     "vault.sqlite",
@@ -124,6 +131,7 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
         .next()
         .unwrap_or_default();
     let operator = Caller::operator();
+    let out_of_stock = declare_demo_items(&engine, &consenting)?;
     engine
         .put_attributes(
             &operator,
@@ -155,8 +163,59 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
             &privacy_secret,
             &consenting,
             &without_consent,
+            &out_of_stock,
         );
     })
+}
+
+/// Declares the bundled items, with one in `OUT_OF_STOCK_ONE_IN` and `consenting`'s first
+/// recommendation out of stock; returns that recommendation and its title.
+fn declare_demo_items(engine: &Engine, consenting: &str) -> Result<(String, String), CommandError> {
+    engine.settle();
+    // No tour customer (a file without one): no item is singled out.
+    let first = if consenting.is_empty() {
+        String::new()
+    } else {
+        engine
+            .recommend(
+                &Caller::operator(),
+                consenting,
+                "personalization",
+                1,
+                &EventContext::default(),
+            )
+            .map_err(engine_error)?
+            .items
+            .into_iter()
+            .next()
+            .map(|item| item.item)
+            .unwrap_or_default()
+    };
+    let mut items = bundled_items()?;
+    let mut out_of_stock = (first.clone(), String::new());
+    for item in &mut items {
+        if item.item == first || fnv1a_64(item.item.as_bytes()).is_multiple_of(OUT_OF_STOCK_ONE_IN)
+        {
+            item.available = false;
+        }
+        if item.item == first {
+            out_of_stock.1 = item.title.clone();
+        }
+    }
+    let n_out = items.iter().filter(|item| !item.available).count();
+    let declared = crate::items::store_items(engine, items)?;
+    eprintln!(
+        "demo: declared {declared} items with titles and prices, {n_out} of them out of stock"
+    );
+    Ok(out_of_stock)
+}
+
+/// The bundled item titles and prices, every item available.
+pub fn bundled_items() -> Result<Vec<ItemInput>, CommandError> {
+    crate::items::read_items_csv(
+        flate2::read::MultiGzDecoder::new(BUNDLED_ITEMS),
+        "the bundled items",
+    )
 }
 
 /// The bundled Online Retail purchases.
@@ -241,8 +300,10 @@ fn print_tour(
     privacy: &str,
     consenting: &str,
     without_consent: &str,
+    out_of_stock: &(String, String),
 ) {
     let base = format!("http://{address}");
+    let (out_item, out_title) = out_of_stock;
     println!(
         r#"
 discreet is serving the demo at {base}. In another terminal:
@@ -250,8 +311,15 @@ discreet is serving the demo at {base}. In another terminal:
   export STOREFRONT={storefront}
   export PRIVACY={privacy}
 
-  # Personal recommendations, each explained by the customer's own purchases:
+  # Personal recommendations with their titles, each explained by the customer's own purchases:
   curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{consenting}/recommendations?n=5'
+
+  # Filters apply before the cut, so n items still come back: at most 2.00 GBP, not 84879:
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{consenting}/recommendations?n=5&max_price=2&exclude=84879'
+
+  # {out_item} ({out_title}) is out of stock, so it is left out above unless asked for:
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{consenting}/recommendations?n=5&include_unavailable=true'
+  curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/items/{out_item}'
 
   # A customer who never consented gets non-personal items, and says why:
   curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{without_consent}/recommendations?n=5&context.country=France'

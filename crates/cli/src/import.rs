@@ -1,5 +1,8 @@
 //! `discreet import`: loads a UCI Online Retail file into the store through the engine —
-//! the same checks, sealing and ledger as the HTTP API — in batches, with a progress bar.
+//! the same checks, sealing and ledger as the HTTP API — in batches, with a progress bar;
+//! then declares its items (titles and median prices, see `items::item_facts`). Every sold
+//! line is a purchase, non-product codes (postage, fees, manual lines) too: the policy's
+//! `[recommendations] never` rule keeps those out of answers, not the reader.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,8 @@ pub struct ImportArgs {
 #[derive(Debug, serde::Serialize)]
 pub struct ImportReport {
     pub events: u64,
+    /// Items declared (titles and prices).
+    pub items: u64,
     pub duplicates: u64,
     pub customers: usize,
     pub rows_skipped: usize,
@@ -67,9 +72,10 @@ pub fn run(args: ImportArgs) -> Result<(), CommandError> {
         );
     } else {
         println!(
-            "imported {} events of {} customers in {:.1} s ({} rows skipped{})",
+            "imported {} events of {} customers and {} items in {:.1} s ({} rows skipped{})",
             report.events,
             report.customers,
+            report.items,
             report.seconds,
             report.rows_skipped,
             if report.duplicates > 0 {
@@ -92,11 +98,7 @@ pub fn import_file(
 ) -> Result<ImportReport, CommandError> {
     let retail =
         read_retail_file(file).map_err(|error| CommandError::BadInput(format!("{error:#}")))?;
-    let purchases: Vec<&RetailRow> = retail
-        .rows
-        .iter()
-        .filter(|row| row.is_protocol_purchase())
-        .collect();
+    let purchases: Vec<&RetailRow> = retail.rows.iter().filter(|row| is_sale(row)).collect();
     let rows_skipped = retail.skipped.total() + (retail.rows.len() - purchases.len());
     let shift_seconds = if shift_to_now {
         let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
@@ -105,14 +107,26 @@ pub fn import_file(
     } else {
         0
     };
-    ingest_rows(
+    let mut report = ingest_rows(
         engine,
         &purchases,
         shift_seconds,
         subject_prefix,
         batch,
         rows_skipped,
-    )
+    )?;
+    report.items = crate::items::store_items(engine, crate::items::item_facts(&retail.rows))?;
+    Ok(report)
+}
+
+/// A sold line of a known customer: quantity and price above 0, not a cancellation. The
+/// evaluation's protocol (`RetailRow::is_protocol_purchase`) also drops non-product codes;
+/// an import keeps them, and the policy decides whether they are ever recommended.
+fn is_sale(row: &RetailRow) -> bool {
+    row.customer.is_some()
+        && row.quantity > 0
+        && row.unit_price > 0.0
+        && !row.invoice.starts_with('C')
 }
 
 /// Ingests purchase rows in batches with a progress bar.
@@ -176,6 +190,7 @@ pub fn ingest_rows(
     bar.finish_and_clear();
     Ok(ImportReport {
         events,
+        items: 0,
         duplicates,
         customers: customers.len(),
         rows_skipped,

@@ -9,6 +9,7 @@ mod bench_scale;
 mod demo;
 mod eval;
 mod import;
+mod items;
 mod keys;
 mod policy_command;
 mod serve;
@@ -44,6 +45,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Import a UCI Online Retail file through the engine, with a progress bar.
     Import(import::ImportArgs),
+    /// Declare catalogue items from a file, or show one.
+    Items(items::ItemsArgs),
     /// Issue, list and revoke API keys.
     Keys(keys::KeysArgs),
     /// Rotate the key-encryption key.
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Import(args) => import::run(args),
+        Command::Items(args) => items::run(args),
         Command::Keys(args) => keys::run_keys(args),
         Command::Kek(args) => keys::run_kek(args),
         Command::Forget(args) => subject_command::run_forget(args),

@@ -43,6 +43,8 @@ pub struct ConsentsView {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecommendedItem {
     pub item: String,
+    /// The declared title (null when the item was never declared).
+    pub title: Option<String>,
     pub score: f32,
     /// The subject's own items that contributed most (empty for non-personal answers).
     pub because: Vec<String>,
@@ -87,6 +89,8 @@ pub struct Recommendations {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SimilarItem {
     pub item: String,
+    /// The declared title (null when the item was never declared).
+    pub title: Option<String>,
     pub score: f32,
 }
 
@@ -95,6 +99,8 @@ pub struct SimilarItem {
 pub struct EngineFigures {
     pub ready: bool,
     pub items: u64,
+    /// Items declared in the catalogue.
+    pub declared_items: u64,
     pub modelled_subjects: u64,
     pub modelled_events: u64,
     pub consented_subjects: u64,

@@ -9,7 +9,8 @@
 //! learned twice or after its subject's consent was withdrawn. `models` is held for reading
 //! while answering and for writing only in short steps: one learner chunk, the two quick
 //! steps of an EASE refresh, one subject's forget. Never hold `models` while waiting on the
-//! vault.
+//! vault. `items` (the catalogue) is taken after `models` when both are held; an upsert
+//! stores its items first, then holds `items` alone for the in-memory change.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use crate::answers::EngineFigures;
 use crate::audit::ReadEntries;
 use crate::error::{Error, Result};
 use crate::interactions::seconds;
+use crate::items::ItemCatalogue;
 use crate::learner::{Learner, start_learner};
 
 /// Settings of an engine.
@@ -94,6 +96,11 @@ pub(crate) struct Inner {
     /// Data categories of events the models learn from.
     pub model_categories: Vec<String>,
     pub models: RwLock<Models>,
+    /// The declared items (not personal data). Lock order: `models` before `items`;
+    /// upserts take `items` alone.
+    pub items: RwLock<ItemCatalogue>,
+    /// One item upsert at a time, so the in-memory catalogue changes in the vault's order.
+    pub item_writes: Mutex<()>,
     pub gate: RwLock<()>,
     pub api_keys: RwLock<Vec<ApiKeyRow>>,
     pub access_log: Mutex<ReadEntries>,
@@ -150,6 +157,7 @@ impl Engine {
             .into_iter()
             .collect();
         let api_keys = vault.api_keys()?;
+        let items = ItemCatalogue::from_rows(vault.items()?);
         let engine = Engine {
             inner: Arc::new(Inner {
                 policy,
@@ -161,6 +169,8 @@ impl Engine {
                     set,
                     consented: HashSet::new(),
                 }),
+                items: RwLock::new(items),
+                item_writes: Mutex::new(()),
                 gate: RwLock::new(()),
                 api_keys: RwLock::new(api_keys),
                 access_log: Mutex::new(ReadEntries::default()),
@@ -224,6 +234,7 @@ impl Engine {
         EngineFigures {
             ready: self.is_ready(),
             items: models.set.catalogue().len() as u64,
+            declared_items: read(&self.inner.items).len() as u64,
             modelled_subjects: models.set.subjects().len() as u64,
             modelled_events: models.set.item_item().histories().n_events() as u64,
             consented_subjects: models.consented.len() as u64,

@@ -16,6 +16,8 @@ mod export;
 mod ingest;
 pub mod input;
 mod interactions;
+mod item_ops;
+pub mod items;
 mod keys;
 mod learner;
 mod lifecycle;
@@ -40,4 +42,5 @@ pub use export::{
 pub use ingest::IdempotencyKey;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};
 pub use interactions::EventPayload;
+pub use items::{ItemFilter, ItemInput, ItemUpserted, ItemView};
 pub use keys::MAX_KEY_LABEL_CHARS;

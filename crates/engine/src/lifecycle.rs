@@ -79,6 +79,7 @@ impl Engine {
             let mut models = write(&self.inner.models);
             models.set = set;
             models.consented = consented;
+            write(&self.inner.items).models_replaced();
         }
         vault.record_access(vec![
             LedgerDraft::new(now_millis(), "system", "models.rebuilt")

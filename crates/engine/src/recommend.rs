@@ -4,17 +4,21 @@
 //! co-occurrence. Readers hold the models' read lock only while scoring.
 
 use std::cell::RefCell;
+use std::sync::RwLockReadGuard;
 
-use discreet_model::{Context, ModelSet, RecommendScratch, SubjectId as ModelSubject};
+use discreet_model::{
+    Context, ItemSelection, ModelSet, RecommendScratch, SubjectId as ModelSubject,
+};
 use discreet_policy::Action;
 use discreet_vault::{LedgerDraft, now_millis};
 
 use crate::access::Caller;
 use crate::answers::{NotPersonal, Recommendations, RecommendedItem, SimilarItem};
-use crate::engine::{Engine, read};
+use crate::engine::{Engine, read, write};
 use crate::error::{Error, Missing, Result};
 use crate::input::{EventContext, check_context, check_count, check_item, check_subject};
 use crate::interactions::{hour_of_day, model_name, seconds, weather_of};
+use crate::items::{ItemCatalogue, ItemFilter, check_filter};
 
 thread_local! {
     static SCRATCH: RefCell<RecommendScratch> = RefCell::new(RecommendScratch::default());
@@ -32,10 +36,25 @@ impl Engine {
         n: usize,
         context: &EventContext,
     ) -> Result<Recommendations> {
+        self.recommend_filtered(caller, subject, purpose, n, context, &ItemFilter::default())
+    }
+
+    /// `recommend` answering only items `filter` and the policy's rules allow, chosen
+    /// before the top-n cut (personal and non-personal answers alike).
+    pub fn recommend_filtered(
+        &self,
+        caller: &Caller,
+        subject: &str,
+        purpose: &str,
+        n: usize,
+        context: &EventContext,
+        filter: &ItemFilter,
+    ) -> Result<Recommendations> {
         let permit = self.authorize(caller, Action::Recommendations)?;
         check_subject("subject", subject)?;
         check_count(n)?;
         check_context("context", context)?;
+        check_filter(filter)?;
         let purpose_rule = self.purpose(purpose)?;
         permit.purpose(purpose)?;
         self.check_ready()?;
@@ -52,6 +71,9 @@ impl Engine {
             None
         };
         let models = read(&self.inner.models);
+        let items = self.items_for(&models.set);
+        let rules = self.inner.policy.recommendation_rules();
+        let selection = items.selection(&models.set, filter, rules)?;
         let mut request_context = Context {
             weather: weather_of(context.weather.as_deref()),
             country: None,
@@ -73,32 +95,42 @@ impl Engine {
                         .held(model_subject)
                         .is_empty() =>
                 {
-                    let items =
-                        personal_items(&models.set, model_subject, n, now, &request_context);
+                    let answered = personal_items(
+                        &models.set,
+                        model_subject,
+                        n,
+                        now,
+                        &request_context,
+                        &selection,
+                        &items,
+                    );
+                    drop(selection);
+                    drop(items);
                     drop(models);
                     self.log_access(
                         LedgerDraft::new(now, &caller.key_id, "recommendations.read")
                             .subject(&self.inner.vault.subject_token(id))
                             .purpose(purpose)
                             .categories(categories.iter().map(String::as_str))
-                            .detail(format!("items={}", items.len())),
+                            .detail(format!("items={}", answered.len())),
                     )?;
                     return Ok(Recommendations {
                         personalized: true,
                         reason: None,
-                        items,
+                        items: answered,
                     });
                 }
                 _ => NotPersonal::NoHistory,
             },
         };
-        let items = models
+        let answered = models
             .set
-            .popular(&request_context, n, seconds(now))
+            .popular_selected(&request_context, n, seconds(now), &selection)
             .into_iter()
             .filter_map(|scored| {
                 Some(RecommendedItem {
                     item: models.set.catalogue().code(scored.item)?.to_owned(),
+                    title: items.title_of(scored.item).map(str::to_owned),
                     score: scored.score,
                     because: Vec::new(),
                 })
@@ -107,17 +139,48 @@ impl Engine {
         Ok(Recommendations {
             personalized: false,
             reason: Some(reason),
-            items,
+            items: answered,
         })
+    }
+
+    /// The item catalogue with its dense table current for `set`'s item ids (the caller
+    /// holds the models' read lock, so the ids cannot change meanwhile).
+    pub(crate) fn items_for(&self, set: &ModelSet) -> RwLockReadGuard<'_, ItemCatalogue> {
+        {
+            let items = read(&self.inner.items);
+            if items.is_current_for(set) {
+                return items;
+            }
+        }
+        write(&self.inner.items).refresh_for(set, self.inner.policy.recommendation_rules());
+        read(&self.inner.items)
     }
 
     /// Items bought or viewed together with `item`, from aggregated co-occurrence only.
     pub fn similar(&self, caller: &Caller, item: &str, n: usize) -> Result<Vec<SimilarItem>> {
+        self.similar_filtered(caller, item, n, &ItemFilter::default())
+    }
+
+    /// `similar` answering only items `filter` and the policy's rules allow.
+    pub fn similar_filtered(
+        &self,
+        caller: &Caller,
+        item: &str,
+        n: usize,
+        filter: &ItemFilter,
+    ) -> Result<Vec<SimilarItem>> {
         self.authorize(caller, Action::SimilarItems)?;
         check_item("item", item)?;
         check_count(n)?;
+        check_filter(filter)?;
         self.check_ready()?;
         let models = read(&self.inner.models);
+        let items = self.items_for(&models.set);
+        let selection = items.selection(
+            &models.set,
+            filter,
+            self.inner.policy.recommendation_rules(),
+        )?;
         let Some(id) = models.set.catalogue().get(item) else {
             return Err(Error::NotFound {
                 what: Missing::Item,
@@ -125,11 +188,12 @@ impl Engine {
         };
         Ok(models
             .set
-            .similar(id, n)
+            .similar_selected(id, n, &selection)
             .into_iter()
             .filter_map(|scored| {
                 Some(SimilarItem {
                     item: models.set.catalogue().code(scored.item)?.to_owned(),
+                    title: items.title_of(scored.item).map(str::to_owned),
                     score: scored.score,
                 })
             })
@@ -144,15 +208,25 @@ pub(crate) fn personal_items(
     n: usize,
     now: i64,
     context: &Context,
+    selection: &dyn ItemSelection,
+    items: &ItemCatalogue,
 ) -> Vec<RecommendedItem> {
     let recommendations = SCRATCH.with(|scratch| {
-        set.recommend_with(&mut scratch.borrow_mut(), subject, n, seconds(now), context)
+        set.recommend_selected(
+            &mut scratch.borrow_mut(),
+            subject,
+            n,
+            seconds(now),
+            context,
+            selection,
+        )
     });
     recommendations
         .into_iter()
         .filter_map(|recommendation| {
             Some(RecommendedItem {
                 item: set.catalogue().code(recommendation.item)?.to_owned(),
+                title: items.title_of(recommendation.item).map(str::to_owned),
                 score: recommendation.score,
                 because: recommendation
                     .because

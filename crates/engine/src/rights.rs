@@ -17,6 +17,7 @@ use crate::error::{Error, Missing, Result};
 use crate::export::{Derived, HeldItem, Holdings, SubjectExport, document};
 use crate::input::check_subject;
 use crate::interactions::{hour_of_day, interactions_of, model_name};
+use crate::items::ItemFilter;
 use crate::recommend::personal_items;
 
 /// Most ledger entries listed in an export's `access_log` (newest first).
@@ -95,16 +96,30 @@ impl Engine {
             hour_of_day: Some(hour_of_day(now)),
             ..Context::default()
         };
-        Derived {
-            learned,
-            models_hold,
-            recommendations: personal_items(
+        // What the subject would be offered: under the policy's rules, with no filter.
+        let items = self.items_for(&models.set);
+        let no_filter = ItemFilter::default();
+        let recommendations = match items.selection(
+            &models.set,
+            &no_filter,
+            self.inner.policy.recommendation_rules(),
+        ) {
+            Ok(selection) => personal_items(
                 &models.set,
                 model_subject,
                 EXPORT_RECOMMENDATIONS,
                 now,
                 &context,
+                &selection,
+                &items,
             ),
+            // An empty filter names no category, so it always resolves.
+            Err(_) => Vec::new(),
+        };
+        Derived {
+            learned,
+            models_hold,
+            recommendations,
         }
     }
 

@@ -22,6 +22,9 @@ pub struct RetailRow {
     /// The customer id, normalised (`13085.0` → `13085`); `None` when empty.
     pub customer: Option<String>,
     pub country: String,
+    /// The product name as the shop wrote it, trimmed (empty when the column is absent);
+    /// the evaluation never reads it.
+    pub description: String,
 }
 
 impl RetailRow {
@@ -74,6 +77,7 @@ struct ColumnIndexes {
     unit_price: usize,
     customer: usize,
     country: Option<usize>,
+    description: Option<usize>,
 }
 
 fn find_column(headers: &csv::StringRecord, names: &[&str]) -> Option<usize> {
@@ -97,6 +101,7 @@ fn column_indexes(headers: &csv::StringRecord) -> anyhow::Result<ColumnIndexes> 
         unit_price: required(&["UnitPrice", "Price"])?,
         customer: required(&["CustomerID", "Customer ID"])?,
         country: find_column(headers, &["Country"]),
+        description: find_column(headers, &["Description"]),
     })
 }
 
@@ -168,6 +173,10 @@ pub fn read_retail_csv(input: impl Read) -> anyhow::Result<RetailFile> {
             customer,
             country: columns
                 .country
+                .map(|index| field(index).to_string())
+                .unwrap_or_default(),
+            description: columns
+                .description
                 .map(|index| field(index).to_string())
                 .unwrap_or_default(),
         });

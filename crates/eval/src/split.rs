@@ -295,6 +295,7 @@ mod tests {
                 unit_price: 1.5,
                 customer: customer.map(str::to_string),
                 country: "France".to_string(),
+                description: String::new(),
             };
         let rows = [
             row("536365", "22633", 6, Some("17850")),

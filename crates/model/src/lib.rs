@@ -24,6 +24,7 @@ pub mod model_set;
 pub mod popularity;
 pub mod ranking;
 pub mod recommendation;
+pub mod selection;
 pub mod sparse_ease;
 
 pub use ease::{EaseConfig, EaseModel, RefreshOutcome, RefreshPlan, RefreshReport};
@@ -41,4 +42,5 @@ pub use model_set::{
 pub use popularity::{PopularityConfig, PopularityModel};
 pub use ranking::ScoredItem;
 pub use recommendation::{Contribution, Recommendation};
+pub use selection::{AnyItem, ItemSelection};
 pub use sparse_ease::{SparseEaseConfig, SparseEaseModel, SparseRefreshReport};

@@ -9,6 +9,7 @@ use crate::error::{ModelError, Result};
 use crate::ids::ItemId;
 use crate::interaction::{Context, Interaction, KindSet, SECONDS_PER_DAY, UnixSeconds, Weather};
 use crate::ranking::{ScoredItem, top_n};
+use crate::selection::{AnyItem, ItemSelection, select_top_n};
 
 /// Largest |exponent| of an event weight (see `event_weight`).
 const MAX_HALF_LIVES: f64 = 960.0;
@@ -252,15 +253,31 @@ impl PopularityModel {
     /// Trending items for `context`, best first; scores are decayed event counts as of
     /// `now` in the global bucket (the ranking also weighs the context's buckets).
     pub fn popular(&self, context: &Context, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
+        self.popular_selected(context, n, now, &AnyItem)
+    }
+
+    /// `popular` answering only items `selection` allows (before the top-n cut).
+    pub fn popular_selected(
+        &self,
+        context: &Context,
+        n: usize,
+        now: UnixSeconds,
+        selection: &dyn ItemSelection,
+    ) -> Vec<ScoredItem> {
         let mut scores = vec![0.0f32; self.item_bound];
         self.trending_scores_into(context, &mut scores);
         let now_factor = 1.0 / self.event_weight(now);
-        top_n(&scores, n, |index| {
-            self.global
-                .events
-                .get(index)
-                .is_none_or(|count| *count == 0)
-        })
+        select_top_n(
+            &scores,
+            n,
+            |index| {
+                self.global
+                    .events
+                    .get(index)
+                    .is_none_or(|count| *count == 0)
+            },
+            selection,
+        )
         .into_iter()
         .map(|scored| ScoredItem {
             item: scored.item,

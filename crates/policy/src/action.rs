@@ -39,11 +39,13 @@ pub enum Action {
     KeysManage,
     /// Non-personal figures: consent rates, counts, popularity.
     AggregatesRead,
+    /// `PUT /v1/items/{item}`, `POST /v1/items`, `GET /v1/items/{item}`: the item catalogue.
+    Catalogue,
 }
 
 impl Action {
     /// Every action, in the order of the API routes.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::Ingest,
         Action::AttributesWrite,
         Action::ConsentsRead,
@@ -58,6 +60,7 @@ impl Action {
         Action::PolicyRead,
         Action::KeysManage,
         Action::AggregatesRead,
+        Action::Catalogue,
     ];
 
     /// The name used in the policy file.
@@ -77,6 +80,7 @@ impl Action {
             Action::PolicyRead => "policy_read",
             Action::KeysManage => "keys_manage",
             Action::AggregatesRead => "aggregates_read",
+            Action::Catalogue => "catalogue",
         }
     }
 }

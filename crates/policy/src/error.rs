@@ -334,6 +334,30 @@ pub enum Problem {
         /// The purpose.
         purpose: String,
     },
+    /// An entry of `[recommendations] never` that is not an item id or id pattern.
+    #[error(
+        "{at}: `recommendations.never` entry `{pattern}` is not an item id or pattern; {reason}"
+    )]
+    BadItemPattern {
+        /// Where.
+        at: Location,
+        /// The entry as written.
+        pattern: String,
+        /// What is wrong and what is expected.
+        reason: &'static str,
+    },
+    /// `[recommendations] max_per_category` out of range.
+    #[error(
+        "{at}: `recommendations.max_per_category` is {value}; expected a whole number from 1 to {largest}"
+    )]
+    BadPerCategoryLimit {
+        /// Where.
+        at: Location,
+        /// The value as written.
+        value: i64,
+        /// The largest allowed.
+        largest: u32,
+    },
 }
 
 impl Problem {
@@ -356,7 +380,9 @@ impl Problem {
             | Problem::UnknownPurpose { at, .. }
             | Problem::UnknownAction { at, .. }
             | Problem::UnknownRecipient { at, .. }
-            | Problem::SaleOrSharingWithoutRecipient { at, .. } => at,
+            | Problem::SaleOrSharingWithoutRecipient { at, .. }
+            | Problem::BadItemPattern { at, .. }
+            | Problem::BadPerCategoryLimit { at, .. } => at,
         }
     }
 }

@@ -54,6 +54,7 @@ pub(crate) fn fingerprint_of(policy: &Policy) -> String {
         (&left.recipient, &left.country).cmp(&(&right.recipient, &right.country))
     });
     canonical.security_measures.sort();
+    canonical.recommendations.never.sort();
     // Serialising plain data to a Vec cannot fail; an empty text would still hash.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     format!("fnv1a64:{:016x}", fnv1a_64(&bytes))

@@ -38,7 +38,8 @@ pub use error::{Error, Location, Problem, Result};
 pub use fingerprint::fnv1a_64;
 pub use policy::{
     BUILTIN_RETAIL_ORIGIN, BUILTIN_RETAIL_TOML, CategoryRule, Controller, Grant, LegalBasis,
-    Policy, Purpose, Recipient, RecipientKind, Role, Transfer,
+    MAX_ITEM_PATTERN_CHARS, MAX_PER_CATEGORY_LIMIT, Policy, Purpose, Recipient, RecipientKind,
+    RecommendationRules, Role, Transfer, pattern_matches,
 };
 pub use records::{
     BUILT_IN_TECHNICAL_MEASURES, DataSubjectRecord, PersonalDataRecord, ProcessingActivity,

@@ -268,6 +268,60 @@ pub struct Policy {
     pub(crate) recipients: Vec<Recipient>,
     pub(crate) transfers: Vec<Transfer>,
     pub(crate) security_measures: Vec<String>,
+    /// Absent from the fingerprint's text when empty, so a policy without the section
+    /// keeps the fingerprint it had before the section existed.
+    #[serde(skip_serializing_if = "RecommendationRules::is_empty")]
+    pub(crate) recommendations: RecommendationRules,
+}
+
+/// Most characters of one `[recommendations] never` entry.
+pub const MAX_ITEM_PATTERN_CHARS: usize = 128;
+
+/// Largest `[recommendations] max_per_category`.
+pub const MAX_PER_CATEGORY_LIMIT: u32 = 1_000;
+
+/// The shop's business rules for every answered list (`[recommendations]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecommendationRules {
+    /// Item ids, or patterns where `*` stands for any run of characters, never answered.
+    pub never: Vec<String>,
+    /// At most this many items of one category in one answer.
+    pub max_per_category: Option<u32>,
+}
+
+impl RecommendationRules {
+    /// True when there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.never.is_empty() && self.max_per_category.is_none()
+    }
+
+    /// True when `item` matches an entry of `never`.
+    pub fn never_answers(&self, item: &str) -> bool {
+        self.never
+            .iter()
+            .any(|pattern| pattern_matches(pattern, item))
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (even none).
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(found) => rest = &rest[found + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 impl Policy {
@@ -418,6 +472,11 @@ impl Policy {
         &self.security_measures
     }
 
+    /// The business rules for answered lists (`[recommendations]`).
+    pub fn recommendation_rules(&self) -> &RecommendationRules {
+        &self.recommendations
+    }
+
     /// The records of processing (GDPR Art. 30) this policy describes.
     pub fn records_of_processing(&self) -> RecordsOfProcessing {
         RecordsOfProcessing::of_policy(self)
@@ -489,5 +548,25 @@ mod tests {
             serde_json::to_string(&Grant::Only(vec![Action::SimilarItems])).unwrap(),
             r#"["similar_items"]"#
         );
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn star_matches_any_run_and_ids_match_whole() {
+        assert!(pattern_matches("POST", "POST"));
+        assert!(!pattern_matches("POST", "POSTAGE"));
+        assert!(!pattern_matches("M", "m"));
+        assert!(pattern_matches("gift_*", "gift_0001_20"));
+        assert!(pattern_matches("gift_*", "gift_"));
+        assert!(!pattern_matches("gift_*", "agift_1"));
+        assert!(pattern_matches("*FEE", "AMAZONFEE"));
+        assert!(pattern_matches("a*b*c", "aXbYc"));
+        assert!(!pattern_matches("a*b*c", "aXcYb"));
+        assert!(!pattern_matches("ab*ba", "aba"));
+        assert!(pattern_matches("*", ""));
     }
 }

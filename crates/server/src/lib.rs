@@ -55,6 +55,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/subjects/{subject}/export", get(routes::get_export))
         .route("/v1/subjects/{subject}", delete(routes::delete_subject))
+        .route("/v1/items", post(routes::post_items))
+        .route(
+            "/v1/items/{item}",
+            put(routes::put_item).get(routes::get_item),
+        )
         .route("/v1/items/{item}/similar", get(routes::get_similar))
         .route("/v1/receipts/public-key", get(routes::get_public_key))
         .route("/v1/receipts/{id}", get(routes::get_receipt))

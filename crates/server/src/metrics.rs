@@ -181,6 +181,12 @@ impl Metrics {
                     "gauge",
                 ),
                 (
+                    "discreet_declared_items",
+                    "Items declared with a title (PUT or POST /v1/items).",
+                    figures.declared_items,
+                    "gauge",
+                ),
+                (
                     "discreet_model_subjects",
                     "Subjects the models hold.",
                     figures.modelled_subjects,

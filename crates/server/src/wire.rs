@@ -5,7 +5,10 @@
 //! by its type and size only: a value may be personal data and must not echo back.
 
 use discreet_engine::input::{QUANTITY_RULE, RATING_RULE, check_batch_size};
-use discreet_engine::{AttributeInput, Error, EventContext, EventInput, EventType, Result};
+use discreet_engine::items::MAX_ITEMS_PER_BATCH;
+use discreet_engine::{
+    AttributeInput, Error, EventContext, EventInput, EventType, ItemInput, Result,
+};
 use serde_json::{Map, Value};
 
 /// The fields an event may have.
@@ -323,4 +326,127 @@ pub fn key_request(body: &Value) -> Result<KeyBody> {
     };
     let label = fields.text("label")?.unwrap_or_default();
     Ok(KeyBody { role, label })
+}
+
+/// The fields of an item in `PUT /v1/items/{item}` (the path names the item).
+pub const ITEM_FIELDS: [&str; 4] = ["title", "categories", "price", "available"];
+/// The fields of an item in a `POST /v1/items` batch.
+pub const BATCH_ITEM_FIELDS: [&str; 5] = ["item", "title", "categories", "price", "available"];
+
+/// Reads an item body; `item` is the path's item id, or `None` in a batch (where the body
+/// names it). Fields are named `{prefix}name`.
+pub fn item(prefix: &str, item: Option<&str>, body: &Value) -> Result<ItemInput> {
+    let owner = prefix.strip_suffix('.').unwrap_or("body");
+    let Some(object) = body.as_object() else {
+        return Err(Error::bad_input(
+            owner,
+            format!(
+                "must be an object {{\"title\": \"...\", ...}}, got {}",
+                describe(body)
+            ),
+        ));
+    };
+    let known: &[&str] = if item.is_some() {
+        &ITEM_FIELDS
+    } else {
+        &BATCH_ITEM_FIELDS
+    };
+    let fields = Fields {
+        object: known_fields(object, known, prefix, "an item field")?,
+        prefix,
+    };
+    let item = match item {
+        Some(item) => item.to_owned(),
+        None => fields.required_text("item")?,
+    };
+    let title = fields.required_text("title")?;
+    let categories = match fields.get("categories") {
+        None => Vec::new(),
+        Some(Value::Array(categories)) => categories
+            .iter()
+            .enumerate()
+            .map(|(index, category)| match category {
+                Value::String(text) => Ok(text.clone()),
+                other => Err(Error::bad_input(
+                    fields.name(&format!("categories[{index}]")),
+                    format!("must be a string, got {}", describe(other)),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(other) => {
+            return Err(Error::bad_input(
+                fields.name("categories"),
+                format!("must be an array of strings, got {}", describe(other)),
+            ));
+        }
+    };
+    let price = match fields.get("price") {
+        None => None,
+        Some(value) => Some(value.as_f64().ok_or_else(|| {
+            Error::bad_input(
+                fields.name("price"),
+                format!("must be a number, got {}", describe(value)),
+            )
+        })?),
+    };
+    let available = match fields.get("available") {
+        None => true,
+        Some(Value::Bool(available)) => *available,
+        Some(other) => {
+            return Err(Error::bad_input(
+                fields.name("available"),
+                format!("must be true or false, got {}", describe(other)),
+            ));
+        }
+    };
+    Ok(ItemInput {
+        item,
+        title,
+        categories,
+        price,
+        available,
+    })
+}
+
+/// Reads an item batch `{"items": [...]}` of at most `MAX_ITEMS_PER_BATCH` items (the
+/// count is checked before any item is read).
+pub fn item_batch(body: &Value) -> Result<Vec<ItemInput>> {
+    let Some(object) = body.as_object() else {
+        return Err(Error::bad_input(
+            "body",
+            format!(
+                "must be an object {{\"items\": [...]}}, got {}",
+                describe(body)
+            ),
+        ));
+    };
+    if object.keys().any(|key| key.as_str() != "items") {
+        return Err(Error::bad_input(
+            "body",
+            "has a field that is not a field of an item batch; the only field is `items`",
+        ));
+    }
+    let Some(items) = object.get("items") else {
+        return Err(Error::bad_input("items", "is required"));
+    };
+    let Some(items) = items.as_array() else {
+        return Err(Error::bad_input(
+            "items",
+            format!("must be an array, got {}", describe(items)),
+        ));
+    };
+    if items.is_empty() {
+        return Err(Error::bad_input("items", "must hold at least one item"));
+    }
+    if items.len() > MAX_ITEMS_PER_BATCH {
+        return Err(Error::bad_input(
+            "items",
+            format!("must hold at most {MAX_ITEMS_PER_BATCH} items"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| self::item(&format!("items[{index}]."), None, item))
+        .collect()
 }

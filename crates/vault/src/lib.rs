@@ -22,5 +22,5 @@ pub use crypto::{Kek, KekRing};
 pub use error::{Error, Missing, Result};
 pub use ledger::{LedgerDraft, LedgerRecord, LedgerVerification};
 pub use receipt::{ErasedCounts, ForgetReceipt, PublicKeyInfo};
-pub use storage::{ApiKeyRow, ConsentRow, KeyStorage, LedgerFilter, Storage, SubjectId};
+pub use storage::{ApiKeyRow, ConsentRow, ItemRow, KeyStorage, LedgerFilter, Storage, SubjectId};
 pub use vault::*;

@@ -58,6 +58,21 @@ pub struct AttributeRow {
     pub sealed: Vec<u8>,
 }
 
+/// A catalogue item as stored. Items are not personal data: kept in clear, never sealed,
+/// never on the ledger, and no consent governs them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemRow {
+    /// The shop's item id (stock code).
+    pub item: String,
+    pub title: String,
+    /// `/`-separated category paths.
+    pub categories: Vec<String>,
+    pub price: Option<f64>,
+    pub available: bool,
+    /// Unix milliseconds of the last upsert.
+    pub updated_at: i64,
+}
+
 /// One consent decision; the history is append-only (proof of consent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentRow {
@@ -316,6 +331,13 @@ pub trait Storage: Send + Sync {
     fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// Writes a consistent copy of the data (never the keys) to `dest`.
     fn backup(&self, dest: &Path) -> Result<()>;
+    /// Declares or replaces catalogue items, all in one transaction (all or none); returns
+    /// how many were not declared before.
+    fn upsert_items(&self, items: Vec<ItemRow>) -> Result<u64>;
+    /// The declared item `item`.
+    fn item(&self, item: &str) -> Result<Option<ItemRow>>;
+    /// Every declared item, by item id.
+    fn items(&self) -> Result<Vec<ItemRow>>;
 }
 
 /// Where wrapped data keys and vault secrets live, apart from the sealed data.

@@ -3,6 +3,7 @@
 
 mod bench_scale;
 mod cli;
+mod items;
 mod restart;
 mod serving;
 mod support;

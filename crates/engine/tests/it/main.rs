@@ -5,6 +5,7 @@ mod canary;
 mod consent;
 mod export;
 mod ingest;
+mod items;
 mod learner;
 mod retention;
 mod rights;

@@ -7,6 +7,7 @@ use crate::ids::{ItemId, SubjectId};
 use crate::interaction::UnixSeconds;
 use crate::ranking::{ScoredItem, keep_strongest, top_n};
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions};
+use crate::selection::{ItemSelection, take_within_limit};
 
 use super::{ItemItemModel, ItemItemScratch};
 
@@ -136,6 +137,45 @@ impl ItemItemModel {
                 because: self.explain_from_scratch(scored.item, &scratch, 3),
             })
             .collect()
+    }
+
+    /// `similar` answering only items `selection` allows, within its per-group limit.
+    pub fn similar_selected(
+        &self,
+        item: ItemId,
+        n: usize,
+        selection: &dyn ItemSelection,
+    ) -> Vec<ScoredItem> {
+        let Some(row) = self.cooccurrence_rows.get(item.index()).filter(|_| n > 0) else {
+            return Vec::new();
+        };
+        let to_scored = |(target, score): (u32, f32)| ScoredItem {
+            item: ItemId(target),
+            score,
+        };
+        let Some(limit) = selection.per_group_limit() else {
+            let source_factor = self.source_factor(item);
+            let mut kept = Vec::new();
+            for &(target, count) in row {
+                let similarity = self.pair_similarity(count, target, source_factor);
+                // Only an entry that would be kept is offered to the selection.
+                let beaten = kept.len() == n
+                    && kept
+                        .last()
+                        .is_some_and(|weakest: &(u32, f32)| similarity <= weakest.1);
+                if !beaten && selection.allows(ItemId(target)) {
+                    keep_strongest(&mut kept, n, (target, similarity));
+                }
+            }
+            return kept.into_iter().map(to_scored).collect();
+        };
+        let mut ranked = Vec::new();
+        self.neighbours_into(item, 0, &mut ranked);
+        let allowed = ranked
+            .into_iter()
+            .filter(|(target, _)| selection.allows(ItemId(*target)))
+            .map(to_scored);
+        take_within_limit(allowed, n, limit, selection)
     }
 
     /// Items most similar to `item` (its strongest neighbours), best first.

@@ -10,8 +10,9 @@ use crate::history::HeldItem;
 use crate::ids::{ItemId, SubjectId};
 use crate::interaction::{Context, UnixSeconds};
 use crate::item_item::ItemItemScratch;
-use crate::ranking::{ScoredItem, normalise_by_max, top_n};
+use crate::ranking::{ScoredItem, normalise_by_max};
 use crate::recommendation::{Contribution, Recommendation, strongest_contributions, sum_ascending};
+use crate::selection::{AnyItem, ItemSelection, select_top_n};
 use crate::sparse_ease::SparseEaseScratch;
 
 use super::ModelSet;
@@ -57,11 +58,25 @@ impl ModelSet {
         now: UnixSeconds,
         context: &Context,
     ) -> Vec<Recommendation> {
+        self.recommend_selected(scratch, subject, n, now, context, &AnyItem)
+    }
+
+    /// `recommend_with` answering only items `selection` allows (applied before the top-n
+    /// cut, so n items come back when n qualify).
+    pub fn recommend_selected(
+        &self,
+        scratch: &mut RecommendScratch,
+        subject: SubjectId,
+        n: usize,
+        now: UnixSeconds,
+        context: &Context,
+        selection: &dyn ItemSelection,
+    ) -> Vec<Recommendation> {
         let held = self.item_item.histories().held(subject);
         if held.is_empty() {
             return self
                 .popularity
-                .popular(context, n, now)
+                .popular_selected(context, n, now, selection)
                 .into_iter()
                 .map(|scored| Recommendation {
                     item: scored.item,
@@ -130,13 +145,18 @@ impl ModelSet {
         }
         // Items no model has any data on (e.g. known only from a forgotten subject) are
         // never recommended, so a forget leaves no trace in what is offered.
-        let best = top_n(&scratch.blended, n, |index| {
-            let item = ItemId(index as u32);
-            (self.item_item.holder_count(item) == 0 && self.popularity.event_count(item) == 0)
-                || held
-                    .binary_search_by_key(&item.0, |held_item| held_item.item.0)
-                    .is_ok()
-        });
+        let best = select_top_n(
+            &scratch.blended,
+            n,
+            |index| {
+                let item = ItemId(index as u32);
+                (self.item_item.holder_count(item) == 0 && self.popularity.event_count(item) == 0)
+                    || held
+                        .binary_search_by_key(&item.0, |held_item| held_item.item.0)
+                        .is_ok()
+            },
+            selection,
+        );
         best.into_iter()
             .map(|scored| {
                 // Each model's shares come ascending by history item; add them in one pass.
@@ -210,9 +230,30 @@ impl ModelSet {
         self.item_item.similar(item, n)
     }
 
+    /// `similar` answering only items `selection` allows.
+    pub fn similar_selected(
+        &self,
+        item: ItemId,
+        n: usize,
+        selection: &dyn ItemSelection,
+    ) -> Vec<ScoredItem> {
+        self.item_item.similar_selected(item, n, selection)
+    }
+
     /// Non-personal answer: trending items in `context` at `now`.
     pub fn popular(&self, context: &Context, n: usize, now: UnixSeconds) -> Vec<ScoredItem> {
         self.popularity.popular(context, n, now)
+    }
+
+    /// `popular` answering only items `selection` allows.
+    pub fn popular_selected(
+        &self,
+        context: &Context,
+        n: usize,
+        now: UnixSeconds,
+        selection: &dyn ItemSelection,
+    ) -> Vec<ScoredItem> {
+        self.popularity.popular_selected(context, n, now, selection)
     }
 
     /// "Buy again": the subject's repeat purchases ranked by their own reorder rhythm.

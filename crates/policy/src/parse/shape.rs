@@ -34,6 +34,15 @@ pub(super) struct RawPolicy {
     pub(super) recipients: Vec<RawRecipient>,
     #[serde(default)]
     pub(super) transfers: Vec<RawTransfer>,
+    pub(super) recommendations: Option<RawRecommendations>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecommendations {
+    #[serde(default)]
+    pub(super) never: Vec<Text>,
+    pub(super) max_per_category: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -169,7 +169,7 @@ fn admin_may_do_everything() {
 }
 
 #[test]
-fn storefront_ingests_and_recommends_but_cannot_export_or_forget() {
+fn storefront_ingests_declares_items_and_recommends_but_cannot_export_or_forget() {
     let policy = Policy::builtin_retail();
     assert_eq!(
         actions_allowed(&policy, "storefront"),
@@ -180,6 +180,7 @@ fn storefront_ingests_and_recommends_but_cannot_export_or_forget() {
             Action::ConsentsWrite,
             Action::Recommendations,
             Action::SimilarItems,
+            Action::Catalogue,
         ])
     );
     let Some(storefront) = policy.role("storefront") else {
@@ -329,4 +330,28 @@ fn version_and_fingerprint_identify_the_policy() {
             .chars()
             .all(|digit| digit.is_ascii_hexdigit())
     );
+}
+
+#[test]
+fn non_product_codes_of_the_retail_data_are_never_recommended() {
+    let rules = Policy::builtin_retail().recommendation_rules().clone();
+    for code in [
+        "POST",
+        "DOT",
+        "M",
+        "m",
+        "C2",
+        "D",
+        "S",
+        "B",
+        "BANK CHARGES",
+        "AMAZONFEE",
+    ] {
+        assert!(rules.never_answers(code), "{code}");
+    }
+    assert!(rules.never_answers("gift_0001_20"));
+    for product in ["85123A", "22423", "DCGS0076", "POSTAGE"] {
+        assert!(!rules.never_answers(product), "{product}");
+    }
+    assert_eq!(rules.max_per_category, None);
 }

@@ -298,6 +298,26 @@ fn damaged_files_are_refused_without_panicking() {
     }
 }
 
+#[test]
+fn an_empty_never_entry_is_refused() {
+    let error = error_of("bad_item_pattern");
+    assert!(
+        matches!(only_problem(&error), Problem::BadItemPattern { .. }),
+        "{error}"
+    );
+    insta::assert_snapshot!(error.to_string());
+}
+
+#[test]
+fn a_per_category_limit_of_zero_is_refused() {
+    let error = error_of("bad_per_category_limit");
+    assert!(
+        matches!(only_problem(&error), Problem::BadPerCategoryLimit { .. }),
+        "{error}"
+    );
+    insta::assert_snapshot!(error.to_string());
+}
+
 /// Guards that every kind of problem has an invalid file above: a new `Problem` variant
 /// without a file (and so without a reviewed message) fails here.
 #[test]
@@ -320,6 +340,8 @@ fn every_problem_kind_has_an_invalid_file() {
         "unknown_action",
         "unknown_recipient",
         "sale_or_sharing_without_recipient",
+        "bad_item_pattern",
+        "bad_per_category_limit",
     ];
     let kinds: HashSet<_> = files
         .iter()
@@ -350,6 +372,8 @@ fn every_problem_kind_has_an_invalid_file() {
         | Problem::UnknownPurpose { .. }
         | Problem::UnknownAction { .. }
         | Problem::UnknownRecipient { .. }
-        | Problem::SaleOrSharingWithoutRecipient { .. } => (),
+        | Problem::SaleOrSharingWithoutRecipient { .. }
+        | Problem::BadItemPattern { .. }
+        | Problem::BadPerCategoryLimit { .. } => (),
     };
 }

@@ -181,3 +181,37 @@ fn the_shipped_builtin_text_is_the_builtin_policy() {
     };
     assert_eq!(policy.fingerprint(), Policy::builtin_retail().fingerprint());
 }
+
+#[test]
+fn business_rules_are_read_and_change_the_fingerprint() {
+    let original = read_test_file("valid/minimal.toml");
+    let reference = minimal();
+    assert!(reference.recommendation_rules().is_empty());
+    let with_rules = from_text(&format!(
+        "{original}\n[recommendations]\nnever = [\"POST\", \"gift_*\", \"POST\"]\nmax_per_category = 3\n"
+    ));
+    let rules = with_rules.recommendation_rules();
+    assert_eq!(rules.never, ["POST", "gift_*"]);
+    assert_eq!(rules.max_per_category, Some(3));
+    assert!(rules.never_answers("gift_0001_10"));
+    assert!(!rules.never_answers("85123A"));
+    assert_ne!(with_rules.fingerprint(), reference.fingerprint());
+    // The order of `never` carries no meaning.
+    let reordered = from_text(&format!(
+        "{original}\n[recommendations]\nnever = [\"gift_*\", \"POST\"]\nmax_per_category = 3\n"
+    ));
+    assert_eq!(reordered.fingerprint(), with_rules.fingerprint());
+    // An empty section says nothing: the fingerprint is the one without it.
+    let empty = from_text(&format!("{original}\n[recommendations]\n"));
+    assert_eq!(empty.fingerprint(), reference.fingerprint());
+}
+
+#[test]
+fn an_unknown_business_rule_is_a_structure_error() {
+    let original = read_test_file("valid/minimal.toml");
+    let text = format!("{original}\n[recommendations]\nmax_per_categroy = 3\n");
+    assert!(matches!(
+        Policy::from_toml_str(&text, "rules.toml"),
+        Err(discreet_policy::Error::Structure { .. })
+    ));
+}

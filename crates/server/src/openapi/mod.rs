@@ -63,6 +63,8 @@ pub struct ConsentsAnswer {
 #[derive(Serialize, ToSchema)]
 pub struct RecommendedItemOut {
     item: String,
+    /// The declared title; null when the item was never declared.
+    title: Option<String>,
     score: f32,
     /// The subject's own items that led to it; empty when not personal.
     because: Vec<String>,
@@ -81,7 +83,35 @@ pub struct RecommendationsAnswer {
 #[derive(Serialize, ToSchema)]
 pub struct SimilarItemOut {
     item: String,
+    /// The declared title; null when the item was never declared.
+    title: Option<String>,
     score: f32,
+}
+
+/// A declared item.
+#[derive(Serialize, ToSchema)]
+pub struct ItemAnswer {
+    item: String,
+    title: String,
+    /// `/`-separated paths.
+    categories: Vec<String>,
+    price: Option<f64>,
+    available: bool,
+    updated_at: String,
+}
+
+/// Answer to declaring one item.
+#[derive(Serialize, ToSchema)]
+pub struct ItemUpsertAnswer {
+    item: String,
+    /// False when the item was declared before and is replaced.
+    created: bool,
+}
+
+/// Answer to declaring a batch of items.
+#[derive(Serialize, ToSchema)]
+pub struct ItemBatchAnswer {
+    upserted: u64,
 }
 
 /// Similar items.
@@ -265,6 +295,9 @@ impl Modify for BearerAuth {
         crate::routes::get_consents,
         crate::routes::get_recommendations,
         crate::routes::get_similar,
+        crate::routes::put_item,
+        crate::routes::post_items,
+        crate::routes::get_item,
         crate::routes::get_export,
         crate::routes::delete_subject,
         crate::routes::get_receipt,
@@ -288,8 +321,8 @@ impl Modify for BearerAuth {
 struct ApiDoc;
 
 /// The OpenAPI document for a server enforcing `policy`, with batches of at most
-/// `max_batch_events` events.
-pub fn document(policy: &Policy, max_batch_events: usize) -> Value {
+/// `max_batch_events` events, whose catalogue declares `categories` (with their parents).
+pub fn document(policy: &Policy, max_batch_events: usize, categories: &[String]) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = request_schemas(policy, max_batch_events);
     if let Some(components) = document
@@ -321,10 +354,16 @@ pub fn document(policy: &Policy, max_batch_events: usize) -> Value {
                 else {
                     continue;
                 };
+                // A category filter may name only declared categories (any other is
+                // refused): with none declared yet, the parameter is left out.
+                if categories.is_empty() {
+                    parameters.retain(|parameter| parameter["name"] != "category");
+                }
                 for parameter in parameters {
                     let name = parameter["name"].as_str().unwrap_or_default().to_owned();
                     let place = parameter["in"].as_str().unwrap_or_default().to_owned();
-                    if let Some(schema) = parameter_schema(policy, path, &place, &name) {
+                    if let Some(schema) = parameter_schema(policy, path, &place, &name, categories)
+                    {
                         parameter["schema"] = schema;
                     }
                 }

@@ -7,6 +7,10 @@ use discreet_engine::input::{
     MAX_ANSWER_ITEMS, MAX_ATTRIBUTE_CHARS, MAX_COUNTRY_CHARS, MAX_ITEM_CHARS, MAX_QUANTITY,
     MAX_QUERY_CHARS, MAX_SOURCE_CHARS, MAX_SUBJECT_CHARS, WEATHER_NAMES,
 };
+use discreet_engine::items::{
+    MAX_CATEGORY_CHARS, MAX_EXCLUDED_ITEMS, MAX_FILTER_CATEGORIES, MAX_ITEM_CATEGORIES,
+    MAX_ITEMS_PER_BATCH, MAX_PRICE, MAX_TITLE_CHARS,
+};
 use discreet_engine::{EventType, MAX_AUDIT_ENTRIES, MAX_KEY_LABEL_CHARS};
 use discreet_policy::Policy;
 use serde_json::{Map, Value, json};
@@ -15,6 +19,8 @@ use serde_json::{Map, Value, json};
 const NO_CONTROL: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
 /// A header value of visible ASCII that starts and ends with a non-space (HTTP trims spaces).
 const VISIBLE_HEADER: &str = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$";
+/// A category path: `/`-separated names, none empty, no control characters.
+const CATEGORY_PATH: &str = r"^[^/\x00-\x1F\x7F-\x9F]+(/[^/\x00-\x1F\x7F-\x9F]+)*$";
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
@@ -73,12 +79,18 @@ fn count(max: usize, description: &str) -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": max, "description": description})
 }
 
-/// The schema of a parameter, by the operation's path, its place and its name.
+fn price() -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": MAX_PRICE})
+}
+
+/// The schema of a parameter, by the operation's path, its place and its name; a category
+/// filter names one of `categories` (the declared ones).
 pub(super) fn parameter_schema(
     policy: &Policy,
     path: &str,
     place: &str,
     name: &str,
+    categories: &[String],
 ) -> Option<Value> {
     let schema = match (place, name) {
         ("path", "subject") | ("query", "subject") => identifier(MAX_SUBJECT_CHARS),
@@ -95,6 +107,18 @@ pub(super) fn parameter_schema(
         ("query", "context.country") => identifier(MAX_COUNTRY_CHARS),
         ("query", "since") | ("query", "until") => rfc3339("[0-9]{4}"),
         ("query", "actor") => json!({"type": "string"}),
+        ("query", "category") => json!({
+            "type": "array",
+            "maxItems": MAX_FILTER_CATEGORIES,
+            "items": {"type": "string", "enum": categories},
+        }),
+        ("query", "exclude") => json!({
+            "type": "array",
+            "maxItems": MAX_EXCLUDED_ITEMS,
+            "items": identifier(MAX_ITEM_CHARS),
+        }),
+        ("query", "min_price") | ("query", "max_price") => price(),
+        ("query", "include_unavailable") => json!({"type": "boolean"}),
         ("header", "Idempotency-Key") => json!({
             "type": "string",
             "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
@@ -205,6 +229,48 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
                     "pattern": NO_CONTROL,
                     "description": "Where the decision was collected, e.g. `checkout-banner-v3`; `api` when absent.",
                 })),
+            },
+        }),
+    );
+    let item_fields = |with_id: bool| {
+        let mut properties = json!({
+            "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS, "pattern": NO_CONTROL},
+            "categories": nullable(json!({
+                "type": "array",
+                "maxItems": MAX_ITEM_CATEGORIES,
+                "items": {"type": "string", "maxLength": MAX_CATEGORY_CHARS, "pattern": CATEGORY_PATH},
+            })),
+            "price": nullable(price()),
+            "available": nullable(json!({"type": "boolean"})),
+        });
+        let mut required = vec!["title"];
+        if with_id {
+            properties["item"] = identifier(MAX_ITEM_CHARS);
+            required.push("item");
+        }
+        json!({
+            "type": "object",
+            "required": required,
+            "additionalProperties": false,
+            "properties": properties,
+        })
+    };
+    schemas.insert("ItemIn".into(), item_fields(false));
+    schemas.insert("ItemWithId".into(), item_fields(true));
+    schemas.insert(
+        "ItemBatch".into(),
+        json!({
+            "type": "object",
+            "description": "One bad item rejects the whole batch, naming `items[i].field`; nothing of it is stored.",
+            "required": ["items"],
+            "additionalProperties": false,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_ITEMS_PER_BATCH,
+                    "items": {"$ref": "#/components/schemas/ItemWithId"},
+                },
             },
         }),
     );

@@ -6,6 +6,7 @@
 mod answers;
 mod audit;
 mod data;
+mod items;
 mod keys;
 mod operations;
 mod rights;
@@ -13,6 +14,7 @@ mod rights;
 pub use answers::*;
 pub use audit::*;
 pub use data::*;
+pub use items::*;
 pub use keys::*;
 pub use operations::*;
 pub use rights::*;
@@ -70,6 +72,15 @@ pub(crate) fn query(
     extracted: Result<Query<Vec<(String, String)>>, QueryRejection>,
     known: &[&str],
 ) -> ApiResult<Vec<(String, String)>> {
+    query_repeating(extracted, known, &[])
+}
+
+/// `query`, where the names in `repeatable` may be given more than once.
+pub(crate) fn query_repeating(
+    extracted: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    known: &[&str],
+    repeatable: &[&str],
+) -> ApiResult<Vec<(String, String)>> {
     let Query(pairs) = extracted.map_err(|_| bad("query", "is not a valid query string"))?;
     let mut seen = BTreeSet::new();
     for (position, (name, _)) in pairs.iter().enumerate() {
@@ -84,7 +95,7 @@ pub(crate) fn query(
                 ),
             ));
         }
-        if !seen.insert(name.clone()) {
+        if !repeatable.contains(&name.as_str()) && !seen.insert(name.clone()) {
             return Err(bad(name, "is given more than once"));
         }
     }
@@ -96,6 +107,15 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
+}
+
+/// Every value of a repeatable parameter, in order.
+pub(crate) fn params(pairs: &[(String, String)], name: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
+        .collect()
 }
 
 pub(crate) fn count_param(pairs: &[(String, String)], default: usize) -> ApiResult<usize> {

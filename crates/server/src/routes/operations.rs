@@ -54,6 +54,7 @@ pub async fn get_openapi(State(state): State<AppState>) -> Response {
     Json(crate::openapi::document(
         engine.policy(),
         engine.max_batch_events(),
+        &engine.declared_categories(),
     ))
     .into_response()
 }

@@ -752,7 +752,7 @@ async fn unknown_routes_and_methods_are_problems() {
         "/v1",
         "/v1/nope",
         "/v2/events",
-        "/v1/items/A",
+        "/v1/items/A/x",
         "/v1/subjects/c-1/x",
     ] {
         t.send(Req::get(uri).key(&t.admin))

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bad_input;
+mod catalogue;
 mod connections;
 mod gpc;
 mod metrics;

@@ -60,6 +60,7 @@ async fn business_figures_are_only_on_the_metrics_listener() {
     .ok();
     let business = [
         "discreet_model_items",
+        "discreet_declared_items",
         "discreet_model_subjects",
         "discreet_model_events",
         "discreet_consented_subjects",

@@ -203,7 +203,7 @@ async fn recommendations_are_personal_only_with_consent() {
     let items = personal["items"].as_array().unwrap();
     assert!(!items.is_empty() && items.len() <= 3, "{personal}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score", "because"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score", "because"]));
         assert!(item["score"].is_number());
         let because = item["because"].as_array().unwrap();
         assert!(!because.is_empty(), "{item}");
@@ -248,7 +248,7 @@ async fn recommendations_are_personal_only_with_consent() {
     let items = plain["items"].as_array().unwrap();
     assert!(!items.is_empty(), "contextual popularity: {plain}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score", "because"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score", "because"]));
         assert_eq!(item["because"], json!([]));
     }
 
@@ -305,7 +305,7 @@ async fn similar_items_answer_items_and_scores() {
     let items = answer["items"].as_array().unwrap();
     assert!(!items.is_empty() && items.len() <= 2, "{answer}");
     for item in items {
-        assert_eq!(keys_of(item), set(&["item", "score"]));
+        assert_eq!(keys_of(item), set(&["item", "title", "score"]));
         assert!(item["score"].is_number());
         assert_ne!(item["item"], "A");
     }

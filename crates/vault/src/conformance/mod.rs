@@ -7,14 +7,16 @@
 //! dev-dependencies (`discreet-vault = { …, features = ["testing"] }`).
 
 //!
-//! The cases live by theme in `records`, `forget` and `operations`; the backend trait, the
+//! The cases live by theme in `records`, `forget`, `items` and `operations`; the backend trait, the
 //! shared fixtures and `conformance_tests!` live here.
 
 mod forget;
+mod items;
 mod operations;
 mod records;
 
 pub use forget::*;
+pub use items::*;
 pub use operations::*;
 pub use records::*;
 
@@ -92,7 +94,8 @@ macro_rules! conformance_tests {
             retention_erases_only_expired, retention_keeps_newer_attribute_values,
             retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
             kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once, subjects_resolve_once,
-            integrity_holds_across_forget_revocation_and_rotation);
+            integrity_holds_across_forget_revocation_and_rotation,
+            items_upsert_replace_and_survive_reopen, items_are_not_personal_data);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

@@ -497,4 +497,34 @@ impl Storage for SqliteStorage {
     fn backup(&self, dest: &Path) -> Result<()> {
         vacuum_into(&self.path, dest)
     }
+
+    fn upsert_items(&self, items: Vec<ItemRow>) -> Result<u64> {
+        self.writer.submit(move |connection, state| {
+            state.writable_integrity()?;
+            writes::upsert_items(connection, &items)
+        })
+    }
+
+    fn item(&self, item: &str) -> Result<Option<ItemRow>> {
+        self.read(|connection| {
+            Ok(query_rows(
+                connection,
+                &format!("SELECT {ITEM_COLUMNS} FROM items WHERE item = ?1"),
+                [item],
+                item_from_row,
+            )?
+            .pop())
+        })
+    }
+
+    fn items(&self) -> Result<Vec<ItemRow>> {
+        self.read(|connection| {
+            query_rows(
+                connection,
+                &format!("SELECT {ITEM_COLUMNS} FROM items ORDER BY item"),
+                [],
+                item_from_row,
+            )
+        })
+    }
 }

@@ -28,6 +28,7 @@ pub(super) const API_KEY_COLUMNS: &str =
 pub(super) const STORED_CONSENT_COLUMNS: &str =
     "subject, purpose, granted, at, source, policy_version, tag, id, mac";
 pub(super) const CONSENT_HEAD_COLUMNS: &str = "subject, rows, last, mac";
+pub(super) const ITEM_COLUMNS: &str = "item, title, categories, price, available, updated_at";
 
 /// Every row `sql` returns with `params`, read by `read` (the statement is cached).
 pub(super) fn query_rows<T>(
@@ -212,5 +213,19 @@ pub(super) fn wrapped_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<
     Ok(WrappedKey {
         kek_id: row.get(first)?,
         bytes: row.get(first + 1)?,
+    })
+}
+
+/// A catalogue item; categories are kept as a JSON array of strings (an unreadable one
+/// reads as none: items are not verified, and a bad list must not hide the item).
+pub(super) fn item_from_row(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
+    let categories: String = row.get(2)?;
+    Ok(ItemRow {
+        item: row.get(0)?,
+        title: row.get(1)?,
+        categories: serde_json::from_str(&categories).unwrap_or_default(),
+        price: row.get(3)?,
+        available: row.get::<_, i64>(4)? != 0,
+        updated_at: row.get(5)?,
     })
 }

@@ -15,6 +15,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) const DATA_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items(
+    item TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    categories TEXT NOT NULL,
+    price REAL,
+    available INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subjects(
     id INTEGER PRIMARY KEY,
     sealed_external_id BLOB NOT NULL,

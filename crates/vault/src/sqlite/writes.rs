@@ -480,3 +480,34 @@ pub(super) fn erase_records(
     append_ledger_entries(connection, state, ledger)?;
     Ok(erased)
 }
+
+/// Declares or replaces catalogue items; how many were new. Items are not personal data:
+/// no subject check, no ledger entry.
+pub(super) fn upsert_items(connection: &Connection, items: &[ItemRow]) -> Result<u64> {
+    let mut created = 0;
+    let mut exists = connection.prepare_cached("SELECT 1 FROM items WHERE item = ?1")?;
+    let mut upsert = connection.prepare_cached(
+        "INSERT INTO items(item, title, categories, price, available, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(item) DO UPDATE SET title = excluded.title, categories = excluded.categories,
+             price = excluded.price, available = excluded.available, updated_at = excluded.updated_at",
+    )?;
+    for item in items {
+        if !exists.exists([&item.item])? {
+            created += 1;
+        }
+        let categories =
+            serde_json::to_string(&item.categories).map_err(|error| Error::Storage {
+                detail: format!("item categories: {error}"),
+            })?;
+        upsert.execute(params![
+            item.item,
+            item.title,
+            categories,
+            item.price,
+            item.available,
+            item.updated_at
+        ])?;
+    }
+    Ok(created)
+}

@@ -10,7 +10,7 @@
 //! The type and its opening live here; its `impl` blocks live beside it by responsibility:
 //! `sealing` (associated data, opening rows), `subjects` (lookups and their cache), `keys`
 //! (data keys, secrets, KEK rotation), `events`, `attributes` and `consents` (writes and
-//! logged reads), `forget` (intent, shredding, receipts), `retention`, `ledger_ops`
+//! logged reads), `forget` (intent, shredding, receipts), `items` (the catalogue, in clear), `retention`, `ledger_ops`
 //! (ledger, checkpoints, backups), `api_keys`, `cache` (the bounded map both caches use), and `testing` (hooks for tests,
 //! with the `testing` feature only).
 
@@ -20,6 +20,7 @@ mod cache;
 mod consents;
 mod events;
 mod forget;
+mod items;
 mod keys;
 mod ledger_ops;
 mod retention;

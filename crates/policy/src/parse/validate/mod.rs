@@ -5,7 +5,7 @@
 //! names, uniqueness, known categories and recipients) and the pass over the whole file;
 //! each section's rules are in their own room: [`parties`] (controller, recipients,
 //! transfers), [`categories`] (retention rules, attributes and event types),
-//! [`purposes`] and [`roles`].
+//! [`purposes`], [`roles`] and [`recommendations`] (business rules).
 //!
 //! A check must never return early on a problem: it records it and goes on, so that one
 //! run reports the whole file.
@@ -13,6 +13,7 @@
 mod categories;
 mod parties;
 mod purposes;
+mod recommendations;
 mod roles;
 
 use std::collections::HashMap;
@@ -159,6 +160,7 @@ impl Validator<'_> {
             self.validate_category_map(&raw.event_types, "event type", &declared, &purposes);
         let purpose_names = declared_names(raw.purposes.iter().map(|purpose| &purpose.name));
         let roles = self.validate_roles(&raw.roles, &purpose_names);
+        let recommendations = self.validate_recommendations(raw.recommendations.as_ref());
         Policy {
             origin: self.origin.to_owned(),
             version,
@@ -172,6 +174,7 @@ impl Validator<'_> {
             recipients,
             transfers,
             security_measures,
+            recommendations,
         }
     }
 }
