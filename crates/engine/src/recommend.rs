@@ -145,14 +145,21 @@ impl Engine {
 
     /// The item catalogue with its dense table current for `set`'s item ids (the caller
     /// holds the models' read lock, so the ids cannot change meanwhile).
+    /// A declaration that lands between the refresh and the read makes the table stale
+    /// again (a new item would read as undeclared: available, in no category), so the
+    /// check is repeated; a bounded number of times, so a flood of declarations can delay
+    /// a reader by a few refreshes at most.
     pub(crate) fn items_for(&self, set: &ModelSet) -> RwLockReadGuard<'_, ItemCatalogue> {
-        {
-            let items = read(&self.inner.items);
-            if items.is_current_for(set) {
-                return items;
+        const REFRESH_ATTEMPTS: usize = 4;
+        for _ in 0..REFRESH_ATTEMPTS {
+            {
+                let items = read(&self.inner.items);
+                if items.is_current_for(set) {
+                    return items;
+                }
             }
+            write(&self.inner.items).refresh_for(set, self.inner.policy.recommendation_rules());
         }
-        write(&self.inner.items).refresh_for(set, self.inner.policy.recommendation_rules());
         read(&self.inner.items)
     }
 

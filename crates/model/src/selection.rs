@@ -42,18 +42,35 @@ pub fn select_top_n(
     let Some(limit) = selection.per_group_limit() else {
         return top_n(scores, n, skip);
     };
-    // With a cap, the best n allowed items may not be the answer: widen the candidates
-    // until n fit the cap or every allowed item was a candidate.
-    let mut candidates_wanted = n.saturating_mul(2).max(16);
-    loop {
-        let candidates = top_n(scores, candidates_wanted, &mut skip);
-        let exhausted = candidates.len() < candidates_wanted;
-        let chosen = take_within_limit(candidates, n, limit, selection);
-        if chosen.len() == n || exhausted || candidates_wanted >= scores.len() {
-            return chosen;
-        }
-        candidates_wanted = candidates_wanted.saturating_mul(4);
+    // With a cap, the best n allowed items may not be the answer. Most often a few more
+    // candidates than n are enough; when they are not, every allowed item is ranked once
+    // (n log n), never by widening `top_n`, whose sorted insertion would cost a hostile
+    // request (a filter whose items fill few groups) the square of the catalogue.
+    let candidates_wanted = n.saturating_mul(2).max(16);
+    let candidates = top_n(scores, candidates_wanted, &mut skip);
+    let exhausted = candidates.len() < candidates_wanted;
+    let chosen = take_within_limit(candidates, n, limit, selection);
+    if chosen.len() == n || exhausted {
+        return chosen;
     }
+    let mut ranked: Vec<ScoredItem> = scores
+        .iter()
+        .enumerate()
+        .filter(|&(index, score)| !score.is_nan() && !skip(index))
+        .map(|(index, &score)| ScoredItem {
+            item: ItemId(index as u32),
+            score,
+        })
+        .collect();
+    // Best first, equal scores by ascending id: the order `top_n` gives.
+    ranked.sort_by(|first, second| {
+        second
+            .score
+            .partial_cmp(&first.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(first.item.0.cmp(&second.item.0))
+    });
+    take_within_limit(ranked, n, limit, selection)
 }
 
 /// The first `n` of `ranked` (best first) whose groups are not yet full.
@@ -155,5 +172,44 @@ mod tests {
             groups: vec![[7]; 10],
         };
         assert_eq!(items(&select_top_n(&scores, 5, |_| false, &selection)), [0]);
+    }
+
+    /// Guards the one-pass ranking taken when the first candidates cannot fill the cap (a
+    /// filter whose items crowd into one group): the answer is the definition's, the best
+    /// allowed items in order with at most `limit` per group, equal scores by id.
+    #[test]
+    fn a_crowded_group_is_answered_from_one_ranking_of_every_allowed_item() {
+        let length = 5_000;
+        // Repeating scores, so ties are broken by id; all but every 500th item in group 1.
+        let scores: Vec<f32> = (0..length).map(|index| (index % 97) as f32).collect();
+        let groups = (0..length as u32)
+            .map(|index| [if index % 500 == 0 { index + 2 } else { 1 }])
+            .collect();
+        let selection = EvenInGroups {
+            limit: Some(2),
+            groups,
+        };
+        let chosen = select_top_n(&scores, 10, |_| false, &selection);
+        let mut ranked: Vec<u32> = (0..length as u32).filter(|index| index % 2 == 0).collect();
+        ranked.sort_by(|first, second| {
+            scores[*second as usize]
+                .total_cmp(&scores[*first as usize])
+                .then(first.cmp(second))
+        });
+        let mut in_group_one = 0;
+        let expected: Vec<u32> = ranked
+            .into_iter()
+            .filter(|&index| {
+                if index % 500 != 0 {
+                    in_group_one += 1;
+                    in_group_one <= 2
+                } else {
+                    true
+                }
+            })
+            .take(10)
+            .collect();
+        assert_eq!(items(&chosen), expected);
+        assert_eq!(chosen.len(), 10);
     }
 }
