@@ -25,6 +25,9 @@ impl Engine {
     /// subjects whose consent holds, and marks the engine ready.
     pub fn rebuild(&self, progress: &dyn Fn(RebuildProgress)) -> Result<RebuildReport> {
         let started = Instant::now();
+        // No refresh may be computing meanwhile: its outcome, planned on the replaced models,
+        // could match the new models' solution generation and be installed into them.
+        let _refreshing = lock(&self.inner.refreshing);
         let _gate = self.exclusive();
         let vault = &self.inner.vault;
         let events_total = vault.count_events()?;

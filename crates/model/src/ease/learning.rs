@@ -179,6 +179,7 @@ impl EaseModel {
         let updates_worth_a_factorisation = (self.dimension() / 6).max(8);
         let work = if !self.factorised_once
             || self.needs_factorisation
+            || self.plans_outstanding > 0
             || 2 * changes.len() > updates_worth_a_factorisation
         {
             PlannedWork::Factorise {
@@ -195,6 +196,7 @@ impl EaseModel {
             }
         };
         self.needs_factorisation = false;
+        self.plans_outstanding += 1;
         Some(RefreshPlan {
             work,
             base: Arc::clone(&self.solution),
@@ -210,6 +212,7 @@ impl EaseModel {
     /// solution since replaced, is refused: the changes it took are then covered by a
     /// factorisation at the next refresh, and the installed `P` stays as it was.
     pub fn finish_refresh(&mut self, outcome: RefreshOutcome) -> Result<RefreshReport> {
+        self.plans_outstanding = self.plans_outstanding.saturating_sub(1);
         if outcome.base_generation != self.solution_generation {
             self.needs_factorisation = true;
             return Err(ModelError::Internal {

@@ -152,6 +152,9 @@ pub struct EaseModel {
     removals_in_solution: u64,
     /// Counts installed solutions, so an outcome planned on an older one is refused.
     solution_generation: u64,
+    /// Plans taken and not yet finished: each holds noted changes, so a plan made while any
+    /// is out factorises from the histories rather than miss them.
+    plans_outstanding: usize,
 }
 
 /// A clone has its own copy of `P`, with no pruned rows derived yet.
@@ -169,6 +172,7 @@ impl Clone for EaseModel {
             removals: self.removals,
             removals_in_solution: self.removals_in_solution,
             solution_generation: self.solution_generation,
+            plans_outstanding: self.plans_outstanding,
         }
     }
 }
@@ -190,6 +194,7 @@ impl EaseModel {
             removals: 0,
             removals_in_solution: 0,
             solution_generation: 0,
+            plans_outstanding: 0,
         }
     }
 

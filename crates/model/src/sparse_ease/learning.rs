@@ -154,14 +154,14 @@ impl SparseEaseModel {
         if !self.needs_refresh() {
             return None;
         }
-        let full = !self.solved_once || self.needs_full_solve || self.plan_outstanding;
+        let full = !self.solved_once || self.needs_full_solve || self.plans_outstanding > 0;
         let mut changed_items = std::mem::take(&mut self.changed_items);
         for &item in &changed_items {
             self.is_changed[item as usize] = false;
         }
         changed_items.sort_unstable();
         self.needs_full_solve = false;
-        self.plan_outstanding = true;
+        self.plans_outstanding += 1;
         Some(SparseRefreshPlan {
             gram: self.gram.clone(),
             base: (!full).then(|| Arc::clone(&self.weights)),
@@ -177,7 +177,7 @@ impl SparseEaseModel {
     /// since replaced, is refused: the next refresh then solves every column, and the
     /// installed `B` stays as it was.
     pub fn finish_refresh(&mut self, outcome: SparseRefreshOutcome) -> Result<SparseRefreshReport> {
-        self.plan_outstanding = false;
+        self.plans_outstanding = self.plans_outstanding.saturating_sub(1);
         if outcome.base_generation != self.generation {
             self.needs_full_solve = true;
             return Err(ModelError::Internal {

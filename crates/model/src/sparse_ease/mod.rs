@@ -86,9 +86,10 @@ pub struct SparseEaseModel {
     solved_once: bool,
     /// The last plan failed (or was overtaken): the next one solves every column.
     needs_full_solve: bool,
-    /// A plan was taken and not yet finished: it holds the changed items, so another plan
-    /// made meanwhile solves every column rather than miss them.
-    plan_outstanding: bool,
+    /// Plans taken and not yet finished: each holds changed items, so a plan made while any
+    /// is out solves every column rather than miss them (a count, not a flag: the first of
+    /// two outstanding plans finishing must not make a third one partial).
+    plans_outstanding: usize,
     /// Removals (unlearns that changed a row, forgets) so far, and how many of them the
     /// installed weights reflect: while they differ, `B` still holds something removed.
     removals: u64,
@@ -166,7 +167,7 @@ impl SparseEaseModel {
             is_changed: vec![false; item_bound],
             solved_once: false,
             needs_full_solve: true,
-            plan_outstanding: false,
+            plans_outstanding: 0,
             removals: 0,
             removals_in_weights: 0,
             generation: 0,

@@ -339,6 +339,46 @@ fn a_refresh_overtaken_by_another_is_refused_and_the_next_solves_everything() {
     assert_eq!(model, build(BOUND, &everything));
 }
 
+/// Guards the count of outstanding plans: with two plans out, the first finishing must not
+/// let a third be partial, or the third (accepted) would miss the changes the second
+/// (refused) took — a forget among them — and yet count as reflecting that removal.
+#[test]
+fn a_plan_made_while_another_is_out_solves_everything_even_after_the_first_finishes() {
+    let stream: Vec<Interaction> = (0..12u32)
+        .map(|index| Interaction {
+            subject: SubjectId(index % 4),
+            item: ItemId(index % 5),
+            at: index as i64 * 86_400,
+            kind: discreet_model::InteractionKind::Purchase,
+            quantity: 1,
+            context: Context::default(),
+        })
+        .collect();
+    let mut model = build(BOUND, &stream[..8]);
+    model.learn(&stream[8]);
+    let first = model.begin_refresh().unwrap();
+    // The forget's changes go to the second plan only.
+    model.forget_subject(SubjectId(1));
+    let second = model.begin_refresh().unwrap();
+    assert!(model.finish_refresh(first.compute()).is_ok());
+    model.learn(&stream[10]);
+    let third = model.begin_refresh().unwrap();
+    assert!(model.finish_refresh(second.compute()).is_err());
+    let report = model.finish_refresh(third.compute()).unwrap();
+    assert!(
+        report.full,
+        "a plan made while another was out must solve every column"
+    );
+    assert!(model.scorable());
+    let expected: Vec<Interaction> = stream[..9]
+        .iter()
+        .chain(std::iter::once(&stream[10]))
+        .filter(|interaction| interaction.subject != SubjectId(1))
+        .copied()
+        .collect();
+    assert_eq!(model, build(BOUND, &expected));
+}
+
 #[test]
 fn bad_sparse_settings_are_refused_naming_the_setting() {
     for bad in [
