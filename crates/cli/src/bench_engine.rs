@@ -79,7 +79,7 @@ struct EngineFigures {
     hostile_rss_growth_mib: f64,
 }
 
-fn rss_mib() -> f64 {
+pub(crate) fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
