@@ -160,10 +160,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
     let rebuild_seconds = started.elapsed().as_secs_f64();
     let rss_after_rebuild_mib = rss_mib();
 
-    let caller = Caller {
-        key_id: "bench".into(),
-        role: "storefront".into(),
-    };
+    let caller = Caller::key("bench", "storefront");
     let consenting: Vec<String> = per_customer
         .keys()
         .filter(|customer| demo_consents(customer)[0].1 == Some(true))

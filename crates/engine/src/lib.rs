@@ -25,7 +25,7 @@ mod recommend;
 mod retention;
 mod rights;
 
-pub use access::{Caller, RIGHTS_PURPOSE};
+pub use access::{Caller, DATA_SUBJECT_ROLE, RIGHTS_PURPOSE};
 pub use answers::{
     ConsentDecision, ConsentState, ConsentsView, EngineFigures, IngestOutcome, IssuedKey,
     NotPersonal, RebuildProgress, RebuildReport, Recommendations, RecommendedItem, SimilarItem,
