@@ -21,6 +21,7 @@ pub mod items;
 mod keys;
 mod learner;
 mod lifecycle;
+mod portal;
 mod recommend;
 mod retention;
 mod rights;
