@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-pub use portal::{__path_post_portal_session, post_portal_session};
+pub use portal::{__path_post_portal_session, open_session, post_portal_session};
 
 /// The stylesheet of every page.
 const STYLESHEET: &str = include_str!("../../assets/style.css");

@@ -63,7 +63,28 @@ pub async fn post_portal_session(
     let host = request_host(&headers)
         .ok_or_else(|| bad("Host", "must name the host this API was reached at"))?
         .to_owned();
-    let scheme = if wire::is_local_host(&host) {
+    let minting = state.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || open_session(&minting, &caller, request, &host))
+            .await
+            .map_err(|error| {
+                ApiError::Engine(EngineError::Internal {
+                    detail: format!("a worker stopped: {error}"),
+                })
+            })??;
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Opens a privacy-center session for a checked request reached at `host` (blocking: the
+/// opening is written to the ledger): the answer of `POST /v1/portal/sessions`, whose `url`
+/// is `http` on localhost and `https` elsewhere.
+pub fn open_session(
+    state: &AppState,
+    caller: &Caller,
+    request: wire::PortalBody,
+    host: &str,
+) -> ApiResult<serde_json::Value> {
+    let scheme = if wire::is_local_host(host) {
         "http"
     } else {
         "https"
@@ -81,21 +102,18 @@ pub async fn post_portal_session(
                 detail: "the random source failed".into(),
             }),
         })?;
-    let engine = state.engine.clone();
-    let session_id = minted.id.clone();
-    let subject = request.subject;
-    if let Err(error) =
-        crate::routes::blocking(move || engine.open_portal(&caller, &subject, &session_id)).await
+    if let Err(error) = state
+        .engine
+        .open_portal(caller, &request.subject, &minted.id)
     {
         state.portal.discard(&minted.start_token);
-        return Err(error);
+        return Err(error.into());
     }
-    let answer = json!({
+    Ok(json!({
         "id": minted.id,
         "url": format!("{scheme}://{host}/portal/start/{}", minted.start_token),
         "expires_at": rfc3339(minted.expires_at),
-    });
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    }))
 }
 
 // ------------------------------------------------------------------------------ answers
