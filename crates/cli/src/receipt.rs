@@ -98,10 +98,17 @@ fn verify(file: &PathBuf, public_key: Option<&str>) -> Result<(), CommandError> 
         return Err(CommandError::Verification);
     }
     let erased = &receipt.erased;
-    println!(
-        "VALID: receipt {} is signed by key {key_id} (Ed25519).",
-        receipt.id
-    );
+    if from_file {
+        println!(
+            "VALID against the key in the file (not yet the shop's published key): receipt {} is signed by key {key_id} (Ed25519).",
+            receipt.id
+        );
+    } else {
+        println!(
+            "VALID: receipt {} is signed by key {key_id} (Ed25519), the key given.",
+            receipt.id
+        );
+    }
     println!(
         "  It states that the subject with token {} was forgotten: asked at {}, done at {};",
         receipt.subject_token, receipt.requested_at, receipt.completed_at

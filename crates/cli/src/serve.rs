@@ -42,6 +42,12 @@ pub struct HttpArgs {
     /// failed authentications; repeat for several.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<Cidr>,
+    /// Where customers' browsers reach this server (`https://privacy.shop.example`): the
+    /// privacy center's links are made on it and its cookies are `Secure` when it is https.
+    /// Without it, links are made on the `Host` the shop's backend called (http on
+    /// localhost, https elsewhere).
+    #[arg(long, env = "DISCREET_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// A connection must send a complete request head within this time (`10s`, `500ms`).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
@@ -130,6 +136,7 @@ pub fn serve_engine(
     let mut state = AppState::new(engine.clone());
     state.limits.request_timeout = http.request_timeout;
     state.trusted_proxies = Arc::new(TrustedProxies::new(http.trusted_proxies.clone()));
+    state.public_url = http.public_url.clone();
     let settings = http.connection_settings();
     let metrics_listen = http.metrics_listen;
     let serving = engine.clone();
@@ -205,6 +212,11 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// `--public-url`: `https://HOST[:PORT]` (or `http://` on localhost), no path.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    discreet_server::wire::public_url(text).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ impl Engine {
         permit.write(CONSENT_CATEGORY, None)?;
         self.check_ready()?;
         let _gate = self.exclusive();
+        // A customer's own caller never brings a subject into being: one forgotten while
+        // its session was open stays forgotten.
+        if caller.subject.is_some() {
+            self.inner.vault.active_subject_id(subject)?;
+        }
         let row = self.inner.vault.record_consent(
             subject,
             &caller.key_id,
@@ -193,12 +198,13 @@ impl Engine {
             purpose: CONSENT_PURPOSE,
         };
         // An unknown (or forgotten) subject has decided nothing; one being forgotten is a 409.
+        // A customer's own caller is told its subject is gone instead.
         let rows = match vault.active_subject_id(subject) {
             Ok(id) => match vault.consents_of(id, access) {
-                Err(discreet_vault::Error::KeyDestroyed) => Vec::new(),
+                Err(discreet_vault::Error::KeyDestroyed) if caller.subject.is_none() => Vec::new(),
                 rows => rows?,
             },
-            Err(discreet_vault::Error::NotFound { .. }) => Vec::new(),
+            Err(discreet_vault::Error::NotFound { .. }) if caller.subject.is_none() => Vec::new(),
             Err(error) => return Err(error.into()),
         };
         Ok(self.consents_view(&rows))

@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(pages::page_headers))
         .with_state(state)
 }
 

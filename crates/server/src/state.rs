@@ -44,6 +44,9 @@ pub struct AppState {
     pub metrics_elsewhere: bool,
     /// The privacy center's sessions (in memory: a restart signs everyone out).
     pub portal: Arc<Sessions>,
+    /// Where customers' browsers reach the server (`https://HOST[:PORT]`, checked by
+    /// `wire::public_url`); `None` makes links on the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             trusted_proxies: Arc::new(TrustedProxies::default()),
             metrics_elsewhere: false,
             portal: Arc::new(Sessions::default()),
+            public_url: None,
         }
     }
 }

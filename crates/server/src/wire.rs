@@ -581,3 +581,26 @@ pub fn check_return_url(url: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A server's public address for the privacy center's links: `https://HOST[:PORT]`, or
+/// `http://` on localhost, with no path, user name or password (a trailing `/` is dropped).
+pub fn public_url(text: &str) -> Result<String> {
+    let trimmed = text.strip_suffix('/').unwrap_or(text);
+    let refuse = || {
+        Err(Error::bad_input(
+            "public_url",
+            "must be https://HOST[:PORT] (or http:// on localhost), without a path",
+        ))
+    };
+    let (https, authority) = if let Some(rest) = trimmed.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = trimmed.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return refuse();
+    };
+    if !is_url_authority(authority) || (!https && !is_loopback_authority(authority)) {
+        return refuse();
+    }
+    Ok(trimmed.to_owned())
+}

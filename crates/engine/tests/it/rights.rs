@@ -170,3 +170,33 @@ fn export_actors(engine: &discreet_engine::Engine, subject: &str) -> Vec<String>
         .map(|entry| entry.actor)
         .collect()
 }
+
+/// A customer's own caller never brings back a customer the shop forgot meanwhile: its
+/// consent decision is refused as not found, and nothing is stored.
+#[test]
+fn a_customers_own_caller_cannot_revive_a_forgotten_customer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open_engine_with_policy(
+        dir.path(),
+        Policy::builtin_retail(),
+        EngineOptions::default(),
+    );
+    ingest_all(&engine, &[event("c-1", "purchase", "A", days_ago(2.0))]);
+    let own = Caller::data_subject("ps_old", "c-1");
+    engine.forget(&Caller::operator(), "c-1").expect("forget");
+    for outcome in [
+        engine
+            .set_consent(&own, "c-1", "personalization", true, "privacy-center")
+            .map(|_| ()),
+        engine.consents(&own, "c-1").map(|_| ()),
+        engine.export(&own, "c-1").map(|_| ()),
+    ] {
+        assert!(
+            matches!(outcome, Err(Error::NotFound { .. })),
+            "expected NotFound, got {outcome:?}"
+        );
+    }
+    assert_eq!(engine.vault().subject_id("c-1").expect("lookup"), None);
+    // The shop's own keys still record a decision for a new customer of that id.
+    assert!(engine.consents(&Caller::operator(), "c-1").is_ok());
+}

@@ -224,6 +224,13 @@ pub struct Texts {
     pub unavailable: &'static str,
     pub something_failed: &'static str,
     pub bad_request: &'static str,
+    pub outcome_ok: &'static str,
+    pub outcome_denied: &'static str,
+    pub continue_title: &'static str,
+    pub continue_lead: &'static str,
+    pub continue_link: &'static str,
+    /// The language of texts the shop wrote in its policy (shown as written).
+    pub policy_lang: &'static str,
 }
 
 pub static EN: Texts = Texts {
@@ -364,7 +371,7 @@ pub static EN: Texts = Texts {
     no: "no",
     download_receipt: "Download the receipt",
     how_to_verify: "How to verify it",
-    verify_explained: "Keep the downloaded file. Anyone can check, without asking the shop, that it was signed with the shop's receipt key and has not been altered:",
+    verify_explained: "Keep the downloaded file. Anyone can check, without asking the shop, that it was signed with the shop's receipt key and has not been altered: compare the key below with the one the shop publishes, then run the command.",
     public_key_is: "The shop's public receipt key (also at /v1/receipts/public-key):",
     session_ended: "This privacy-center session has ended. To open it again, sign in at the shop and follow its privacy-center link.",
     link_not_valid: "This link is not valid: it was already used, has expired, or was never issued. Sign in at the shop and follow its privacy-center link again.",
@@ -375,6 +382,12 @@ pub static EN: Texts = Texts {
     unavailable: "The privacy center is starting or busy. Please try again in a moment.",
     something_failed: "We could not complete this. Nothing was changed. Please try again later.",
     bad_request: "This address or form is not one the privacy center makes. Nothing was changed.",
+    outcome_ok: "done",
+    outcome_denied: "refused",
+    continue_title: "Opening your privacy center",
+    continue_lead: "Your privacy center opens in a moment.",
+    continue_link: "Continue to your privacy center",
+    policy_lang: "",
 };
 
 pub static DE: Texts = Texts {
@@ -515,7 +528,7 @@ pub static DE: Texts = Texts {
     no: "nein",
     download_receipt: "Quittung herunterladen",
     how_to_verify: "So prüfen Sie sie",
-    verify_explained: "Bewahren Sie die Datei auf. Jeder kann ohne Rückfrage beim Shop prüfen, dass sie mit dem Quittungsschlüssel des Shops signiert und nicht verändert wurde:",
+    verify_explained: "Bewahren Sie die Datei auf. Jeder kann ohne Rückfrage beim Shop prüfen, dass sie mit dem Quittungsschlüssel des Shops signiert und nicht verändert wurde: Vergleichen Sie den Schlüssel unten mit dem, den der Shop veröffentlicht, und führen Sie dann den Befehl aus.",
     public_key_is: "Der öffentliche Quittungsschlüssel des Shops (auch unter /v1/receipts/public-key):",
     session_ended: "Diese Sitzung des Datenschutz-Centers ist beendet. Um es wieder zu öffnen, melden Sie sich im Shop an und folgen Sie dem Link zum Datenschutz-Center.",
     link_not_valid: "Dieser Link ist ungültig: Er wurde schon benutzt, ist abgelaufen oder wurde nie ausgegeben. Melden Sie sich im Shop an und folgen Sie dem Link zum Datenschutz-Center erneut.",
@@ -526,6 +539,12 @@ pub static DE: Texts = Texts {
     unavailable: "Das Datenschutz-Center startet gerade oder ist ausgelastet. Bitte versuchen Sie es gleich noch einmal.",
     something_failed: "Das konnten wir nicht abschließen. Es wurde nichts geändert. Bitte versuchen Sie es später noch einmal.",
     bad_request: "Diese Adresse oder dieses Formular stammt nicht vom Datenschutz-Center. Es wurde nichts geändert.",
+    outcome_ok: "erledigt",
+    outcome_denied: "abgelehnt",
+    continue_title: "Ihr Datenschutz-Center wird geöffnet",
+    continue_lead: "Ihr Datenschutz-Center öffnet sich gleich.",
+    continue_link: "Weiter zu Ihrem Datenschutz-Center",
+    policy_lang: "en",
 };
 
 #[cfg(test)]

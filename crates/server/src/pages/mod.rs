@@ -56,7 +56,6 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/sign-out", post(portal::sign_out))
         .route("/portal/{*rest}", get(portal::not_found))
         .route("/assets/style.css", get(stylesheet))
-        .layer(axum::middleware::from_fn(page_headers))
 }
 
 async fn stylesheet() -> Response {
@@ -70,11 +69,17 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// The headers of every page answer: nothing but our own origin may load into, frame or
-/// receive a page; nothing is cached; no address leaks in a referrer.
-pub(crate) async fn page_headers(request: Request, next: Next) -> Response {
+/// The headers of every answer under `/portal` and `/assets/` — pages, their errors, and
+/// the router's own 404, 405 and timeout answers there: nothing but our own origin may load
+/// into, frame or receive a page; nothing is cached; no address leaks in a referrer. The
+/// outermost layer of the router, so that no answer on those paths escapes it.
+pub async fn page_headers(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let page = path == "/portal" || path.starts_with("/portal/") || path.starts_with("/assets/");
     let mut response = next.run(request).await;
-    set_page_headers(response.headers_mut());
+    if page {
+        set_page_headers(response.headers_mut());
+    }
     response
 }
 
@@ -128,17 +133,22 @@ pub(crate) fn request_host(headers: &HeaderMap) -> Option<&str> {
         .filter(|host| crate::wire::is_url_authority(host))
 }
 
-/// A `Set-Cookie` for `name` on `path`: `HttpOnly; SameSite=Strict`, `Secure` unless the
-/// request came to localhost; `max_age_secs` 0 clears it.
+/// A `Set-Cookie` for `name` on `path`: `HttpOnly; SameSite=Strict`, and `Secure` when the
+/// server's public URL is https (without one: unless the request came to localhost);
+/// `max_age_secs` 0 clears it.
 pub(crate) fn set_cookie(
+    state: &AppState,
     headers: &HeaderMap,
     name: &str,
     value: &str,
     path: &str,
     max_age_secs: u64,
 ) -> Option<HeaderValue> {
-    let local = request_host(headers).is_some_and(crate::wire::is_local_host);
-    let secure = if local { "" } else { "; Secure" };
+    let secure = match &state.public_url {
+        Some(url) => url.starts_with("https://"),
+        None => !request_host(headers).is_some_and(crate::wire::is_local_host),
+    };
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
     ))

@@ -22,7 +22,7 @@ use super::locale::{LOCALES, Locale, Texts};
 use super::sessions::{FormRefusal, Grant, MintRefusal, Refusal, Session};
 use super::view::{
     ActivityRow, EventRow, Frame, PortalPage, category_label, consent_state, legal_basis, paginate,
-    when,
+    purpose_label, retention_label, when,
 };
 use super::{PORTAL_COOKIE, cookie, html, request_host, set_cookie};
 use crate::auth::Authenticated;
@@ -72,22 +72,28 @@ pub async fn post_portal_session(
                     detail: format!("a worker stopped: {error}"),
                 })
             })??;
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    // The answer holds the start token: no cache keeps it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
 }
 
 /// Opens a privacy-center session for a checked request reached at `host` (blocking: the
 /// opening is written to the ledger): the answer of `POST /v1/portal/sessions`, whose `url`
-/// is `http` on localhost and `https` elsewhere.
+/// is on the server's public URL, or else on `host` (`http` on localhost, `https` elsewhere).
 pub fn open_session(
     state: &AppState,
     caller: &Caller,
     request: wire::PortalBody,
     host: &str,
 ) -> ApiResult<serde_json::Value> {
-    let scheme = if wire::is_local_host(host) {
-        "http"
-    } else {
-        "https"
+    let base = match &state.public_url {
+        Some(url) => url.clone(),
+        None if wire::is_local_host(host) => format!("http://{host}"),
+        None => format!("https://{host}"),
     };
     let minted = state
         .portal
@@ -109,9 +115,10 @@ pub fn open_session(
         state.portal.discard(&minted.start_token);
         return Err(error.into());
     }
+    state.portal.trim(&request.subject);
     Ok(json!({
         "id": minted.id,
-        "url": format!("{scheme}://{host}/portal/start/{}", minted.start_token),
+        "url": format!("{base}/portal/start/{}", minted.start_token),
         "expires_at": rfc3339(minted.expires_at),
     }))
 }
@@ -408,12 +415,21 @@ pub async fn start(
     let Ok(Path(token)) = token else {
         return Err(PageError::refused(browser, Refusal::Unknown));
     };
-    let (cookie_token, _) = state
+    let (cookie_token, session) = state
         .portal
         .start(&token)
         .map_err(|refusal| PageError::refused(browser, refusal))?;
-    let mut response = see_other("/portal/");
+    // A page of our own that moves on to the overview, not a redirect: a visit that began on
+    // the shop's site is cross-site all along a redirect chain, and the browser would then
+    // leave the new SameSite=Strict cookie off the overview's request.
+    let locale = Locale::choose(session.grant.locale.as_deref(), &headers);
+    let t = locale.texts();
+    let page = ContinuePage {
+        frame: Frame::bare(locale, t.continue_title, &session.grant.return_url),
+    };
+    let mut response = render(page, locale)?;
     let cookie = set_cookie(
+        &state,
         &headers,
         PORTAL_COOKIE,
         &cookie_token,
@@ -424,6 +440,12 @@ pub async fn start(
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "portal/continue.html")]
+struct ContinuePage {
+    frame: Frame,
 }
 
 /// `GET /portal`: the overview is at `/portal/`.
@@ -450,7 +472,7 @@ struct CategoryRow {
 }
 
 struct PurposeCard {
-    name: String,
+    label: String,
     description: String,
     basis: &'static str,
     /// The customer's decision, for purposes that rest on consent (else empty).
@@ -500,18 +522,23 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
                 label: category_label(locale, &held.category),
                 category: held.category.clone(),
                 records: held.records,
-                retention: held
-                    .retention
-                    .clone()
-                    .unwrap_or_else(|| t.kept_until_forgotten.to_owned()),
-                purposes: held.purposes.join(", "),
+                retention: held.retention.as_deref().map_or_else(
+                    || t.kept_until_forgotten.to_owned(),
+                    |retention| retention_label(locale, retention),
+                ),
+                purposes: held
+                    .purposes
+                    .iter()
+                    .map(|purpose| purpose_label(locale, purpose))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
             .collect(),
         purposes: export
             .purposes
             .iter()
             .map(|purpose| PurposeCard {
-                name: purpose.purpose.clone(),
+                label: purpose_label(locale, &purpose.purpose),
                 description: purpose.description.clone().unwrap_or_default(),
                 basis: legal_basis(t, purpose.legal_basis),
                 state: states
@@ -643,6 +670,7 @@ pub async fn data(
 
 struct ConsentSwitch {
     name: String,
+    label: String,
     description: String,
     granted: bool,
     state: &'static str,
@@ -712,16 +740,16 @@ pub async fn consents(
         gpc_purposes: policy
             .purposes_sale_or_sharing()
             .iter()
-            .map(|purpose| purpose.name.as_str())
+            .map(|purpose| purpose_label(locale, &purpose.name))
             .collect::<Vec<_>>()
             .join(", "),
-        purposes: switches(&state.engine, &view, t),
+        purposes: switches(&state.engine, &view, locale),
         history: view
             .history
             .iter()
             .map(|decision| DecisionRow {
                 at: when(locale, &decision.at),
-                purpose: decision.purpose.clone(),
+                purpose: purpose_label(locale, &decision.purpose),
                 decision: consent_state(t, decision.state),
                 source: decision.source.clone(),
             })
@@ -731,7 +759,8 @@ pub async fn consents(
 }
 
 /// The consent-based purposes of the policy, with the customer's current decisions.
-fn switches(engine: &Engine, view: &ConsentsView, t: &Texts) -> Vec<ConsentSwitch> {
+fn switches(engine: &Engine, view: &ConsentsView, locale: Locale) -> Vec<ConsentSwitch> {
+    let t = locale.texts();
     engine
         .policy()
         .purposes()
@@ -745,6 +774,7 @@ fn switches(engine: &Engine, view: &ConsentsView, t: &Texts) -> Vec<ConsentSwitc
                 .map_or("never", |consent| consent.state);
             ConsentSwitch {
                 name: purpose.name.clone(),
+                label: purpose_label(locale, &purpose.name),
                 description: purpose.description.clone().unwrap_or_default(),
                 granted: state == "granted",
                 state: consent_state(t, state),
@@ -1027,7 +1057,7 @@ pub async fn sign_out(
     )
     .into_response();
     *response.status_mut() = StatusCode::OK;
-    if let Some(cookie) = set_cookie(&headers, PORTAL_COOKIE, "", "/portal", 0) {
+    if let Some(cookie) = set_cookie(&state, &headers, PORTAL_COOKIE, "", "/portal", 0) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)

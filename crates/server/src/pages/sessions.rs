@@ -165,20 +165,6 @@ impl Sessions {
         let id = format!("ps_{}", &random_hex()?[..24]);
         let now = Instant::now();
         let mut table = self.lock();
-        // The subject's oldest live sessions make room for its new one.
-        let own: Vec<u64> = table
-            .by_subject
-            .get(&grant.subject)
-            .map(|ids| {
-                ids.iter()
-                    .copied()
-                    .filter(|id| table.entries.get(id).is_some_and(|entry| entry.usable(now)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for old in own.iter().take((own.len() + 1).saturating_sub(PER_SUBJECT)) {
-            table.remove(*old);
-        }
         if table.entries.len() >= MAX_SESSIONS {
             table.drop_where(|entry| entry.expires + REMEMBER_ENDED_FOR <= now);
         }
@@ -218,6 +204,26 @@ impl Sessions {
             start_token,
             expires_at: now_millis() + START_FOR.as_millis() as i64,
         })
+    }
+
+    /// Keeps the newest `PER_SUBJECT` live sessions of `subject` and ends the older ones:
+    /// called once a new session was handed out, so that a refused one signs nobody out.
+    pub fn trim(&self, subject: &str) {
+        let now = Instant::now();
+        let mut table = self.lock();
+        let own: Vec<u64> = table
+            .by_subject
+            .get(subject)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| table.entries.get(id).is_some_and(|entry| entry.usable(now)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for old in own.iter().take(own.len().saturating_sub(PER_SUBJECT)) {
+            table.remove(*old);
+        }
     }
 
     /// Forgets a minted session whose start URL was never handed out.
@@ -390,6 +396,7 @@ mod tests {
         let first = sessions.mint(grant("c-1")).unwrap();
         for _ in 0..PER_SUBJECT {
             sessions.mint(grant("c-1")).unwrap();
+            sessions.trim("c-1");
         }
         assert_eq!(sessions.len(), PER_SUBJECT);
         assert_eq!(

@@ -151,6 +151,165 @@ pub fn actor(t: &Texts, actor: &str, session_id: &str) -> String {
     }
 }
 
+/// A built-in purpose's name in the page's language; a policy's own purposes by their name.
+pub fn purpose_label(locale: Locale, purpose: &str) -> String {
+    let known: &[(&str, &str, &str)] = &[
+        (
+            "personalization",
+            "Personal suggestions",
+            "Persönliche Vorschläge",
+        ),
+        ("marketing_email", "Marketing emails", "Werbe-E-Mails"),
+        ("analytics", "Shop statistics", "Shop-Statistik"),
+        (
+            "order_fulfilment",
+            "Delivering your orders",
+            "Lieferung Ihrer Bestellungen",
+        ),
+        (
+            "subject_rights",
+            "Answering your privacy requests",
+            "Ihre Datenschutz-Anfragen beantworten",
+        ),
+    ];
+    match known.iter().find(|(name, _, _)| *name == purpose) {
+        Some((_, en, de)) => match locale {
+            Locale::En => (*en).to_owned(),
+            Locale::De => (*de).to_owned(),
+        },
+        None => purpose.to_owned(),
+    }
+}
+
+/// What a ledger action (`events.read`, `forget.completed`, …) did, in the page's language;
+/// an action this table does not know by its name.
+pub fn action_label(locale: Locale, action: &str) -> String {
+    let known: &[(&str, &str, &str)] = &[
+        (
+            "events.ingest",
+            "recorded what you did",
+            "Ihre Aktivität gespeichert",
+        ),
+        (
+            "events.read",
+            "read what you did",
+            "Ihre Aktivitäten gelesen",
+        ),
+        (
+            "attributes.write",
+            "recorded details you gave",
+            "Ihre Angaben gespeichert",
+        ),
+        (
+            "attributes.read",
+            "read details you gave",
+            "Ihre Angaben gelesen",
+        ),
+        (
+            "consent.granted",
+            "recorded your consent",
+            "Ihre Einwilligung gespeichert",
+        ),
+        (
+            "consent.withdrawn",
+            "recorded your withdrawal",
+            "Ihren Widerruf gespeichert",
+        ),
+        (
+            "consents.read",
+            "read your consent decisions",
+            "Ihre Einwilligungen gelesen",
+        ),
+        (
+            "recommendations.read",
+            "made personal suggestions",
+            "persönliche Vorschläge gemacht",
+        ),
+        (
+            "subject.created",
+            "first recorded you",
+            "Sie erstmals erfasst",
+        ),
+        (
+            "portal.session_opened",
+            "opened the privacy center for you",
+            "das Datenschutz-Center für Sie geöffnet",
+        ),
+        (
+            "forget.requested",
+            "began to forget you",
+            "begonnen, Sie zu vergessen",
+        ),
+        ("forget.completed", "forgot you", "Sie vergessen"),
+        (
+            "retention.erase",
+            "erased data past its retention",
+            "Daten nach Ablauf der Frist gelöscht",
+        ),
+    ];
+    match known.iter().find(|(name, _, _)| *name == action) {
+        Some((_, en, de)) => match locale {
+            Locale::En => (*en).to_owned(),
+            Locale::De => (*de).to_owned(),
+        },
+        None => action.to_owned(),
+    }
+}
+
+/// A retention period as the policy writes it (`3 years`, `13 months`, `30 days`) in the
+/// page's language.
+pub fn retention_label(locale: Locale, retention: &str) -> String {
+    if locale == Locale::En {
+        return retention.to_owned();
+    }
+    let mut parts = retention.split_whitespace();
+    let (Some(count), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+        return retention.to_owned();
+    };
+    let one = count == "1";
+    let unit = match unit.trim_end_matches('s') {
+        "year" => {
+            if one {
+                "Jahr"
+            } else {
+                "Jahre"
+            }
+        }
+        "month" => {
+            if one {
+                "Monat"
+            } else {
+                "Monate"
+            }
+        }
+        "week" => {
+            if one {
+                "Woche"
+            } else {
+                "Wochen"
+            }
+        }
+        "day" => {
+            if one {
+                "Tag"
+            } else {
+                "Tage"
+            }
+        }
+        _ => return retention.to_owned(),
+    };
+    format!("{count} {unit}")
+}
+
+/// An outcome of the ledger (`ok`, `denied`, …) in the page's language.
+pub fn outcome_label(t: &Texts, outcome: &str) -> String {
+    match outcome {
+        "ok" => t.outcome_ok.to_owned(),
+        "denied" => t.outcome_denied.to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// A data category's name in the page's language, for the categories a retailer declares;
 /// others by the taxonomy's description.
 pub fn category_label(locale: Locale, category: &str) -> String {
@@ -246,7 +405,10 @@ impl EventRow {
                 Some(title) => format!("{title} ({item})"),
                 None => item.clone(),
             },
-            (None, Some(query)) => format!("“{query}”"),
+            (None, Some(query)) => match locale {
+                Locale::En => format!("“{query}”"),
+                Locale::De => format!("„{query}“"),
+            },
             (None, None) => String::new(),
         };
         let quantity = match (payload.quantity, payload.value) {
@@ -288,15 +450,19 @@ impl ActivityRow {
         ActivityRow {
             at: when(locale, &entry.at),
             who: actor(t, &entry.actor, session_id),
-            action: entry.action.clone(),
-            purpose: entry.purpose.clone().unwrap_or_default(),
+            action: action_label(locale, &entry.action),
+            purpose: entry
+                .purpose
+                .as_deref()
+                .map(|purpose| purpose_label(locale, purpose))
+                .unwrap_or_default(),
             categories: entry
                 .categories
                 .iter()
                 .map(|category| category_label(locale, category))
                 .collect::<Vec<_>>()
                 .join(", "),
-            outcome: entry.outcome.clone(),
+            outcome: outcome_label(t, &entry.outcome),
         }
     }
 }

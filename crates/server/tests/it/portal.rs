@@ -43,8 +43,11 @@ async fn start(app: &TestApp, path: &str) -> String {
     let reply = app
         .send(Req::get(path).header("host", "localhost:7878"))
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert_eq!(reply.headers[header::LOCATION], "/portal/");
+    // A page of its own that moves on to the overview (a redirect chain from the shop would
+    // be cross-site throughout, and the SameSite=Strict cookie left off).
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.text().contains("content=\"0;url=/portal/\""));
+    assert!(reply.headers.get(header::LOCATION).is_none());
     let cookie = reply.headers[header::SET_COOKIE].to_str().expect("cookie");
     cookie.split(';').next().expect("pair").to_owned()
 }
@@ -561,4 +564,126 @@ async fn signing_out_ends_the_session() {
         page(&app, &cookie, "/portal/").await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn the_public_url_makes_the_links_and_decides_secure_cookies() {
+    let app = TestApp::with_state(|state| {
+        state.public_url = Some("https://privacy.shop.example".to_owned());
+    });
+    app.seed_shop();
+    let reply = app
+        .send(
+            Req::post("/v1/portal/sessions")
+                .key(&app.storefront)
+                .header("host", "10.0.0.5:7878")
+                .json(&session_request(CUSTOMER)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    let url = reply.json()["url"].as_str().expect("url").to_owned();
+    let path = url
+        .strip_prefix("https://privacy.shop.example/portal/start/")
+        .map(|token| format!("/portal/start/{token}"))
+        .unwrap_or_else(|| panic!("a link on the public URL: {url}"));
+    // Reached through a proxy that calls the server on localhost: still Secure.
+    let started = app.send(Req::get(&path).header("host", "localhost")).await;
+    let cookie = started.headers[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    for (bad, ok) in [
+        ("https://privacy.shop.example", true),
+        ("https://privacy.shop.example/", true),
+        ("http://localhost:7878", true),
+        ("http://privacy.shop.example", false),
+        ("https://privacy.shop.example/portal", false),
+        ("ftp://x", false),
+    ] {
+        assert_eq!(discreet_server::wire::public_url(bad).is_ok(), ok, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn the_routers_own_answers_on_page_paths_carry_the_page_headers() {
+    let app = TestApp::new();
+    let reply = app.send(Req::post("/portal/")).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(reply.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    // The API's answers are left as they are.
+    let api = app.send(Req::get("/healthz")).await;
+    assert!(!api.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+}
+
+#[tokio::test]
+async fn a_session_open_when_the_shop_forgets_its_customer_shows_nothing_and_revives_nothing() {
+    let app = TestApp::new();
+    app.seed_shop();
+    let (_, cookie) = open(&app, CUSTOMER).await;
+    let csrf = csrf_of(&page(&app, &cookie, "/portal/consents").await.text());
+    app.send(Req::delete(format!("/v1/subjects/{CUSTOMER}")).key(&app.privacy))
+        .await
+        .ok();
+    for path in [
+        "/portal/",
+        "/portal/consents",
+        "/portal/data",
+        "/portal/download",
+    ] {
+        assert_eq!(
+            page(&app, &cookie, path).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let posted = app
+        .send(
+            Req::post("/portal/consents")
+                .header("cookie", &cookie)
+                .form(&[("csrf", &csrf), ("granted", "personalization")]),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::UNAUTHORIZED, "{}", posted.text());
+    assert!(
+        app.engine.vault().subject_id(CUSTOMER).unwrap().is_none(),
+        "not revived"
+    );
+}
+
+#[tokio::test]
+async fn a_customer_holds_at_most_four_sessions_and_a_refused_mint_ends_none() {
+    let app = TestApp::new();
+    app.seed_shop();
+    let (_, oldest) = open(&app, CUSTOMER).await;
+    for _ in 0..8 {
+        app.send(
+            Req::post("/v1/portal/sessions")
+                .key(&app.storefront)
+                .header("host", "localhost")
+                .json(&json!({"subject": CUSTOMER, "return_url": "http://x.example/"})),
+        )
+        .await
+        .bad_input("return_url");
+    }
+    assert_eq!(page(&app, &oldest, "/portal/").await.status, StatusCode::OK);
+    let mut newer = Vec::new();
+    for _ in 0..3 {
+        newer.push(open(&app, CUSTOMER).await.1);
+    }
+    assert_eq!(
+        page(&app, &oldest, "/portal/").await.status,
+        StatusCode::OK,
+        "four live"
+    );
+    newer.push(open(&app, CUSTOMER).await.1);
+    assert_eq!(
+        page(&app, &oldest, "/portal/").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the fifth ends the oldest"
+    );
+    for cookie in &newer {
+        assert_eq!(page(&app, cookie, "/portal/").await.status, StatusCode::OK);
+    }
 }
