@@ -132,6 +132,7 @@ pub struct PageError {
     title: fn(&Texts) -> &'static str,
     message: fn(&Texts) -> &'static str,
     return_url: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl PageError {
@@ -147,6 +148,7 @@ impl PageError {
             title,
             message,
             return_url: String::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -180,6 +182,16 @@ impl PageError {
                 |t| t.session_ended,
             )
             .returning(&return_url),
+            Refusal::Busy { retry_after_secs } => {
+                let mut error = PageError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    locale,
+                    |t| t.error_title,
+                    |t| t.too_many_requests,
+                );
+                error.retry_after_secs = Some(retry_after_secs);
+                error
+            }
         }
     }
 
@@ -222,10 +234,16 @@ impl IntoResponse for PageError {
             frame: Frame::bare(self.locale, (self.title)(t), &self.return_url),
             message: (self.message)(t),
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(body) => html(self.status, body),
             Err(_) => (self.status, (self.message)(t)).into_response(),
+        };
+        if let Some(seconds) = self.retry_after_secs
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        response
     }
 }
 

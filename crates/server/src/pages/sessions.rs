@@ -25,6 +25,11 @@ const REMEMBER_ENDED_FOR: Duration = Duration::from_secs(30 * 60);
 pub const MAX_SESSIONS: usize = 20_000;
 /// Live sessions (and unused start URLs) one subject holds at most.
 pub const PER_SUBJECT: usize = 4;
+/// Requests one session may make in `RATE_WINDOW` (each page reads the customer's whole
+/// export): more are answered 429, so one customer cannot take the server's cores.
+pub const REQUESTS_PER_WINDOW: u32 = 120;
+/// The window of `REQUESTS_PER_WINDOW`.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// What the shop asked for when it minted a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +68,8 @@ pub enum Refusal {
     Unknown,
     /// It was good once; the pages link back to the shop.
     Ended { return_url: String },
+    /// Live, but past `REQUESTS_PER_WINDOW`: retry after that many seconds.
+    Busy { retry_after_secs: u64 },
 }
 
 /// Why a session could not be minted.
@@ -84,6 +91,9 @@ struct Entry {
     pending: bool,
     /// False once signed out (kept only to answer with the way back).
     live: bool,
+    /// Requests in the current rate window, and when it began.
+    requests: u32,
+    window_start: Instant,
 }
 
 impl Entry {
@@ -197,6 +207,8 @@ impl Sessions {
                 expires: now + START_FOR,
                 pending: true,
                 live: true,
+                requests: 0,
+                window_start: now,
             },
         );
         Ok(Minted {
@@ -269,15 +281,33 @@ impl Sessions {
     /// The live session of a cookie token.
     pub fn get(&self, cookie_token: &str) -> Result<Session, Refusal> {
         let now = Instant::now();
-        let table = self.lock();
-        match table.find(cookie_token) {
-            Some((_, entry)) if entry.pending => Err(Refusal::Unknown),
-            Some((_, entry)) if entry.usable(now) => Ok(entry.session.clone()),
-            Some((_, entry)) => Err(Refusal::Ended {
-                return_url: entry.session.grant.return_url.clone(),
-            }),
-            None => Err(Refusal::Unknown),
+        let mut table = self.lock();
+        let Some(key) = table.tokens.get(&token_hash(cookie_token)).copied() else {
+            return Err(Refusal::Unknown);
+        };
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return Err(Refusal::Unknown);
+        };
+        if entry.pending {
+            return Err(Refusal::Unknown);
         }
+        if !entry.usable(now) {
+            return Err(Refusal::Ended {
+                return_url: entry.session.grant.return_url.clone(),
+            });
+        }
+        if now.duration_since(entry.window_start) >= RATE_WINDOW {
+            entry.window_start = now;
+            entry.requests = 0;
+        }
+        if entry.requests >= REQUESTS_PER_WINDOW {
+            let left = RATE_WINDOW.saturating_sub(now.duration_since(entry.window_start));
+            return Err(Refusal::Busy {
+                retry_after_secs: left.as_secs().max(1),
+            });
+        }
+        entry.requests += 1;
+        Ok(entry.session.clone())
     }
 
     /// The session of a cookie token, if `csrf` is its form token.
@@ -388,6 +418,19 @@ mod tests {
         assert!(sessions.get_for_form(&cookie, &session.csrf).is_ok());
         sessions.end(&cookie);
         assert!(matches!(sessions.get(&cookie), Err(Refusal::Ended { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_makes_a_bounded_number_of_requests_a_minute() {
+        let sessions = Sessions::default();
+        let minted = sessions.mint(grant("c-1")).unwrap();
+        let (cookie, _) = sessions.start(&minted.start_token).unwrap();
+        for _ in 0..REQUESTS_PER_WINDOW {
+            assert!(sessions.get(&cookie).is_ok());
+        }
+        assert!(matches!(sessions.get(&cookie), Err(Refusal::Busy { .. })));
+        tokio::time::advance(RATE_WINDOW).await;
+        assert!(sessions.get(&cookie).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
