@@ -593,6 +593,7 @@ struct DataPage {
     last: usize,
     page: usize,
     pages: usize,
+    pager_path: &'static str,
     derived: Vec<String>,
 }
 
@@ -681,6 +682,7 @@ pub async fn data(
         last: end,
         page,
         pages,
+        pager_path: "/portal/data",
         derived,
     };
     render(page, locale)
@@ -900,6 +902,7 @@ struct ActivityPage {
     last: usize,
     page: usize,
     pages: usize,
+    pager_path: &'static str,
 }
 
 /// `GET /portal/activity?page=N`: who used the customer's data, when, for what.
@@ -929,6 +932,7 @@ pub async fn activity(
         last: end,
         page,
         pages,
+        pager_path: "/portal/activity",
     };
     render(page, locale)
 }

@@ -687,3 +687,25 @@ async fn a_customer_holds_at_most_four_sessions_and_a_refused_mint_ends_none() {
         assert_eq!(page(&app, cookie, "/portal/").await.status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn long_lists_come_in_pages_of_fifty() {
+    let app = TestApp::new();
+    let events: Vec<Value> = (0..60)
+        .map(|index| crate::support::view("c-long", &format!("I{index}"), 2 + index))
+        .collect();
+    app.ingest(events);
+    let (_, cookie) = open(&app, "c-long").await;
+    let first = page(&app, &cookie, "/portal/data").await.text();
+    assert!(first.contains("Showing 1–50 of 60"), "{first}");
+    assert!(first.contains("href=\"/portal/data?page=2\" rel=\"next\""));
+    assert!(!first.contains("rel=\"prev\""));
+    let second = page(&app, &cookie, "/portal/data?page=2").await.text();
+    assert!(second.contains("Showing 51–60 of 60"));
+    assert!(second.contains("href=\"/portal/data?page=1\" rel=\"prev\""));
+    let beyond = page(&app, &cookie, "/portal/data?page=99").await.text();
+    assert!(
+        beyond.contains("Page 2 of 2"),
+        "a page past the end shows the last"
+    );
+}
