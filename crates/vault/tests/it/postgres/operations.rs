@@ -1,0 +1,153 @@
+//! Running on PostgreSQL: migrations and the version table, several writers on one schema,
+//! keys vacuumed after a forget, and settings refused without being echoed.
+
+use discreet_vault::conformance::ConformanceBackend;
+use discreet_vault::{Error, KekRing, PostgresOptions, Vault};
+
+use super::*;
+
+/// A schema written by a newer build stops the vault with a clear error, and nothing is
+/// written to it.
+#[test]
+fn a_schema_newer_than_the_build_is_refused() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    {
+        let vault = backend.open();
+        vault
+            .append_events("test", &[purchase("c-1", "A", 1)], None)
+            .expect("append");
+    }
+    let schema = backend.data_schema.clone();
+    let current = backend.query_i64(&format!(
+        "SELECT version::bigint FROM {schema}.schema_version"
+    ));
+    assert_eq!(
+        current,
+        i64::from(discreet_vault::postgres::DATA_SCHEMA_VERSION)
+    );
+    backend.execute(&format!(
+        "UPDATE {schema}.schema_version SET version = version + 1"
+    ));
+    let ledger_before = backend.query_i64(&format!("SELECT count(*) FROM {schema}.ledger"));
+    let kek = KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+    let error = backend.open_with(kek).err().expect("refused");
+    assert!(
+        matches!(&error, Error::Config { detail } if detail.contains("newer than this build")),
+        "{error}"
+    );
+    assert_eq!(
+        backend.query_i64(&format!("SELECT count(*) FROM {schema}.ledger")),
+        ledger_before
+    );
+    // Back at the version this build knows, it opens again.
+    backend.execute(&format!(
+        "UPDATE {schema}.schema_version SET version = version - 1"
+    ));
+    assert_eq!(events_of(&backend.open(), "c-1").expect("read").len(), 1);
+}
+
+/// Two vaults on the same schemas (two nodes) write in turns: one ledger chain that
+/// verifies, every event stored once, each readable from the other.
+#[test]
+fn two_writers_on_one_schema_chain_one_ledger() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let first = backend.open();
+    let second = backend.open();
+    std::thread::scope(|scope| {
+        for (node, vault) in [(0, &first), (1, &second)] {
+            scope.spawn(move || {
+                for round in 0..20 {
+                    let customer = format!("c-{node}-{round}");
+                    vault
+                        .append_events(
+                            "test",
+                            &[
+                                purchase(&customer, "A", round),
+                                purchase(&customer, "B", round),
+                            ],
+                            None,
+                        )
+                        .expect("append");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        events_of(&first, "c-1-7").expect("read the other's").len(),
+        2
+    );
+    assert_eq!(
+        events_of(&second, "c-0-7").expect("read the other's").len(),
+        2
+    );
+    for vault in [&first, &second] {
+        let verification = vault.verify_ledger().expect("verify");
+        assert!(verification.ok, "{verification:?}");
+        assert!(verification.tampered.is_empty(), "{verification:?}");
+    }
+    drop((first, second));
+    let schema = &backend.data_schema;
+    assert_eq!(
+        backend.query_i64(&format!("SELECT count(*) FROM {schema}.events")),
+        80
+    );
+    assert_eq!(
+        backend.query_i64(&format!("SELECT count(DISTINCT seq) FROM {schema}.events")),
+        80,
+        "sequence numbers are never handed out twice"
+    );
+}
+
+/// A destroyed key's old row version is pruned before the forget returns: the key table
+/// was vacuumed after the destruction.
+#[test]
+fn the_key_table_is_vacuumed_when_a_key_is_destroyed() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let vault = backend.open();
+    vault
+        .append_events("test", &[purchase("leaver", "A", 1)], None)
+        .expect("append");
+    let vacuums = format!(
+        "SELECT coalesce(sum(vacuum_count), 0)::bigint FROM pg_stat_user_tables
+         WHERE schemaname = '{}' AND relname = 'data_keys'",
+        backend.key_schema
+    );
+    let before = backend.query_i64(&vacuums);
+    vault.forget("leaver", "test", 0).expect("forget");
+    // The statistics reach other sessions when the vacuum's session flushes them.
+    let mut after = backend.query_i64(&vacuums);
+    for _ in 0..50 {
+        if after > before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        after = backend.query_i64(&vacuums);
+    }
+    assert!(after > before, "no vacuum of the key table after a forget");
+}
+
+/// Connection settings that do not parse are refused without echoing them (they may hold
+/// a password), and so is a key schema that is the data schema.
+#[test]
+fn bad_settings_are_refused_without_echo() {
+    let options = PostgresOptions::new("host=localhost password=hunter2-secret port=not-a-port");
+    let error = Vault::open_postgres(
+        &options,
+        KekRing::new(discreet_vault::Kek::from_hex(&"ab".repeat(32)).expect("kek")),
+    )
+    .err()
+    .expect("refused");
+    assert!(matches!(error, Error::Config { .. }), "{error}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    assert!(!format!("{options:?}").contains("hunter2"));
+    let same = PostgresOptions::new("host=localhost").with_schemas("discreet", "discreet");
+    assert!(matches!(same.check(), Err(Error::Config { .. })));
+    let injected = PostgresOptions::new("host=localhost").with_schemas("x; DROP TABLE y", "k");
+    assert!(matches!(injected.check(), Err(Error::BadInput { .. })));
+}
