@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::CommandError;
-use crate::store::StoreArgs;
+use crate::store::{PostgresArgs, StoreArgs};
 
 /// Arguments of `backup`.
 #[derive(Args, Debug)]
@@ -24,6 +24,8 @@ pub struct BackupArgs {
     pub keys_to: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Print what was written as JSON.
     #[arg(long)]
     pub json: bool,
@@ -38,12 +40,14 @@ pub fn run(args: BackupArgs) -> Result<(), CommandError> {
             )));
         }
     }
-    if let Some(keys_to) = &args.keys_to {
+    if let Some(keys_to) = &args.keys_to
+        && args.postgres.postgres.is_none()
+    {
         discreet_vault::check_key_store_outside(keys_to, &args.store.data_dir).map_err(
             |error| CommandError::BadInput(format!("the key store copy is refused: {error}")),
         )?;
     }
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     let vault = engine.vault();
     vault
         .backup(&args.to)

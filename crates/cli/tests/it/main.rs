@@ -4,6 +4,7 @@
 mod bench_scale;
 mod cli;
 mod items;
+mod postgres;
 mod restart;
 mod serving;
 mod support;
