@@ -357,21 +357,24 @@ async fn lock_and_refresh(transaction: &Transaction<'_>, state: &mut WriterState
         return Ok(());
     }
     let stored = read_stored_seal(transaction).await?;
-    match (&state.integrity, &state.refused, stored) {
-        (Some(keys), None, Some(stored)) => {
-            if crate::crypto::constant_time_eq(&keys.seal_mac(&stored.seal), &stored.mac)
-                && stored.seal.head == head
+    match (&state.integrity, &state.refused) {
+        (Some(keys), None) => match stored {
+            Some(stored)
+                if crate::crypto::constant_time_eq(&keys.seal_mac(&stored.seal), &stored.mac)
+                    && stored.seal.head == head =>
             {
                 state.seal = stored.seal;
-            } else {
+            }
+            // A seal missing, altered or not matching the ledger: never re-sealed from here.
+            _ => {
                 state.refused = Some(
                     "the data schema's seal does not match its ledger (changed outside discreet)"
                         .into(),
                 );
                 state.seal.head = head;
             }
-        }
-        (_, _, stored) => {
+        },
+        _ => {
             state.seal = StateSeal {
                 head,
                 ..stored.map(|stored| stored.seal).unwrap_or(state.seal)

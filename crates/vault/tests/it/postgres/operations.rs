@@ -102,6 +102,38 @@ fn two_writers_on_one_schema_chain_one_ledger() {
     );
 }
 
+/// A ledger tail cut in the database while a vault runs (with the seal row, so no stored
+/// seal would contradict it) is never chained after or sealed over: the writer finds the
+/// head moved, no seal to reload, and refuses every write from then on.
+#[test]
+fn a_ledger_cut_while_open_stops_the_writer() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let vault = backend.open();
+    for at in 0..3 {
+        vault
+            .append_events("test", &[purchase("c-1", "A", at)], None)
+            .expect("append");
+    }
+    let schema = &backend.data_schema;
+    backend.execute(&format!(
+        "DELETE FROM {schema}.ledger WHERE seq = (SELECT max(seq) FROM {schema}.ledger);
+         DELETE FROM {schema}.integrity_seal;"
+    ));
+    let refused = vault.append_events("test", &[purchase("c-1", "B", 9)], None);
+    assert!(
+        matches!(&refused, Err(Error::Integrity { .. })),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(
+        backend.query_i64(&format!("SELECT count(*) FROM {schema}.integrity_seal")),
+        0,
+        "the cut ledger was not sealed over"
+    );
+}
+
 /// A destroyed key's old row version is pruned before the forget returns: the key table
 /// was vacuumed after the destruction.
 #[test]
