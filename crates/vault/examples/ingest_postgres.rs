@@ -1,6 +1,8 @@
 //! Sealed, durable ingest on PostgreSQL beside SQLite in the same run: the same retail-shaped
 //! events appended through `Vault::append_events` in batches, rounds alternating between the
-//! backends (each on a fresh store), medians printed. It prints figures and asserts none.
+//! backends (each on a fresh store), medians printed; then the vault's side of a forget
+//! (intent, key destroyed — and on PostgreSQL the key table vacuumed —, rows erased,
+//! receipt) for customers of that store. It prints figures and asserts none.
 //!
 //! ```text
 //! DISCREET_TEST_POSTGRES="host=127.0.0.1 user=postgres dbname=test" \
@@ -13,6 +15,9 @@ use std::time::Instant;
 
 use discreet_vault::postgres::PgRuntime;
 use discreet_vault::{Kek, KekRing, NewEvent, PostgresOptions, SqliteOptions, Vault};
+
+/// Customers forgotten after each round's ingest.
+const FORGETS_PER_ROUND: usize = 100;
 
 /// A retail-shaped stream: invoices of up to forty lines from one of 4,338 customers, payloads
 /// shaped as the engine encodes them (the same generator as `discreet bench vault`).
@@ -81,9 +86,32 @@ fn appends(vault: &Vault, events: &[NewEvent], batch: usize, producers: usize) -
     events.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// Forgets up to `count` of the stream's customers, one at a time; milliseconds each.
+fn forgets(vault: &Vault, events: &[NewEvent], count: usize) -> Vec<f64> {
+    let mut customers: Vec<&str> = events.iter().map(|event| event.subject.as_str()).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    customers
+        .iter()
+        .step_by((customers.len() / count.max(1)).max(1))
+        .take(count)
+        .map(|customer| {
+            let started = Instant::now();
+            vault.forget(customer, "bench", 0).expect("forget");
+            started.elapsed().as_secs_f64() * 1_000.0
+        })
+        .collect()
+}
+
+fn median(values: Vec<f64>) -> f64 {
+    quantile(values, 0.5)
+}
+
+/// The nearest-rank quantile `q` of `values`.
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
 }
 
 /// Drops the benchmark's schemas.
@@ -136,6 +164,8 @@ fn main() {
     );
     let mut sqlite_rates = Vec::new();
     let mut postgres_rates = Vec::new();
+    let mut sqlite_forgets = Vec::new();
+    let mut postgres_forgets = Vec::new();
     for round in 0..rounds {
         let dir = folder.path().join(format!("round-{round}"));
         let sqlite = Vault::open_sqlite(
@@ -145,6 +175,7 @@ fn main() {
         )
         .expect("open SQLite");
         sqlite_rates.push(appends(&sqlite, &stream, batch, producers));
+        sqlite_forgets.extend(forgets(&sqlite, &stream, FORGETS_PER_ROUND));
         drop(sqlite);
         let data_schema = format!("bench_data_{}_{round}", std::process::id());
         let key_schema = format!("bench_keys_{}_{round}", std::process::id());
@@ -152,6 +183,7 @@ fn main() {
             PostgresOptions::new(settings.clone()).with_schemas(&data_schema, &key_schema);
         let postgres = Vault::open_postgres(&options, kek()).expect("open PostgreSQL");
         postgres_rates.push(appends(&postgres, &stream, batch, producers));
+        postgres_forgets.extend(forgets(&postgres, &stream, FORGETS_PER_ROUND));
         drop(postgres);
         drop_schemas(&settings, &[&data_schema, &key_schema]);
         println!(
@@ -166,4 +198,12 @@ fn main() {
     println!("median SQLite     {sqlite:>10.0} events/s");
     println!("median PostgreSQL {postgres:>10.0} events/s");
     println!("PostgreSQL / SQLite = {:.2}", postgres / sqlite);
+    println!(
+        "forget (vault only), {} customers: SQLite p50 {:.2} ms p99 {:.2} ms; PostgreSQL p50 {:.2} ms p99 {:.2} ms",
+        sqlite_forgets.len(),
+        quantile(sqlite_forgets.clone(), 0.5),
+        quantile(sqlite_forgets, 0.99),
+        quantile(postgres_forgets.clone(), 0.5),
+        quantile(postgres_forgets, 0.99)
+    );
 }

@@ -183,3 +183,25 @@ fn bad_settings_are_refused_without_echo() {
     let injected = PostgresOptions::new("host=localhost").with_schemas("x; DROP TABLE y", "k");
     assert!(matches!(injected.check(), Err(Error::BadInput { .. })));
 }
+
+/// The backend's synchronous calls may be made from inside an async task of another
+/// runtime (a caller that forgot `spawn_blocking`): they block that task, never panic.
+#[test]
+fn calls_from_inside_an_async_task_do_not_panic() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let vault = backend.open();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let read = runtime.block_on(async {
+        vault
+            .append_events("test", &[purchase("c-async", "A", 1)], None)
+            .expect("append inside a task");
+        events_of(&vault, "c-async").expect("read inside a task")
+    });
+    assert_eq!(read.len(), 1);
+    // Dropped inside a task too: the runtime it owns shuts down in the background.
+    runtime.block_on(async move { drop(vault) });
+}
