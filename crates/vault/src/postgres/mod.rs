@@ -47,6 +47,10 @@ pub const DEFAULT_DATA_SCHEMA: &str = "discreet";
 pub const DEFAULT_KEY_SCHEMA: &str = "discreet_keys";
 /// Pooled connections per schema unless configured (the writer has one of its own).
 const DEFAULT_POOL_SIZE: usize = 8;
+/// How long a new connection may take, unless the settings say otherwise.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a call waits for a pooled connection when every one is busy.
+const POOL_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where a PostgreSQL vault keeps its data and its keys.
 #[derive(Clone)]
@@ -175,6 +179,10 @@ pub(crate) fn connection_config(
     if config.get_application_name().is_none() {
         config.application_name("discreet");
     }
+    // An unreachable server is an error after a while, never a hang.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     Ok(config)
 }
 
@@ -195,6 +203,8 @@ pub(crate) fn pool(
     );
     deadpool_postgres::Pool::builder(manager)
         .max_size(size)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|error| Error::Config {

@@ -205,3 +205,53 @@ fn calls_from_inside_an_async_task_do_not_panic() {
     // Dropped inside a task too: the runtime it owns shuts down in the background.
     runtime.block_on(async move { drop(vault) });
 }
+
+/// The writer and the pools come back after their connections are cut (a server restart,
+/// an operator's `pg_terminate_backend`): a write after the cut may fail, never one
+/// acknowledged before it, and the ledger still verifies.
+#[test]
+fn connections_cut_by_the_server_are_made_again() {
+    let Some(mut backend) = PostgresBackend::new() else {
+        return;
+    };
+    // Named, so that only this test's connections are cut.
+    let name = format!("cut_{}", backend.data_schema);
+    backend.settings = format!("{} application_name={name}", backend.settings);
+    let vault = backend.open();
+    vault
+        .append_events("test", &[purchase("c-before", "A", 1)], None)
+        .expect("append");
+    let terminated = backend.query_i64(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{name}' AND pid <> pg_backend_pid()"
+    ));
+    assert!(
+        terminated >= 2,
+        "the writer's and a pool's connections were cut"
+    );
+    let mut stored = false;
+    for attempt in 0..5 {
+        if vault
+            .append_events("test", &[purchase("c-after", "B", attempt)], None)
+            .is_ok()
+        {
+            stored = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(stored, "no write succeeded after the connections were cut");
+    let mut read = events_of(&vault, "c-before");
+    for _ in 0..5 {
+        if read.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        read = events_of(&vault, "c-before");
+    }
+    assert_eq!(read.expect("read after the cut").len(), 1);
+    let verification = vault.verify_ledger().expect("verify");
+    assert!(
+        verification.ok && verification.tampered.is_empty(),
+        "{verification:?}"
+    );
+}
