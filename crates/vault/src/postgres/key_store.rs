@@ -4,11 +4,13 @@
 //!
 //! It keeps keys wrapped by the KEK exactly as handed over and never unwraps one.
 //! PostgreSQL never overwrites a row in place: a destroyed key's old row version stays in
-//! the table's file until vacuum prunes it, so every destruction (and every re-wrapping)
-//! is followed by a `VACUUM` of the table before it returns. What vacuum cannot reach —
-//! the write-ahead log, pages' free space until reused, physical backups — holds wrapped
-//! keys only: useless without the KEK, and dead for good once the KEK is rotated and the
-//! old one discarded (docs/POSTGRES.md).
+//! the table's file until vacuum prunes it. So every destruction (and every re-wrapping)
+//! prunes the table's heap before it returns (`VACUUM (INDEX_CLEANUP OFF)`, a few
+//! milliseconds: the wrapped bytes are gone from the table), and asks a background task for
+//! a full `VACUUM` soon after, which also takes the old lookup hash out of its index. What
+//! vacuum cannot reach — the write-ahead log, pages' free space until reused, physical
+//! backups — holds wrapped keys only: useless without the KEK, and dead for good once the
+//! KEK is rotated and the old one discarded (docs/POSTGRES.md).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +33,18 @@ pub struct PostgresKeyStore {
     /// One vacuum at a time: concurrent forgets wait for it rather than queue their own
     /// behind PostgreSQL's table lock.
     vacuuming: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the background task that runs the full vacuum.
+    full_vacuum: Arc<FullVacuum>,
 }
+
+/// What the background vacuum task and the store share.
+struct FullVacuum {
+    due: tokio::sync::Notify,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+/// How long the background task gathers requests before one full vacuum serves them all.
+const FULL_VACUUM_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 const SELECT_SECRET: &str = "SELECT kek_id, wrapped FROM secrets WHERE name = $1";
 
@@ -54,10 +67,21 @@ impl PostgresKeyStore {
                 Ok(())
             })?;
         }
+        let vacuuming = Arc::new(tokio::sync::Mutex::new(()));
+        let full_vacuum = Arc::new(FullVacuum {
+            due: tokio::sync::Notify::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
+        });
+        runtime.spawn(run_full_vacuums(
+            pool.clone(),
+            vacuuming.clone(),
+            full_vacuum.clone(),
+        ));
         Ok(PostgresKeyStore {
             pool,
             runtime,
-            vacuuming: Arc::new(tokio::sync::Mutex::new(())),
+            vacuuming,
+            full_vacuum,
         })
     }
 
@@ -88,12 +112,62 @@ impl PostgresKeyStore {
     }
 }
 
-/// Vacuums the tables that held what was just destroyed or replaced, so their old row
-/// versions are pruned before the caller is told it is done.
-async fn vacuum(client: &Object, lock: &tokio::sync::Mutex<()>, tables: &str) -> Result<()> {
-    let _one_at_a_time = lock.lock().await;
-    client.batch_execute(&format!("VACUUM {tables}")).await?;
+impl Drop for PostgresKeyStore {
+    fn drop(&mut self) {
+        self.full_vacuum
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.full_vacuum.due.notify_one();
+    }
+}
+
+/// Prunes the heap of the tables that held what was just destroyed or replaced, so their
+/// old row versions are gone before the caller is told it is done; the full vacuum (the
+/// indexes too) is asked of the background task.
+async fn vacuum(
+    client: &Object,
+    lock: &tokio::sync::Mutex<()>,
+    full_vacuum: &FullVacuum,
+    tables: &str,
+) -> Result<()> {
+    {
+        let _one_at_a_time = lock.lock().await;
+        client
+            .batch_execute(&format!("VACUUM (INDEX_CLEANUP OFF) {tables}"))
+            .await?;
+    }
+    full_vacuum.due.notify_one();
     Ok(())
+}
+
+/// The background task: a full `VACUUM` of the key tables shortly after each request
+/// (requests made meanwhile are served by the same one), until the store is dropped.
+async fn run_full_vacuums(
+    pool: Pool,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    full_vacuum: Arc<FullVacuum>,
+) {
+    loop {
+        full_vacuum.due.notified().await;
+        if full_vacuum
+            .closing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        tokio::time::sleep(FULL_VACUUM_DELAY).await;
+        if full_vacuum
+            .closing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        // Best effort: autovacuum (told to treat the table as always due) is behind it.
+        if let Ok(client) = pool.get().await {
+            let _one_at_a_time = lock.lock().await;
+            let _ = client.batch_execute("VACUUM data_keys, secrets").await;
+        }
+    }
 }
 
 impl KeyStorage for PostgresKeyStore {
@@ -160,6 +234,7 @@ impl KeyStorage for PostgresKeyStore {
 
     fn destroy_data_key(&self, subject: SubjectId, at: i64) -> Result<bool> {
         let lock = self.vacuuming.clone();
+        let full_vacuum = self.full_vacuum.clone();
         self.read(move |client| async move {
             let changed = execute(
                 &client,
@@ -178,7 +253,7 @@ impl KeyStorage for PostgresKeyStore {
                 )
                 .await?;
             } else {
-                vacuum(&client, &lock, "data_keys").await?;
+                vacuum(&client, &lock, &full_vacuum, "data_keys").await?;
             }
             Ok(changed > 0)
         })
@@ -289,6 +364,7 @@ impl KeyStorage for PostgresKeyStore {
     fn rewrap(&self, updates: &[(KeyRef, WrappedKey, WrappedKey)]) -> Result<u64> {
         let updates = updates.to_vec();
         let lock = self.vacuuming.clone();
+        let full_vacuum = self.full_vacuum.clone();
         self.read(move |mut client| async move {
             let transaction = client.transaction().await?;
             let mut changed = 0u64;
@@ -317,7 +393,7 @@ impl KeyStorage for PostgresKeyStore {
             transaction.commit().await?;
             // The copies under the old KEK are what a rotation retires: prune them too.
             if changed > 0 {
-                vacuum(&client, &lock, "data_keys, secrets").await?;
+                vacuum(&client, &lock, &full_vacuum, "data_keys, secrets").await?;
             }
             Ok(changed)
         })
