@@ -25,6 +25,9 @@ const MAGIC: &str = "discreet-postgres-dump 1\n";
 const FRAME_BYTES: usize = 256 * 1024;
 /// Longest table name or column list a dump may carry.
 const MAX_NAME_BYTES: u32 = 4096;
+/// Longest frame of COPY data a dump may carry (ours are about `FRAME_BYTES`): a damaged
+/// length is refused rather than allocated.
+const MAX_FRAME_BYTES: u32 = 256 * 1024 * 1024;
 
 /// Which schema a dump holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,7 +186,7 @@ async fn produce(
     Ok(())
 }
 
-/// Reads one length-prefixed chunk; `None` at a clean end of file only where one may end.
+/// Reads one length-prefixed chunk of at most `limit` bytes; a cut or oversized one is bad input.
 fn read_chunk(input: &mut impl Read, limit: u32) -> Result<Vec<u8>> {
     let bad = || Error::BadInput {
         detail: "the backup file is cut short or is not a discreet PostgreSQL dump".into(),
@@ -261,7 +264,7 @@ pub(super) fn restore(
                 return Ok(());
             }
             loop {
-                let bytes = read_chunk(&mut input, u32::MAX)?;
+                let bytes = read_chunk(&mut input, MAX_FRAME_BYTES)?;
                 let end = bytes.is_empty();
                 let frame = if end {
                     Frame::EndTable
@@ -320,6 +323,22 @@ async fn consume(
             ),
         });
     }
+    let copied = copy_in(&mut client, kind, &mut frames).await;
+    if copied.is_err() {
+        // A restore that failed leaves no half-made schema behind to be mistaken for one.
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+    copied
+}
+
+/// Copies every table of the dump in, in one transaction, once the whole dump was read.
+async fn copy_in(
+    client: &mut deadpool_postgres::Object,
+    kind: DumpKind,
+    frames: &mut tokio::sync::mpsc::Receiver<Frame>,
+) -> Result<()> {
     let transaction = client.transaction().await?;
     let cut_short = || Error::BadInput {
         detail: "the backup file is cut short".into(),

@@ -319,3 +319,38 @@ fn a_key_dump_restores_and_opens_its_data() {
         "a key dump is never restored as data"
     );
 }
+
+/// A damaged dump (cut short) is refused as bad input, and leaves no schema behind.
+#[test]
+fn a_damaged_dump_is_refused_and_leaves_nothing() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("temp dir");
+    let dump = folder.path().join("data.dump");
+    {
+        let vault = backend.open();
+        vault
+            .append_events("test", &[purchase("c-1", "A", 1)], None)
+            .expect("append");
+        vault.backup(&dump).expect("backup");
+    }
+    let bytes = std::fs::read(&dump).expect("read");
+    let cut = folder.path().join("cut.dump");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
+    backend.execute(&format!("DROP SCHEMA {} CASCADE", backend.data_schema));
+    let refused = PostgresStorage::restore(&backend.options(), &cut);
+    assert!(
+        matches!(refused, Err(Error::BadInput { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        backend.query_i64(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{}'",
+            backend.data_schema
+        )),
+        0
+    );
+    PostgresStorage::restore(&backend.options(), &dump).expect("the whole dump restores");
+    assert_eq!(events_of(&backend.open(), "c-1").expect("read").len(), 1);
+}
