@@ -1,6 +1,7 @@
 //! `discreet backup`: the way to copy a store. It writes a consistent copy of the data file
-//! only — no key — after signing a ledger checkpoint; a copy of the key store is written
-//! only when asked for, to its own file, because a forgotten customer's key lives on in it.
+//! (on PostgreSQL, a dump of the data schema) only — no key — after signing a ledger
+//! checkpoint; a copy of the key store is written only when asked for, to its own file,
+//! because a forgotten customer's key lives on in it.
 //!
 //! A plain copy of the data folder is no backup: it may be inconsistent while the server
 //! writes; this command never is.
