@@ -49,6 +49,39 @@ pub struct PostgresStorage {
     runtime: Arc<PgRuntime>,
     schema: String,
     seqs: Mutex<SeqBlock>,
+    /// The session holding the schema's advisory lock (none when opened `shared`).
+    _holder: Option<Object>,
+}
+
+/// How often, and how long apart, a held schema lock is tried again before refusing: a
+/// vault just closed may take a moment to end its session.
+const LOCK_ATTEMPTS: u32 = 40;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Takes the session advisory lock that keeps other vaults out of `schema`.
+async fn hold_schema(settings: String, schema: String) -> Result<Object> {
+    let pool = pool(&settings, "the data", &schema, 1)?;
+    let client = pool.get().await?;
+    for _ in 0..LOCK_ATTEMPTS {
+        let taken: bool = query_opt(
+            &client,
+            "SELECT pg_try_advisory_lock(hashtextextended('discreet vault ' || $1::text, 0))",
+            &[&schema],
+            |row| Ok(row.try_get(0)?),
+        )
+        .await?
+        .unwrap_or(false);
+        if taken {
+            return Ok(client);
+        }
+        tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+    }
+    Err(Error::Config {
+        detail: format!(
+            "the data schema `{schema}` is in use by another discreet process \
+             (one vault per schema until several nodes share the models)"
+        ),
+    })
 }
 
 impl PostgresStorage {
@@ -58,6 +91,12 @@ impl PostgresStorage {
         let schema = options.data_schema.clone();
         let writer_pool = pool(&options.data, "the data", &schema, 1)?;
         let pool = pool(&options.data, "the data", &schema, options.pool_size)?;
+        // Held before migrating: a newer build never migrates a schema an older one serves.
+        let holder = if options.shared {
+            None
+        } else {
+            Some(runtime.run(hold_schema(options.data.clone(), schema.clone()))?)
+        };
         {
             let pool = pool.clone();
             let schema = schema.clone();
@@ -74,6 +113,7 @@ impl PostgresStorage {
             runtime,
             schema,
             seqs: Mutex::new(SeqBlock { next: 0, end: 0 }),
+            _holder: holder,
         })
     }
 

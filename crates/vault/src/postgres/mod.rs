@@ -67,6 +67,12 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Open to verify only (see `SqliteOptions::verify_only`).
     pub verify_only: bool,
+    /// Let other processes open the same data schema at the same time; their writes are
+    /// ordered by the schema's writer lock. Off by default, where the data schema is held by
+    /// one vault at a time (a session advisory lock, as the data folder's `LOCK` file on
+    /// SQLite): until a change log carries every write to every node's models, a second
+    /// process's forget would leave the first one's models holding the subject.
+    pub shared: bool,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -79,6 +85,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("separate_key_database", &self.keys.is_some())
             .field("pool_size", &self.pool_size)
             .field("verify_only", &self.verify_only)
+            .field("shared", &self.shared)
             .finish()
     }
 }
@@ -93,6 +100,7 @@ impl PostgresOptions {
             key_schema: DEFAULT_KEY_SCHEMA.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
             verify_only: false,
+            shared: false,
         }
     }
 

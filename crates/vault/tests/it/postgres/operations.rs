@@ -48,6 +48,25 @@ fn a_schema_newer_than_the_build_is_refused() {
     assert_eq!(events_of(&backend.open(), "c-1").expect("read").len(), 1);
 }
 
+/// One vault per data schema unless opened `shared`: a second is refused while the first
+/// is open (its forget would leave the first one's models behind), and opens once it closed.
+#[test]
+fn a_data_schema_is_opened_by_one_vault_at_a_time() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let kek = || KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+    let first = backend.open();
+    let second = backend.open_with(kek());
+    assert!(
+        matches!(&second, Err(Error::Config { detail }) if detail.contains("in use")),
+        "{:?}",
+        second.err()
+    );
+    drop(first);
+    assert!(backend.open_with(kek()).is_ok());
+}
+
 /// Two vaults on the same schemas (two nodes) write in turns: one ledger chain that
 /// verifies, every event stored once, each readable from the other.
 #[test]
@@ -55,8 +74,14 @@ fn two_writers_on_one_schema_chain_one_ledger() {
     let Some(backend) = PostgresBackend::new() else {
         return;
     };
-    let first = backend.open();
-    let second = backend.open();
+    let shared = || {
+        let mut options = backend.options();
+        options.shared = true;
+        let kek = KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+        Vault::open_postgres(&options, kek).expect("open shared")
+    };
+    let first = shared();
+    let second = shared();
     std::thread::scope(|scope| {
         for (node, vault) in [(0, &first), (1, &second)] {
             scope.spawn(move || {
