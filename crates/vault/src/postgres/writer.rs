@@ -340,19 +340,28 @@ async fn run_transaction(
 /// it is not the head in memory (another process wrote) or memory is stale, reloads the
 /// seal as committed.
 async fn lock_and_refresh(transaction: &Transaction<'_>, state: &mut WriterState) -> Result<()> {
-    // Locked first, read after: in READ COMMITTED each statement sees what was committed
-    // when it started, so the head is read only once the lock is held.
-    query_opt(
-        transaction,
-        "SELECT id FROM writer_lock WHERE id = 1 FOR UPDATE",
-        &[],
-        |_| Ok(()),
+    // Locked first, read after, in one round trip: the two statements are pipelined, and in
+    // READ COMMITTED the second sees what was committed when it starts, after the lock.
+    let lock = transaction
+        .prepare_cached("SELECT id FROM writer_lock WHERE id = 1 FOR UPDATE")
+        .await?;
+    let newest = transaction
+        .prepare_cached("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        .await?;
+    let (locked, newest) = futures_util::future::try_join(
+        transaction.query_opt(&lock, &[]),
+        transaction.query_opt(&newest, &[]),
     )
-    .await?
-    .ok_or_else(|| Error::Integrity {
-        detail: "the data schema's writer lock row is missing".into(),
-    })?;
-    let head = read_ledger_head(transaction).await?;
+    .await?;
+    if locked.is_none() {
+        return Err(Error::Integrity {
+            detail: "the data schema's writer lock row is missing".into(),
+        });
+    }
+    let head = match newest {
+        Some(row) => head_from_row(&row, 0)?,
+        None => LedgerHead::EMPTY,
+    };
     if !state.stale && head == state.seal.head {
         return Ok(());
     }
