@@ -285,3 +285,66 @@ fn connections_cut_by_the_server_are_made_again() {
         "{verification:?}"
     );
 }
+
+/// With the key store in a database of its own (`--postgres-keys`), the data's database
+/// holds no key schema at all, and forget still destroys the key there.
+#[test]
+fn the_key_store_may_live_in_its_own_database() {
+    let Some(backend) = PostgresBackend::new() else {
+        return;
+    };
+    let database = format!("{}_db", backend.key_schema);
+    backend.execute(&format!("CREATE DATABASE {database}"));
+    let key_settings = format!("{} dbname={database}", backend.settings);
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let options = backend.options().with_key_database(key_settings.clone());
+        let kek = || KekRing::new(discreet_vault::Kek::from_hex(&backend.kek_hex).expect("kek"));
+        let leaver = {
+            let vault = Vault::open_postgres(&options, kek()).expect("open");
+            vault
+                .append_events(
+                    "test",
+                    &[purchase("leaver", "A", 1), purchase("stayer", "B", 2)],
+                    None,
+                )
+                .expect("append");
+            let leaver = vault.subject_id("leaver").expect("lookup").expect("known");
+            vault.forget("leaver", "test", 0).expect("forget");
+            leaver
+        };
+        assert_eq!(
+            backend.query_i64(&format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = '{}'",
+                backend.key_schema
+            )),
+            0,
+            "no key schema in the data's database"
+        );
+        let key_schema = backend.key_schema.clone();
+        let destroyed: i64 = backend.sql(move |client| async move {
+            // A second connection, to the key database.
+            drop(client);
+            let (keys, connection) = tokio_postgres::connect(&key_settings, tokio_postgres::NoTls).await?;
+            let driver = tokio::spawn(connection);
+            let count = keys
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {key_schema}.data_keys WHERE subject = $1 AND wrapped IS NULL AND destroyed_at IS NOT NULL"
+                    ),
+                    &[&leaver],
+                )
+                .await?
+                .try_get(0);
+            drop(keys);
+            let _ = driver.await;
+            count
+        });
+        assert_eq!(destroyed, 1, "the key was destroyed in the key database");
+        let vault = Vault::open_postgres(&options, kek()).expect("reopen");
+        assert_eq!(events_of(&vault, "stayer").expect("read").len(), 1);
+    }));
+    backend.execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    if let Err(panic) = opened {
+        std::panic::resume_unwind(panic);
+    }
+}
