@@ -66,6 +66,9 @@ struct EngineFigures {
     export_events_per_customer: usize,
     export_ms_p50: f64,
     export_ms_p99: f64,
+    /// The privacy center's pages for the export's customer, beside its JSON export over the
+    /// same router.
+    pages: crate::bench_pages::PageFigures,
     forget_events_per_customer_mean: f64,
     forget_ms_p50: f64,
     forget_ms_p99: f64,
@@ -160,10 +163,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
     let rebuild_seconds = started.elapsed().as_secs_f64();
     let rss_after_rebuild_mib = rss_mib();
 
-    let caller = Caller {
-        key_id: "bench".into(),
-        role: "storefront".into(),
-    };
+    let caller = Caller::key("bench", "storefront");
     let consenting: Vec<String> = per_customer
         .keys()
         .filter(|customer| demo_consents(customer)[0].1 == Some(true))
@@ -257,6 +257,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         std::hint::black_box(export);
     }
     export_ms.sort_by(f64::total_cmp);
+    let pages = crate::bench_pages::time_pages(&engine, &format!("c-{}", near_thousand.0))?;
     engine.refresh_models();
     let mut forget_ms = Vec::new();
     let mut forgotten_events = 0usize;
@@ -293,6 +294,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         export_events_per_customer: near_thousand.1,
         export_ms_p50: percentile(&export_ms, 0.5),
         export_ms_p99: percentile(&export_ms, 0.99),
+        pages,
         forget_events_per_customer_mean: forgotten_events as f64 / forget_ms.len().max(1) as f64,
         forget_ms_p50: percentile(&forget_ms, 0.5),
         forget_ms_p99: percentile(&forget_ms, 0.99),
@@ -346,6 +348,18 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             figures.forget_events_per_customer_mean,
             figures.forget_ms_p50,
             figures.forget_ms_p99
+        );
+        let pages = figures.pages;
+        println!(
+            "privacy center for that customer, server side through the router: overview p50 {:.1} ms p99 {:.1} ms, data page p50 {:.1} ms p99 {:.1} ms; the JSON export over HTTP p50 {:.1} ms p99 {:.1} ms (overview/export p50 {:.2}x, data/export {:.2}x)",
+            pages.overview_ms_p50,
+            pages.overview_ms_p99,
+            pages.data_ms_p50,
+            pages.data_ms_p99,
+            pages.export_http_ms_p50,
+            pages.export_http_ms_p99,
+            pages.overview_ms_p50 / pages.export_http_ms_p50,
+            pages.data_ms_p50 / pages.export_http_ms_p50
         );
         println!(
             "one customer sending 10,000 distinct new items in one batch: stored in {:.0} ms, learned {:.0} ms after the request began, RSS +{:.1} MiB; recommend meanwhile p50 {:.0} µs p99 {:.0} µs ({} calls)",

@@ -150,15 +150,18 @@ pub fn run(args: DemoArgs) -> Result<(), CommandError> {
         .create_api_key(&operator, "privacy", "demo privacy team")
         .map_err(engine_error)?;
     let storefront_secret = storefront.secret.as_str().to_owned();
+    let storefront_caller = Caller::key(storefront.id.clone(), "storefront");
     let privacy_secret = privacy.secret.as_str().to_owned();
     engine.shutdown();
     drop(engine);
 
     // Start as a real deployment would: a fresh process state rebuilt from the vault.
     let engine = store.open_engine()?;
-    crate::serve::serve_engine(engine, args.listen, &args.http, move |address| {
+    crate::serve::serve_engine(engine, args.listen, &args.http, move |address, state| {
+        let portal = portal_link(state, &storefront_caller, address, &consenting);
         print_tour(
             address,
+            &portal,
             &storefront_secret,
             &privacy_secret,
             &consenting,
@@ -294,8 +297,34 @@ fn clear_demo_folder(folder: &PathBuf) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// A privacy-center start URL for `customer`, minted as the shop's backend would (through
+/// the same code as `POST /v1/portal/sessions`), or why there is none.
+fn portal_link(
+    state: &discreet_server::AppState,
+    storefront: &Caller,
+    address: SocketAddr,
+    customer: &str,
+) -> String {
+    // A browser reaches a wildcard listener on this machine's loopback address.
+    let host = if address.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port()).to_string()
+    } else {
+        address.to_string()
+    };
+    let request = discreet_server::wire::PortalBody {
+        subject: customer.to_owned(),
+        return_url: format!("http://{host}/portal/"),
+        locale: None,
+    };
+    match discreet_server::pages::open_session(state, storefront, request, &host) {
+        Ok(answer) => answer["url"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => "(none: off localhost the privacy center needs https; mint one with POST /v1/portal/sessions behind TLS)".to_owned(),
+    }
+}
+
 fn print_tour(
     address: SocketAddr,
+    portal: &str,
     storefront: &str,
     privacy: &str,
     consenting: &str,
@@ -306,10 +335,23 @@ fn print_tour(
     let (out_item, out_title) = out_of_stock;
     println!(
         r#"
-discreet is serving the demo at {base}. In another terminal:
+discreet is serving the demo at {base}.
+
+Privacy center — open this in a browser to be customer {consenting}: see what the shop
+holds, download it, switch personalization off, forget yourself and get a signed receipt
+(the link works once, within 10 minutes; the session then lasts 30 minutes):
+
+  {portal}
+
+In another terminal:
 
   export STOREFRONT={storefront}
   export PRIVACY={privacy}
+
+  # A new privacy-center link, as the shop's backend mints one for its logged-in customer
+  # ("locale": "de" for German):
+  curl -s -X POST -H "Authorization: Bearer $STOREFRONT" {base}/v1/portal/sessions \
+    -d '{{"subject": "{consenting}", "return_url": "{base}/portal/", "locale": "en"}}'
 
   # Personal recommendations with their titles, each explained by the customer's own purchases:
   curl -s -H "Authorization: Bearer $STOREFRONT" '{base}/v1/subjects/{consenting}/recommendations?n=5'

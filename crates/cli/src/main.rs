@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod bench;
 mod bench_engine;
+mod bench_pages;
 mod bench_scale;
 mod demo;
 mod eval;
@@ -12,6 +13,7 @@ mod import;
 mod items;
 mod keys;
 mod policy_command;
+mod receipt;
 mod serve;
 mod store;
 mod subject_command;
@@ -57,6 +59,8 @@ enum Command {
     Export(subject_command::ExportArgs),
     /// Check the access ledger.
     Audit(subject_command::AuditArgs),
+    /// Check a downloaded forget receipt against the shop's public key, offline.
+    Receipt(receipt::ReceiptArgs),
     /// Write a consistent data-only backup (no key), and a key store copy when asked.
     Backup(backup::BackupArgs),
     /// Measure recommendation quality on a retail transactions file (time-based split).
@@ -100,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Forget(args) => subject_command::run_forget(args),
         Command::Export(args) => subject_command::run_export(args),
         Command::Audit(args) => subject_command::run_audit(args),
+        Command::Receipt(args) => receipt::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Eval(args) => eval::run(args).map_err(CommandError::from),
         Command::Bench(args) => bench::run(args).map_err(CommandError::from),

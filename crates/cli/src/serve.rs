@@ -97,7 +97,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn run(args: ServeArgs) -> Result<(), CommandError> {
     init_tracing(args.log_json);
     let engine = args.store.open_engine_on(&args.postgres)?;
-    serve_engine(engine, args.listen, &args.http, |_| {})
+    serve_engine(engine, args.listen, &args.http, |_, _| {})
 }
 
 /// Installs the log subscriber (`RUST_LOG` filters; default `info`).
@@ -117,12 +117,13 @@ pub fn init_tracing(json: bool) {
 }
 
 /// Serves `engine` on `listen`, rebuilding its models in the background; `on_ready` runs
-/// once they are rebuilt (the demo prints its tour there).
+/// once they are rebuilt, with the server's state (the demo opens a privacy-center session
+/// and prints its tour there).
 pub fn serve_engine(
     engine: Engine,
     listen: SocketAddr,
     http: &HttpArgs,
-    on_ready: impl FnOnce(SocketAddr) + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr, &AppState) + Send + 'static,
 ) -> Result<(), CommandError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -157,6 +158,7 @@ pub fn serve_engine(
             eprintln!("metrics on http://{metrics_address}/metrics");
         }
         let rebuilding = serving;
+        let ready_state = state.clone();
         std::thread::spawn(move || {
             if !rebuilding.is_ready()
                 && let Err(error) = rebuild_with_progress(&rebuilding)
@@ -166,7 +168,7 @@ pub fn serve_engine(
             }
             rebuilding.start_background();
             eprintln!("ready: http://{address}");
-            on_ready(address);
+            on_ready(address, &ready_state);
         });
         let listeners = Listeners {
             api: listener,

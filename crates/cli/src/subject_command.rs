@@ -27,12 +27,16 @@ pub fn run_forget(args: ForgetArgs) -> Result<(), CommandError> {
     let receipt = engine
         .forget(&Caller::operator(), &args.subject)
         .map_err(engine_error)?;
+    let public_key = engine.public_key();
     engine.shutdown();
     if args.json {
+        // With the key that verifies it, so `discreet receipt verify` can check the output.
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "receipt": receipt }))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "receipt": receipt, "public_key": public_key })
+            )
+            .unwrap_or_default()
         );
     } else {
         println!(

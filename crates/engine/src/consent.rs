@@ -6,7 +6,7 @@
 use discreet_policy::Action;
 use discreet_vault::{Access, ConsentRow, NewConsent, SubjectId, now_millis, rfc3339};
 
-use crate::access::Caller;
+use crate::access::{Caller, check_bound};
 use crate::answers::{ConsentDecision, ConsentState, ConsentsView};
 use crate::engine::{Engine, read, write};
 use crate::error::{Error, Result};
@@ -52,7 +52,7 @@ impl Engine {
         granted: bool,
         source: &str,
     ) -> Result<ConsentState> {
-        let permit = self.authorize(caller, Action::ConsentsWrite)?;
+        let permit = self.authorize_for(caller, Action::ConsentsWrite, subject)?;
         check_subject("subject", subject)?;
         let purpose_rule = self.purpose(purpose)?;
         if !purpose_rule.requires_consent() {
@@ -153,6 +153,7 @@ impl Engine {
         self.authorize(caller, request)?;
         for subject in subjects {
             check_subject("subject", subject)?;
+            check_bound(caller, subject)?;
         }
         self.check_ready()?;
         let vault = &self.inner.vault;
@@ -183,7 +184,7 @@ impl Engine {
 
     /// Every consent purpose's state and the history of a subject's decisions.
     pub fn consents(&self, caller: &Caller, subject: &str) -> Result<ConsentsView> {
-        let permit = self.authorize(caller, Action::ConsentsRead)?;
+        let permit = self.authorize_for(caller, Action::ConsentsRead, subject)?;
         check_subject("subject", subject)?;
         permit.read(CONSENT_CATEGORY)?;
         let vault = &self.inner.vault;

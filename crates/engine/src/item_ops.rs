@@ -53,6 +53,19 @@ impl Engine {
         })
     }
 
+    /// The titles of those of `items` that are declared (items are not personal data: no
+    /// caller, no ledger entry), for pages that show a customer their own history.
+    pub fn item_titles<'a>(
+        &self,
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> std::collections::HashMap<String, String> {
+        let catalogue = read(&self.inner.items);
+        items
+            .into_iter()
+            .filter_map(|item| Some((item.to_owned(), catalogue.view(item)?.title)))
+            .collect()
+    }
+
     /// Every category a filter may name (declared paths and their ancestors), sorted.
     pub fn declared_categories(&self) -> Vec<String> {
         read(&self.inner.items).category_names()

@@ -66,10 +66,7 @@ impl Engine {
         for key in keys.iter() {
             let matches = constant_time_eq(&key.secret_hash, &hash);
             if matches && key.revoked_at.is_none() {
-                found = Some(Caller {
-                    key_id: key.id.clone(),
-                    role: key.role.clone(),
-                });
+                found = Some(Caller::key(key.id.clone(), key.role.clone()));
             }
         }
         found

@@ -21,11 +21,12 @@ pub mod items;
 mod keys;
 mod learner;
 mod lifecycle;
+mod portal;
 mod recommend;
 mod retention;
 mod rights;
 
-pub use access::{Caller, RIGHTS_PURPOSE};
+pub use access::{Caller, DATA_SUBJECT_ROLE, RIGHTS_PURPOSE};
 pub use answers::{
     ConsentDecision, ConsentState, ConsentsView, EngineFigures, IngestOutcome, IssuedKey,
     NotPersonal, RebuildProgress, RebuildReport, Recommendations, RecommendedItem, SimilarItem,

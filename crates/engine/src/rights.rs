@@ -28,7 +28,7 @@ const EXPORT_RECOMMENDATIONS: usize = 10;
 impl Engine {
     /// Everything discreet holds or derived about a subject (GDPR Art. 15 and 20).
     pub fn export(&self, caller: &Caller, subject: &str) -> Result<SubjectExport> {
-        self.authorize_rights(caller, Action::Export)?;
+        self.authorize_rights(caller, Action::Export, subject)?;
         check_subject("subject", subject)?;
         self.check_ready()?;
         let vault = &self.inner.vault;
@@ -127,7 +127,7 @@ impl Engine {
     /// erased, signed receipt) and the models (exact unlearning) in parallel. Answers only
     /// when both are done.
     pub fn forget(&self, caller: &Caller, subject: &str) -> Result<ForgetReceipt> {
-        self.authorize_rights(caller, Action::Forget)?;
+        self.authorize_rights(caller, Action::Forget, subject)?;
         check_subject("subject", subject)?;
         self.check_ready()?;
         let vault = &self.inner.vault;

@@ -41,11 +41,13 @@ pub enum Action {
     AggregatesRead,
     /// `PUT /v1/items/{item}`, `POST /v1/items`, `GET /v1/items/{item}`: the item catalogue.
     Catalogue,
+    /// `POST /v1/portal/sessions`: send a logged-in customer to the privacy center.
+    Portal,
 }
 
 impl Action {
     /// Every action, in the order of the API routes.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::Ingest,
         Action::AttributesWrite,
         Action::ConsentsRead,
@@ -61,6 +63,7 @@ impl Action {
         Action::KeysManage,
         Action::AggregatesRead,
         Action::Catalogue,
+        Action::Portal,
     ];
 
     /// The name used in the policy file.
@@ -81,6 +84,7 @@ impl Action {
             Action::KeysManage => "keys_manage",
             Action::AggregatesRead => "aggregates_read",
             Action::Catalogue => "catalogue",
+            Action::Portal => "portal",
         }
     }
 }

@@ -67,6 +67,7 @@ error_codes! {
     NotReady => (SERVICE_UNAVAILABLE, "not_ready", "The models are still being rebuilt"),
     LedgerUnavailable => (SERVICE_UNAVAILABLE, "ledger_unavailable", "The access ledger cannot be written"),
     RequestTimeout => (SERVICE_UNAVAILABLE, "request_timeout", "The request took too long"),
+    PortalSessionsFull => (SERVICE_UNAVAILABLE, "portal_sessions_full", "Too many privacy-center sessions are open"),
 }
 
 impl From<Missing> for Code {
@@ -85,11 +86,19 @@ impl From<Missing> for Code {
 pub enum ApiError {
     Engine(EngineError),
     Unauthorized,
-    AuthBlocked { retry_after_secs: u64 },
-    PayloadTooLarge { limit_bytes: usize },
+    AuthBlocked {
+        retry_after_secs: u64,
+    },
+    PayloadTooLarge {
+        limit_bytes: usize,
+    },
     RouteNotFound,
     MethodNotAllowed,
-    RequestTimeout { limit_secs: f64 },
+    RequestTimeout {
+        limit_secs: f64,
+    },
+    /// Every place for a privacy-center session holds a live one.
+    PortalSessionsFull,
 }
 
 impl From<EngineError> for ApiError {
@@ -182,6 +191,12 @@ impl ApiError {
                 ),
                 None,
             ),
+            ApiError::PortalSessionsFull => (
+                Code::PortalSessionsFull,
+                "every place for a privacy-center session holds a live one; retry in a minute"
+                    .into(),
+                None,
+            ),
         }
     }
 }
@@ -207,6 +222,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if matches!(self, ApiError::PortalSessionsFull) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
         if let ApiError::AuthBlocked { retry_after_secs } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {

@@ -9,6 +9,7 @@ mod connections;
 mod error;
 mod metrics;
 mod openapi;
+pub mod pages;
 mod routes;
 mod state;
 pub mod wire;
@@ -69,9 +70,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/records", get(routes::get_records))
         .route("/v1/keys", post(routes::post_key).get(routes::get_keys))
         .route("/v1/keys/{id}", delete(routes::delete_key))
+        .route("/v1/portal/sessions", post(pages::post_portal_session))
         .route("/healthz", get(routes::get_healthz))
         .route("/metrics", get(routes::get_metrics))
         .route("/openapi.json", get(routes::get_openapi))
+        .merge(pages::routes())
         .fallback(routes::route_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -8,6 +8,7 @@ use discreet_engine::Engine;
 use crate::auth::AuthGuard;
 use crate::client::TrustedProxies;
 use crate::metrics::Metrics;
+use crate::pages::sessions::Sessions;
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,8 @@ pub struct AppState {
     /// True when `/metrics` is served on a listener of its own: the API's listener then
     /// answers it 404.
     pub metrics_elsewhere: bool,
+    /// The privacy center's sessions (in memory: a restart signs everyone out).
+    pub portal: Arc<Sessions>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             limits: Limits::default(),
             trusted_proxies: Arc::new(TrustedProxies::default()),
             metrics_elsewhere: false,
+            portal: Arc::new(Sessions::default()),
         }
     }
 }

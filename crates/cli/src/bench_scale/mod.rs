@@ -418,10 +418,7 @@ fn reopen_and_measure(
             items.push(shape.item_name(event.item));
         }
     }
-    let caller = Caller {
-        key_id: "bench".into(),
-        role: "storefront".into(),
-    };
+    let caller = Caller::key("bench", "storefront");
     let context = EventContext::default();
     let mut recommend_us = Vec::with_capacity(requests);
     let mut similar_us = Vec::with_capacity(requests);

@@ -187,3 +187,71 @@ fn an_altered_data_file_is_reported_and_refused() {
     assert_eq!(audit.code(), Some(4), "{audit}");
     assert!(audit.json()["first_bad_entry"].is_i64(), "{audit}");
 }
+
+/// `receipt verify` accepts the receipt `forget --json` printed (with the key in the file,
+/// or the key given), and exits 4 for an altered receipt or another key; a file without a
+/// receipt is bad input (exit 2).
+#[test]
+fn receipt_verify_accepts_a_real_receipt_and_refuses_an_altered_one() {
+    let store = Store::new();
+    let retail = store.file("retail.csv");
+    std::fs::write(
+        &retail,
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n\
+         536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2011-11-01 08:26:00,2.55,17850,United Kingdom\n\
+         536366,22423,REGENCY CAKESTAND 3 TIER,1,2011-11-02 08:26:00,12.75,17850,United Kingdom\n",
+    )
+    .expect("write");
+    let imported = run_on(
+        &store,
+        &["import", &retail.display().to_string(), "--shift-to-now"],
+        WITHIN,
+    );
+    assert_eq!(imported.code(), Some(0), "{imported}");
+    let forgot = run_on(&store, &["forget", "c-17850", "--json"], WITHIN);
+    assert_eq!(forgot.code(), Some(0), "{forgot}");
+    let file = store.file("receipt.json");
+    std::fs::write(&file, &forgot.stdout).expect("write receipt");
+    let path = file.display().to_string();
+
+    let verified = run_cli(&store, &["receipt", "verify", &path], WITHIN);
+    assert_eq!(verified.code(), Some(0), "{verified}");
+    assert!(verified.stdout.starts_with("VALID"), "{verified}");
+    assert!(verified.stdout.contains("2 events"), "{verified}");
+    assert!(
+        verified.stdout.contains("compare"),
+        "the file's own key is named as such"
+    );
+
+    let document = forgot.json();
+    let key = document["public_key"]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let pinned = run_cli(
+        &store,
+        &["receipt", "verify", &path, "--public-key", &key],
+        WITHIN,
+    );
+    assert_eq!(pinned.code(), Some(0), "{pinned}");
+
+    let mut altered = document.clone();
+    altered["receipt"]["erased"]["events"] = serde_json::json!(1);
+    std::fs::write(&file, altered.to_string()).expect("write");
+    let refused = run_cli(&store, &["receipt", "verify", &path], WITHIN);
+    assert_eq!(refused.code(), Some(4), "{refused}");
+    assert!(refused.stdout.starts_with("NOT VALID"), "{refused}");
+
+    std::fs::write(&file, document.to_string()).expect("write");
+    let other_key = "11".repeat(32);
+    let wrong = run_cli(
+        &store,
+        &["receipt", "verify", &path, "--public-key", &other_key],
+        WITHIN,
+    );
+    assert_eq!(wrong.code(), Some(4), "{wrong}");
+
+    std::fs::write(&file, "{\"receipt\": {\"id\": 3}}").expect("write");
+    let bad = run_cli(&store, &["receipt", "verify", &path], WITHIN);
+    assert_eq!(bad.code(), Some(2), "{bad}");
+}

@@ -2,6 +2,7 @@
 //! the command line, exactly as an operator runs it.
 
 mod bench_scale;
+mod browser;
 mod cli;
 mod items;
 mod postgres;

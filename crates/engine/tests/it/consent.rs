@@ -184,10 +184,7 @@ fn recommend_refuses_roles_and_purposes_the_policy_does_not_allow() {
         Err(Error::BadInput { field, .. }) => assert_eq!(field, "purpose"),
         other => panic!("an undeclared purpose is bad input: {other:?}"),
     }
-    let stranger = Caller {
-        key_id: "k".into(),
-        role: "no-such-role".into(),
-    };
+    let stranger = Caller::key("k", "no-such-role");
     assert!(matches!(
         recommend_as(&engine, &stranger, customer, "personalization"),
         Err(Error::Forbidden { .. })

@@ -83,3 +83,90 @@ fn the_first_retention_sweep_runs_when_the_background_starts() {
     }
     engine.shutdown();
 }
+
+/// A customer's own caller (a privacy-center session) sees, decides and forgets only its
+/// own data: naming anyone else, or asking for what only the shop's keys do, is refused and
+/// changes nothing; what it does is on the ledger as `portal:<session id>`.
+#[test]
+fn a_customers_own_caller_reaches_only_that_customer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open_engine_with_policy(
+        dir.path(),
+        Policy::builtin_retail(),
+        EngineOptions::default(),
+    );
+    ingest_all(
+        &engine,
+        &[
+            event("c-1", "purchase", "A", days_ago(2.0)),
+            event("c-2", "purchase", "B", days_ago(2.0)),
+        ],
+    );
+    let own = Caller::data_subject("ps_test", "c-1");
+
+    let export = engine.export(&own, "c-1").expect("own export");
+    assert_eq!(export.events.len(), 1);
+    engine
+        .set_consent(&own, "c-1", "personalization", true, "privacy-center")
+        .expect("own consent");
+    assert!(engine.consents(&own, "c-1").is_ok());
+
+    let refused = [
+        engine.export(&own, "c-2").map(|_| ()),
+        engine.consents(&own, "c-2").map(|_| ()),
+        engine
+            .set_consent(&own, "c-2", "personalization", true, "privacy-center")
+            .map(|_| ()),
+        engine.forget(&own, "c-2").map(|_| ()),
+        engine
+            .honour_gpc(&own, discreet_policy::Action::ConsentsRead, &["c-2".into()])
+            .map(|_| ()),
+        engine
+            .recommend(
+                &own,
+                "c-1",
+                "personalization",
+                5,
+                &discreet_engine::EventContext::default(),
+            )
+            .map(|_| ()),
+        engine
+            .audit(&own, &discreet_engine::AuditQuery::default())
+            .map(|_| ()),
+    ];
+    for outcome in refused {
+        assert!(
+            matches!(outcome, Err(Error::Forbidden { .. })),
+            "expected Forbidden, got {outcome:?}"
+        );
+    }
+    let other = engine
+        .export(&Caller::operator(), "c-2")
+        .expect("c-2 untouched");
+    assert_eq!(other.events.len(), 1);
+    assert!(
+        other.consents.history.is_empty(),
+        "no consent was recorded for c-2"
+    );
+
+    let own_entries = export_actors(&engine, "c-1");
+    assert!(own_entries.iter().any(|actor| actor == "portal:ps_test"));
+    let receipt = engine.forget(&own, "c-1").expect("own forget");
+    assert!(receipt.erased.key_destroyed);
+    assert!(
+        export_actors(&engine, "c-2")
+            .iter()
+            .all(|actor| actor != "portal:ps_test")
+    );
+}
+
+/// The actors of a subject's access log, as the operator's export shows them.
+fn export_actors(engine: &discreet_engine::Engine, subject: &str) -> Vec<String> {
+    engine
+        .export(&Caller::operator(), subject)
+        .expect("export")
+        .access_log
+        .into_iter()
+        .map(|entry| entry.actor)
+        .collect()
+}

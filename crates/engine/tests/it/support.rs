@@ -20,24 +20,15 @@ pub const TOLERANCE: f32 = 1e-4;
 // ------------------------------------------------------------------------------ callers
 
 pub fn storefront() -> Caller {
-    Caller {
-        key_id: "storefront-key".into(),
-        role: "storefront".into(),
-    }
+    Caller::key("storefront-key", "storefront")
 }
 
 pub fn privacy() -> Caller {
-    Caller {
-        key_id: "privacy-key".into(),
-        role: "privacy".into(),
-    }
+    Caller::key("privacy-key", "privacy")
 }
 
 pub fn analyst() -> Caller {
-    Caller {
-        key_id: "analyst-key".into(),
-        role: "analyst".into(),
-    }
+    Caller::key("analyst-key", "analyst")
 }
 
 // ------------------------------------------------------------------------------ engines

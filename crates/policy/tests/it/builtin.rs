@@ -181,6 +181,7 @@ fn storefront_ingests_declares_items_and_recommends_but_cannot_export_or_forget(
             Action::Recommendations,
             Action::SimilarItems,
             Action::Catalogue,
+            Action::Portal,
         ])
     );
     let Some(storefront) = policy.role("storefront") else {

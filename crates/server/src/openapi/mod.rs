@@ -227,6 +227,17 @@ pub struct HealthAnswer {
     status: String,
 }
 
+/// A privacy-center session: send the customer's browser to `url` (once, within 10 minutes).
+#[derive(Serialize, ToSchema)]
+pub struct PortalSessionAnswer {
+    /// `ps_…`; the ledger names the session's actions `portal:<id>`.
+    id: String,
+    /// The single-use start URL.
+    url: String,
+    /// RFC 3339: when the start URL stops working if unused.
+    expires_at: String,
+}
+
 /// The request is not valid; `field` names the part at fault. Nothing was changed.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
@@ -309,6 +320,7 @@ impl Modify for BearerAuth {
         crate::routes::post_key,
         crate::routes::get_keys,
         crate::routes::delete_key,
+        crate::pages::post_portal_session,
         crate::routes::get_healthz,
         crate::routes::get_metrics,
     ),

@@ -21,6 +21,9 @@ const NO_CONTROL: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
 const VISIBLE_HEADER: &str = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$";
 /// A category path: `/`-separated names, none empty, no control characters.
 const CATEGORY_PATH: &str = r"^[^/\x00-\x1F\x7F-\x9F]+(/[^/\x00-\x1F\x7F-\x9F]+)*$";
+/// A privacy-center `return_url`: https with a host, or http on localhost, of visible ASCII
+/// without `"<>\^`{|}`, and no user name or password (`crate::wire::check_return_url`).
+const RETURN_URL: &str = r"^(https://[A-Za-z0-9.:\[\]-]{1,255}|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?)([/?#][\x21\x23-\x3B\x3D\x3F-\x5B\x5D\x5F\x61-\x7A\x7E]*)?$";
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
@@ -288,6 +291,24 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
             "properties": {
                 "role": {"type": "string", "enum": roles},
                 "label": nullable(json!({"type": "string", "maxLength": MAX_KEY_LABEL_CHARS})),
+            },
+        }),
+    );
+    schemas.insert(
+        "PortalSessionIn".into(),
+        json!({
+            "type": "object",
+            "required": ["subject", "return_url"],
+            "additionalProperties": false,
+            "properties": {
+                "subject": identifier(MAX_SUBJECT_CHARS),
+                "return_url": {
+                    "type": "string",
+                    "maxLength": crate::wire::MAX_RETURN_URL_CHARS,
+                    "pattern": RETURN_URL,
+                    "description": "Where the pages link back to: https, or http on localhost; no user name or password",
+                },
+                "locale": nullable(json!({"type": "string", "enum": crate::pages::locale::LOCALES})),
             },
         }),
     );

@@ -8,6 +8,7 @@ mod catalogue;
 mod connections;
 mod gpc;
 mod metrics;
+mod portal;
 mod roles;
 mod routes;
 mod support;

@@ -282,6 +282,27 @@ impl Req {
         self.header("content-type", "application/json")
     }
 
+    /// A form body (`application/x-www-form-urlencoded`), as a browser posts it.
+    pub fn form(mut self, pairs: &[(&str, &str)]) -> Req {
+        let encode = |text: &str| {
+            text.bytes()
+                .map(|byte| match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (byte as char).to_string()
+                    }
+                    other => format!("%{other:02X}"),
+                })
+                .collect::<String>()
+        };
+        self.body = pairs
+            .iter()
+            .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes();
+        self.header("content-type", "application/x-www-form-urlencoded")
+    }
+
     /// The client address the server sees (as `into_make_service_with_connect_info` sets it).
     pub fn from(mut self, address: SocketAddr) -> Req {
         self.from = Some(address);

@@ -1,0 +1,146 @@
+//! The pages of discreet, server-rendered HTML beside the API: the privacy center
+//! (`/portal/…`, for the shop's customers) and its stylesheet.
+//!
+//! Pages work without JavaScript and make no third-party request: one stylesheet of our
+//! own, no script, no font, no image from anywhere else. Every page answer carries the same
+//! security headers (`page_headers`); every form carries its session's CSRF token; cookies
+//! are `HttpOnly; SameSite=Strict`, and `Secure` unless the page is served on localhost.
+//! Each page calls the same engine methods as the API, with the caller its session yields.
+//!
+//! - `sessions`: the in-memory privacy-center sessions (start tokens, cookies, CSRF);
+//! - `locale`: every visible string, one table per locale (English, German);
+//! - `portal`: the privacy center's handlers and what they show;
+//! - `view`: the frame every page shares, and turning engine answers into rows to show.
+
+pub mod locale;
+mod portal;
+pub mod sessions;
+mod view;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub use portal::{__path_post_portal_session, open_session, post_portal_session};
+
+/// The stylesheet of every page.
+const STYLESHEET: &str = include_str!("../../assets/style.css");
+
+/// The name of the privacy-center cookie.
+pub(crate) const PORTAL_COOKIE: &str = "discreet_portal";
+
+/// The routes of the pages (the API's `POST /v1/portal/sessions` is in the API router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(portal::to_overview))
+        .route("/portal/", get(portal::overview))
+        .route("/portal/start/{token}", get(portal::start))
+        .route("/portal/data", get(portal::data))
+        .route(
+            "/portal/consents",
+            get(portal::consents).post(portal::post_consents),
+        )
+        .route("/portal/download", get(portal::download))
+        .route("/portal/activity", get(portal::activity))
+        .route(
+            "/portal/forget",
+            get(portal::forget).post(portal::post_forget),
+        )
+        .route("/portal/receipt", get(portal::receipt))
+        .route("/portal/receipt.json", get(portal::receipt_file))
+        .route("/portal/sign-out", post(portal::sign_out))
+        .route("/portal/{*rest}", get(portal::not_found))
+        .route("/assets/style.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(page_headers))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The headers of every page answer: nothing but our own origin may load into, frame or
+/// receive a page; nothing is cached; no address leaks in a referrer.
+pub(crate) async fn page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    set_page_headers(response.headers_mut());
+    response
+}
+
+pub(crate) fn set_page_headers(headers: &mut HeaderMap) {
+    let fixed: [(HeaderName, &'static str); 6] = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// An HTML page answer.
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The `Host` the request was sent to, if it may be written into a URL.
+pub(crate) fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| crate::wire::is_url_authority(host))
+}
+
+/// A `Set-Cookie` for `name` on `path`: `HttpOnly; SameSite=Strict`, `Secure` unless the
+/// request came to localhost; `max_age_secs` 0 clears it.
+pub(crate) fn set_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: u64,
+) -> Option<HeaderValue> {
+    let local = request_host(headers).is_some_and(crate::wire::is_local_host);
+    let secure = if local { "" } else { "; Secure" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
+}
