@@ -7,29 +7,27 @@
 //! writer lock, beside `begin_erasure`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Object, Pool};
-use futures_util::StreamExt;
 use tokio_postgres::IsolationLevel;
 
 use super::dump::{self, DumpKind};
+use super::jobs::Job;
 use super::rows::*;
 use super::runtime::PgRuntime;
+use super::scan;
 use super::schema::{SchemaKind, migrate};
-use super::writer::{Job, Writer, read_ledger_head, read_stored_seal};
+use super::writer::{Writer, read_ledger_head};
 use super::{PostgresOptions, pool};
 use crate::error::{Error, Result};
-use crate::integrity::{ConsentHead, IntegrityKeys};
+use crate::integrity::IntegrityKeys;
 use crate::ledger::{Checkpoint, LedgerDraft, LedgerHead, LedgerKey, LedgerRecord};
 use crate::storage::*;
 
 /// Event sequence numbers taken from the database at once: the counter row is written
 /// once per block, not once per batch.
 const SEQ_BLOCK: i64 = 65_536;
-/// Rows handed from a scan's snapshot to the caller at a time.
-const SCAN_CHUNK: usize = 1_024;
 
 /// Events of subjects not being forgotten (what rebuilds and retention may see).
 const ACTIVE_EVENTS: &str = "SELECT e.seq, e.subject, e.category, e.at, e.sealed FROM events e
@@ -522,38 +520,7 @@ impl Storage for PostgresStorage {
     }
 
     fn integrity_scan(&self, visitor: &mut dyn IntegrityVisitor) -> Result<()> {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<ScanItem>>>(2);
-        let ledger_done = Arc::new(AtomicBool::new(false));
-        let pool = self.pool.clone();
-        let producer_ledger_done = ledger_done.clone();
-        self.runtime.spawn(async move {
-            if let Err(error) = produce_scan(pool, &sender, &producer_ledger_done).await {
-                let _ = sender.send(Err(error)).await;
-            }
-        });
-        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        loop {
-            let receiver = receiver.clone();
-            let chunk = self
-                .runtime
-                .run(async move { Ok(receiver.lock().await.recv().await) })?;
-            let Some(chunk) = chunk else {
-                return Ok(());
-            };
-            for item in chunk? {
-                match item {
-                    ScanItem::Seal(seal) => visitor.seal(seal),
-                    ScanItem::Ledger(record) => {
-                        if !ledger_done.load(Ordering::SeqCst) && !visitor.ledger(&record) {
-                            ledger_done.store(true, Ordering::SeqCst);
-                        }
-                    }
-                    ScanItem::ApiKey(key) => visitor.api_key(key),
-                    ScanItem::ConsentHead(head) => visitor.consent_head(head),
-                    ScanItem::Consent(consent) => visitor.consent(consent),
-                }
-            }
-        }
+        scan::integrity_scan(&self.runtime, self.pool.clone(), visitor)
     }
 
     fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
@@ -598,83 +565,4 @@ impl Storage for PostgresStorage {
             item_from_row,
         )
     }
-}
-
-/// Reads one row of a scan's query.
-type ReadScanItem = fn(&tokio_postgres::Row) -> Result<ScanItem>;
-
-/// One row of an integrity scan, handed from the snapshot to the caller.
-enum ScanItem {
-    Seal(Option<StoredSeal>),
-    Ledger(LedgerRecord),
-    ApiKey(StoredApiKey),
-    ConsentHead(ConsentHead),
-    Consent(StoredConsent),
-}
-
-/// Reads the seal and every row it covers from one snapshot and hands them over in chunks;
-/// stops reading the ledger once the caller has seen enough of it.
-async fn produce_scan(
-    pool: Pool,
-    sender: &tokio::sync::mpsc::Sender<Result<Vec<ScanItem>>>,
-    ledger_done: &AtomicBool,
-) -> Result<()> {
-    let closed = || Error::Storage {
-        detail: "the integrity scan was abandoned".into(),
-    };
-    let mut client = pool.get().await?;
-    let snapshot = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let seal = read_stored_seal(&snapshot).await?;
-    sender
-        .send(Ok(vec![ScanItem::Seal(seal)]))
-        .await
-        .map_err(|_| closed())?;
-    let mut chunk = Vec::with_capacity(SCAN_CHUNK);
-    let queries: [(String, ReadScanItem); 4] = [
-        (
-            format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"),
-            |row| Ok(ScanItem::Ledger(ledger_from_row(row)?)),
-        ),
-        (
-            format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
-            |row| Ok(ScanItem::ApiKey(api_key_from_row(row)?)),
-        ),
-        (
-            format!("SELECT {CONSENT_HEAD_COLUMNS} FROM consent_heads ORDER BY subject"),
-            |row| Ok(ScanItem::ConsentHead(consent_head_from_row(row)?)),
-        ),
-        (
-            format!("SELECT {STORED_CONSENT_COLUMNS} FROM consents ORDER BY subject, id"),
-            |row| Ok(ScanItem::Consent(stored_consent_from_row(row)?)),
-        ),
-    ];
-    for (index, (sql, read)) in queries.iter().enumerate() {
-        let is_ledger = index == 0;
-        let rows = snapshot
-            .query_raw(sql.as_str(), std::iter::empty::<i64>())
-            .await?;
-        let mut rows = std::pin::pin!(rows);
-        while let Some(row) = rows.next().await {
-            chunk.push(read(&row?)?);
-            if chunk.len() >= SCAN_CHUNK {
-                sender
-                    .send(Ok(std::mem::take(&mut chunk)))
-                    .await
-                    .map_err(|_| closed())?;
-                if is_ledger && ledger_done.load(Ordering::SeqCst) {
-                    break;
-                }
-            }
-        }
-    }
-    if !chunk.is_empty() {
-        sender.send(Ok(chunk)).await.map_err(|_| closed())?;
-    }
-    snapshot.commit().await?;
-    Ok(())
 }

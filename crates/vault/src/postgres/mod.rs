@@ -16,17 +16,23 @@
 //! - `schema`: the tables of both schemas, their migrations and the version table;
 //! - `runtime`: the tokio runtime the backend owns and how sync calls wait on it;
 //! - `writer`: the writer task, group commit, the writer lock and the ledger chain;
+//! - `jobs`: the writes the writer runs, as values, and what each answers;
 //! - `writes`: the statements each write job runs inside the writer's transaction;
+//! - `chains`: consent chains, API key MACs, the first sealing and the seal's check;
 //! - `rows`: reading stored rows back into the storage contract's types;
 //! - `data_store`: `PostgresStorage`, the `Storage` of the data schema;
+//! - `scan`: the integrity scan, from one snapshot, in chunks;
 //! - `key_store`: `PostgresKeyStore`, the `KeyStorage` of the key schema;
 //! - `dump`: our own data-only dump and its restore (COPY in binary, one snapshot).
 
+mod chains;
 mod data_store;
 mod dump;
+mod jobs;
 mod key_store;
 mod rows;
 mod runtime;
+mod scan;
 mod schema;
 mod writer;
 mod writes;
