@@ -1,6 +1,7 @@
 //! `discreet backup`: the way to copy a store. It writes a consistent copy of the data file
-//! only — no key — after signing a ledger checkpoint; a copy of the key store is written
-//! only when asked for, to its own file, because a forgotten customer's key lives on in it.
+//! (on PostgreSQL, a dump of the data schema) only — no key — after signing a ledger
+//! checkpoint; a copy of the key store is written only when asked for, to its own file,
+//! because a forgotten customer's key lives on in it.
 //!
 //! A plain copy of the data folder is no backup: it may be inconsistent while the server
 //! writes; this command never is.
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::CommandError;
-use crate::store::StoreArgs;
+use crate::store::{PostgresArgs, StoreArgs};
 
 /// Arguments of `backup`.
 #[derive(Args, Debug)]
@@ -24,6 +25,8 @@ pub struct BackupArgs {
     pub keys_to: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Print what was written as JSON.
     #[arg(long)]
     pub json: bool,
@@ -38,12 +41,14 @@ pub fn run(args: BackupArgs) -> Result<(), CommandError> {
             )));
         }
     }
-    if let Some(keys_to) = &args.keys_to {
+    if let Some(keys_to) = &args.keys_to
+        && args.postgres.postgres.is_none()
+    {
         discreet_vault::check_key_store_outside(keys_to, &args.store.data_dir).map_err(
             |error| CommandError::BadInput(format!("the key store copy is refused: {error}")),
         )?;
     }
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     let vault = engine.vault();
     vault
         .backup(&args.to)

@@ -11,7 +11,7 @@ use discreet_engine::{Caller, Engine, EventContext, EventInput, EventType, Idemp
 use discreet_eval::retail_csv::{RetailRow, read_retail_file};
 
 use crate::CommandError;
-use crate::store::{StoreArgs, engine_error, rebuild_with_progress};
+use crate::store::{PostgresArgs, StoreArgs, engine_error, rebuild_with_progress};
 
 /// Arguments of `import`.
 #[derive(Args, Debug)]
@@ -20,6 +20,8 @@ pub struct ImportArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Shift every time forward so the last purchase falls on the day before today (the
     /// data is from 2010-2011; without this its purchases are past the policy's retention,
     /// and the engine refuses them).
@@ -55,7 +57,7 @@ pub fn run(args: ImportArgs) -> Result<(), CommandError> {
             "--batch must be from 1 to 10000".into(),
         ));
     }
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     rebuild_with_progress(&engine)?;
     let report = import_file(
         &engine,

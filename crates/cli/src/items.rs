@@ -14,7 +14,7 @@ use discreet_engine::{Caller, Engine, ItemInput};
 use discreet_eval::retail_csv::RetailRow;
 
 use crate::CommandError;
-use crate::store::{StoreArgs, engine_error, rebuild_with_progress};
+use crate::store::{PostgresArgs, StoreArgs, engine_error, rebuild_with_progress};
 
 /// The columns of an items CSV file, in this order (`categories` separated by `|`).
 pub const ITEM_CSV_COLUMNS: [&str; 5] = ["item", "title", "categories", "price", "available"];
@@ -37,28 +37,40 @@ pub enum ItemsCommand {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
     },
     /// Print a declared item (JSON).
     Show {
         item: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
     },
 }
 
 pub fn run(args: ItemsArgs) -> Result<(), CommandError> {
     match args.command {
-        ItemsCommand::Import { file, store } => {
+        ItemsCommand::Import {
+            file,
+            store,
+            postgres,
+        } => {
             let items = read_items_file(&file)?;
-            let engine = store.open_engine()?;
+            let engine = store.open_engine_on(&postgres)?;
             rebuild_with_progress(&engine)?;
             let stored = store_items(&engine, items)?;
             engine.shutdown();
             println!("declared {stored} items from {}", file.display());
             Ok(())
         }
-        ItemsCommand::Show { item, store } => {
-            let engine = store.open_engine()?;
+        ItemsCommand::Show {
+            item,
+            store,
+            postgres,
+        } => {
+            let engine = store.open_engine_on(&postgres)?;
             let view = engine
                 .item(&Caller::operator(), &item)
                 .map_err(engine_error)?;

@@ -10,7 +10,7 @@ use discreet_vault::Kek;
 use serde_json::json;
 
 use crate::CommandError;
-use crate::store::{StoreArgs, engine_error};
+use crate::store::{PostgresArgs, StoreArgs, engine_error};
 
 /// Arguments of `keys`.
 #[derive(Args, Debug)]
@@ -31,6 +31,8 @@ pub enum KeysCommand {
         label: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         /// Print `{"id", "role", "secret"}`.
         #[arg(long)]
         json: bool,
@@ -39,6 +41,8 @@ pub enum KeysCommand {
     List {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         #[arg(long)]
         json: bool,
     },
@@ -47,6 +51,8 @@ pub enum KeysCommand {
         id: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
     },
 }
 
@@ -57,9 +63,10 @@ pub fn run_keys(args: KeysArgs) -> Result<(), CommandError> {
             role,
             label,
             store,
+            postgres,
             json,
         } => {
-            let engine = store.open_engine()?;
+            let engine = store.open_engine_on(&postgres)?;
             let issued = engine
                 .create_api_key(&caller, &role, &label)
                 .map_err(engine_error)?;
@@ -74,8 +81,12 @@ pub fn run_keys(args: KeysArgs) -> Result<(), CommandError> {
                 println!("The secret is shown only now; discreet keeps only its hash.");
             }
         }
-        KeysCommand::List { store, json } => {
-            let engine = store.open_engine()?;
+        KeysCommand::List {
+            store,
+            postgres,
+            json,
+        } => {
+            let engine = store.open_engine_on(&postgres)?;
             let keys = engine.api_keys(&caller).map_err(engine_error)?;
             if json {
                 let keys: Vec<_> = keys
@@ -104,8 +115,12 @@ pub fn run_keys(args: KeysArgs) -> Result<(), CommandError> {
                 }
             }
         }
-        KeysCommand::Revoke { id, store } => {
-            let engine = store.open_engine()?;
+        KeysCommand::Revoke {
+            id,
+            store,
+            postgres,
+        } => {
+            let engine = store.open_engine_on(&postgres)?;
             engine.revoke_api_key(&caller, &id).map_err(engine_error)?;
             println!("revoked {id}");
         }
@@ -130,6 +145,8 @@ pub enum KekCommand {
         new_kek_file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         #[arg(long)]
         json: bool,
     },
@@ -140,12 +157,13 @@ pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
         KekCommand::Rotate {
             new_kek_file,
             store,
+            postgres,
             json,
         } => {
             discreet_vault::check_kek_outside(&new_kek_file, &store.data_dir).map_err(|error| {
                 CommandError::BadInput(format!("the new KEK file is refused: {error}"))
             })?;
-            let engine = store.open_engine()?;
+            let engine = store.open_engine_on(&postgres)?;
             let next = Kek::load_or_create_file(&new_kek_file).map_err(|error| {
                 CommandError::BadInput(format!(
                     "cannot use the new KEK file {}: {error}",
@@ -176,7 +194,7 @@ pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
                 }
                 .key_store_file();
                 let key_store = store.key_store_file();
-                if beside_new != key_store {
+                if postgres.postgres.is_none() && beside_new != key_store {
                     println!(
                         "the key store stays at {}: add --keys-dir {} (or move it beside the new KEK file)",
                         key_store.display(),

@@ -13,13 +13,15 @@ use discreet_engine::Engine;
 use discreet_server::{AppState, Cidr, ConnectionSettings, Listeners, TrustedProxies};
 
 use crate::CommandError;
-use crate::store::{StoreArgs, rebuild_with_progress};
+use crate::store::{PostgresArgs, StoreArgs, rebuild_with_progress};
 
 /// Arguments of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Address to listen on.
     #[arg(long, env = "DISCREET_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
@@ -100,7 +102,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), CommandError> {
     init_tracing(args.log_json);
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     serve_engine(engine, args.listen, &args.http, |_, _| {})
 }
 

@@ -1,5 +1,5 @@
-//! Opening the store (data folder, KEK file, policy) the way every command does, and the
-//! start-up rebuild with its progress bar.
+//! Opening the store (data folder or PostgreSQL, KEK file, policy) the way every command
+//! does, and the start-up rebuild with its progress bar.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use clap::Args;
 use discreet_engine::{Engine, EngineOptions, RebuildReport};
 use discreet_policy::Policy;
 use discreet_vault::sqlite::KEY_STORE_FILE;
-use discreet_vault::{Kek, KekRing, SqliteOptions, Vault};
+use discreet_vault::{Kek, KekRing, PostgresOptions, SqliteOptions, Vault};
 
 use crate::CommandError;
 
@@ -31,11 +31,82 @@ pub struct StoreArgs {
     pub policy: Option<PathBuf>,
 }
 
+/// Where the vault lives when it is on PostgreSQL instead of the data folder. Apart from
+/// `StoreArgs` so that the commands that may open either take it beside their store.
+#[derive(Args, Clone)]
+pub struct PostgresArgs {
+    /// Keep the vault in PostgreSQL instead of the data folder: connection settings
+    /// (`host=... user=... dbname=...` or `postgresql://...`). The data goes to the schema
+    /// `discreet`, the key store to the schema `discreet_keys`; --data-dir is then unused,
+    /// --kek-file still required.
+    #[arg(long, env = "DISCREET_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// Connection settings of a separate database for the key store (with --postgres).
+    #[arg(
+        long,
+        env = "DISCREET_POSTGRES_KEYS",
+        hide_env_values = true,
+        requires = "postgres"
+    )]
+    pub postgres_keys: Option<String>,
+    /// Schema of the data on PostgreSQL; the key store goes to `SCHEMA_keys` (with
+    /// --postgres: several stores may share one database under different names).
+    #[arg(
+        long,
+        env = "DISCREET_POSTGRES_SCHEMA",
+        default_value = discreet_vault::postgres::DEFAULT_DATA_SCHEMA,
+        requires = "postgres"
+    )]
+    pub postgres_schema: String,
+}
+
+impl std::fmt::Debug for PostgresArgs {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Connection settings may carry a password: never printed.
+        formatter
+            .debug_struct("PostgresArgs")
+            .field("postgres", &self.postgres.is_some())
+            .field("postgres_keys", &self.postgres_keys.is_some())
+            .field("postgres_schema", &self.postgres_schema)
+            .finish()
+    }
+}
+
+impl Default for PostgresArgs {
+    /// The vault in the data folder.
+    fn default() -> Self {
+        PostgresArgs {
+            postgres: None,
+            postgres_keys: None,
+            postgres_schema: discreet_vault::postgres::DEFAULT_DATA_SCHEMA.to_owned(),
+        }
+    }
+}
+
+impl PostgresArgs {
+    /// The vault's PostgreSQL options, when the vault is on PostgreSQL.
+    pub fn options(&self) -> Option<PostgresOptions> {
+        let settings = self.postgres.as_ref()?;
+        let key_schema = format!("{}_keys", self.postgres_schema);
+        let options =
+            PostgresOptions::new(settings.clone()).with_schemas(&self.postgres_schema, &key_schema);
+        Some(match &self.postgres_keys {
+            Some(keys) => options.with_key_database(keys.clone()),
+            None => options,
+        })
+    }
+}
+
 impl StoreArgs {
     /// Loads the policy and opens the vault (finishing any interrupted forget).
     pub fn open_engine(&self) -> Result<Engine, CommandError> {
+        self.open_engine_on(&PostgresArgs::default())
+    }
+
+    /// As `open_engine`, on PostgreSQL when `postgres` says so.
+    pub fn open_engine_on(&self, postgres: &PostgresArgs) -> Result<Engine, CommandError> {
         let policy = crate::policy_command::load_policy(self.policy.as_ref())?;
-        self.open_engine_with(policy, EngineOptions::default())
+        self.open(policy, EngineOptions::default(), false, postgres)
     }
 
     /// The key store file these arguments name.
@@ -52,9 +123,9 @@ impl StoreArgs {
 
     /// Opens the store to verify it: a data file found altered is opened all the same, with
     /// every write refused, so that `audit verify` can say what is wrong.
-    pub fn open_engine_to_verify(&self) -> Result<Engine, CommandError> {
+    pub fn open_engine_to_verify(&self, postgres: &PostgresArgs) -> Result<Engine, CommandError> {
         let policy = crate::policy_command::load_policy(self.policy.as_ref())?;
-        self.open(policy, EngineOptions::default(), true)
+        self.open(policy, EngineOptions::default(), true, postgres)
     }
 
     /// As `open_engine`, with a given policy and options.
@@ -63,7 +134,7 @@ impl StoreArgs {
         policy: Policy,
         options: EngineOptions,
     ) -> Result<Engine, CommandError> {
-        self.open(policy, options, false)
+        self.open(policy, options, false, &PostgresArgs::default())
     }
 
     fn open(
@@ -71,7 +142,58 @@ impl StoreArgs {
         policy: Policy,
         options: EngineOptions,
         verify_only: bool,
+        postgres: &PostgresArgs,
     ) -> Result<Engine, CommandError> {
+        let vault = match postgres.options() {
+            Some(mut postgres_options) => {
+                postgres_options.verify_only = verify_only;
+                self.open_postgres(&postgres_options)?
+            }
+            None => self.open_sqlite(verify_only)?,
+        };
+        if let Some(problem) = vault.refused_writes() {
+            eprintln!(
+                "warning: the data was altered outside discreet ({problem}); opened to verify only"
+            );
+        }
+        for receipt in vault.recovered_forgets() {
+            eprintln!(
+                "finished an interrupted forget: receipt {} (subject token {})",
+                receipt.id, receipt.subject_token
+            );
+        }
+        Engine::new(policy, vault, options).map_err(|error| CommandError::Failed(error.into()))
+    }
+
+    /// The KEK from its file (created when missing).
+    fn load_kek(&self) -> Result<Kek, CommandError> {
+        Kek::load_or_create_file(&self.kek_file).map_err(|error| {
+            CommandError::BadInput(format!(
+                "cannot use the KEK file {}: {error}",
+                self.kek_file.display()
+            ))
+        })
+    }
+
+    /// The vault on PostgreSQL; the KEK still comes from its file.
+    fn open_postgres(&self, options: &PostgresOptions) -> Result<Vault, CommandError> {
+        let kek = self.load_kek()?;
+        Vault::open_postgres(options, KekRing::new(kek)).map_err(|error| match error {
+            discreet_vault::Error::Config { .. } | discreet_vault::Error::BadInput { .. } => {
+                CommandError::BadInput(format!("cannot open the vault on PostgreSQL: {error}"))
+            }
+            discreet_vault::Error::Integrity { .. } => {
+                eprintln!("error: cannot open the vault on PostgreSQL: {error}");
+                CommandError::Verification
+            }
+            other => CommandError::Failed(anyhow::anyhow!(
+                "cannot open the vault on PostgreSQL: {other}"
+            )),
+        })
+    }
+
+    /// The vault in the data folder.
+    fn open_sqlite(&self, verify_only: bool) -> Result<Vault, CommandError> {
         // Checked before any file is created, so a refused path leaves nothing behind.
         let key_store = self.key_store_file();
         discreet_vault::check_kek_outside(&self.kek_file, &self.data_dir)
@@ -82,48 +204,28 @@ impl StoreArgs {
                     self.data_dir.display()
                 ))
             })?;
-        let kek = Kek::load_or_create_file(&self.kek_file).map_err(|error| {
-            CommandError::BadInput(format!(
-                "cannot use the KEK file {}: {error}",
-                self.kek_file.display()
-            ))
-        })?;
+        let kek = self.load_kek()?;
         let mut options_sqlite = SqliteOptions::new(&self.data_dir, Some(self.kek_file.clone()))
             .with_key_store(key_store);
         options_sqlite.verify_only = verify_only;
-        let vault =
-            Vault::open_sqlite(&options_sqlite, KekRing::new(kek)).map_err(
-                |error| match error {
-                    discreet_vault::Error::Config { .. } => CommandError::BadInput(format!(
-                        "cannot open the data folder {}: {error}",
-                        self.data_dir.display()
-                    )),
-                    // Altered outside discreet: refuse to start, as the ledger check does.
-                    discreet_vault::Error::Integrity { .. } => {
-                        eprintln!(
-                            "error: cannot open the data folder {}: {error}",
-                            self.data_dir.display()
-                        );
-                        CommandError::Verification
-                    }
-                    other => CommandError::Failed(anyhow::anyhow!(
-                        "cannot open the data folder {}: {other}",
-                        self.data_dir.display()
-                    )),
-                },
-            )?;
-        if let Some(problem) = vault.refused_writes() {
-            eprintln!(
-                "warning: the data file was altered outside discreet ({problem}); opened to verify only"
-            );
-        }
-        for receipt in vault.recovered_forgets() {
-            eprintln!(
-                "finished an interrupted forget: receipt {} (subject token {})",
-                receipt.id, receipt.subject_token
-            );
-        }
-        Engine::new(policy, vault, options).map_err(|error| CommandError::Failed(error.into()))
+        Vault::open_sqlite(&options_sqlite, KekRing::new(kek)).map_err(|error| match error {
+            discreet_vault::Error::Config { .. } => CommandError::BadInput(format!(
+                "cannot open the data folder {}: {error}",
+                self.data_dir.display()
+            )),
+            // Altered outside discreet: refuse to start, as the ledger check does.
+            discreet_vault::Error::Integrity { .. } => {
+                eprintln!(
+                    "error: cannot open the data folder {}: {error}",
+                    self.data_dir.display()
+                );
+                CommandError::Verification
+            }
+            other => CommandError::Failed(anyhow::anyhow!(
+                "cannot open the data folder {}: {other}",
+                self.data_dir.display()
+            )),
+        })
     }
 }
 

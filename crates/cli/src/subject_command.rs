@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use discreet_engine::Caller;
 
 use crate::CommandError;
-use crate::store::{StoreArgs, engine_error, rebuild_with_progress};
+use crate::store::{PostgresArgs, StoreArgs, engine_error, rebuild_with_progress};
 
 /// Arguments of `forget`.
 #[derive(Args, Debug)]
@@ -14,13 +14,15 @@ pub struct ForgetArgs {
     pub subject: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Print the receipt as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run_forget(args: ForgetArgs) -> Result<(), CommandError> {
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     rebuild_with_progress(&engine)?;
     let receipt = engine
         .forget(&Caller::operator(), &args.subject)
@@ -60,10 +62,12 @@ pub struct ExportArgs {
     pub subject: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 }
 
 pub fn run_export(args: ExportArgs) -> Result<(), CommandError> {
-    let engine = args.store.open_engine()?;
+    let engine = args.store.open_engine_on(&args.postgres)?;
     rebuild_with_progress(&engine)?;
     let export = engine
         .export(&Caller::operator(), &args.subject)
@@ -91,6 +95,8 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         #[arg(long)]
         json: bool,
     },
@@ -98,8 +104,12 @@ pub enum AuditCommand {
 
 pub fn run_audit(args: AuditArgs) -> Result<(), CommandError> {
     match args.command {
-        AuditCommand::Verify { store, json } => {
-            let engine = store.open_engine_to_verify()?;
+        AuditCommand::Verify {
+            store,
+            postgres,
+            json,
+        } => {
+            let engine = store.open_engine_to_verify(&postgres)?;
             let verification = engine
                 .verify_ledger(&Caller::operator())
                 .map_err(engine_error)?;

@@ -5,6 +5,7 @@ mod bench_scale;
 mod browser;
 mod cli;
 mod items;
+mod postgres;
 mod restart;
 mod serving;
 mod support;

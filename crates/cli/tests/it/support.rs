@@ -25,6 +25,9 @@ pub fn discreet() -> Command {
         "DISCREET_LISTEN",
         "DISCREET_METRICS_LISTEN",
         "DISCREET_POLICY",
+        "DISCREET_POSTGRES",
+        "DISCREET_POSTGRES_KEYS",
+        "DISCREET_POSTGRES_SCHEMA",
         "RUST_LOG",
     ] {
         command.env_remove(name);

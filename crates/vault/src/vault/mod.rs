@@ -39,6 +39,7 @@ use crate::crypto::{DataKey, KekRing, Signer, TokenKey, to_hex};
 use crate::error::{Error, Result};
 use crate::integrity::IntegrityKeys;
 use crate::ledger::{LedgerDraft, LedgerKey};
+use crate::postgres::PostgresOptions;
 use crate::receipt::{ForgetReceipt, PublicKeyInfo};
 use crate::sqlite::{DATA_FILE, KEY_STORE_FILE, SqliteKeyStore, SqliteStorage};
 use crate::storage::*;
@@ -263,6 +264,14 @@ impl Vault {
             Vault::open_checked(Box::new(storage), Box::new(keys), keks, options.verify_only)?;
         vault._folder_lock = Some(folder_lock);
         Ok(vault)
+    }
+
+    /// Opens the vault on PostgreSQL: sealed data in the data schema, keys in the key
+    /// schema (or the key database), both created or migrated first. Several processes may
+    /// open the same schemas: their writers take turns on the schema's writer lock.
+    pub fn open_postgres(options: &PostgresOptions, keks: KekRing) -> Result<Vault> {
+        let (storage, keys) = crate::postgres::open_stores(options)?;
+        Vault::open_checked(Box::new(storage), Box::new(keys), keks, options.verify_only)
     }
 
     /// Opens a vault over any backend; finishes interrupted forgets and re-applies forgets

@@ -1,4 +1,5 @@
 //! The vault's one integration test binary.
 
 mod conformance;
+mod postgres;
 mod sqlite;
