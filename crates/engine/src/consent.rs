@@ -27,7 +27,7 @@ pub const GPC_CARRIERS: [Action; 4] = [
     Action::Recommendations,
 ];
 
-fn state_name(granted: bool) -> &'static str {
+pub(crate) fn state_name(granted: bool) -> &'static str {
     if granted { "granted" } else { "withdrawn" }
 }
 
@@ -54,6 +54,26 @@ impl Engine {
     ) -> Result<ConsentState> {
         let permit = self.authorize_for(caller, Action::ConsentsWrite, subject)?;
         check_subject("subject", subject)?;
+        self.check_decision(purpose, source)?;
+        permit.write(CONSENT_CATEGORY, None)?;
+        self.check_ready()?;
+        let _gate = self.exclusive();
+        let row = self.inner.vault.record_consent(
+            subject,
+            &caller.key_id,
+            &self.new_consent(purpose, granted, source),
+        )?;
+        self.follow_consent(&caller.key_id, &row)?;
+        Ok(ConsentState {
+            purpose: row.purpose,
+            state: state_name(row.granted),
+            at: Some(rfc3339(row.at)),
+        })
+    }
+
+    /// Checks a decision's purpose (declared, resting on consent) and source: the one check
+    /// of `set_consent` and of imported decisions alike.
+    pub(crate) fn check_decision(&self, purpose: &str, source: &str) -> Result<()> {
         let purpose_rule = self.purpose(purpose)?;
         if !purpose_rule.requires_consent() {
             return Err(Error::bad_input(
@@ -72,20 +92,7 @@ impl Engine {
                 ),
             ));
         }
-        permit.write(CONSENT_CATEGORY, None)?;
-        self.check_ready()?;
-        let _gate = self.exclusive();
-        let row = self.inner.vault.record_consent(
-            subject,
-            &caller.key_id,
-            &self.new_consent(purpose, granted, source),
-        )?;
-        self.follow_consent(&caller.key_id, &row)?;
-        Ok(ConsentState {
-            purpose: row.purpose,
-            state: state_name(row.granted),
-            at: Some(rfc3339(row.at)),
-        })
+        Ok(())
     }
 
     fn new_consent(&self, purpose: &str, granted: bool, source: &str) -> NewConsent {
@@ -100,7 +107,7 @@ impl Engine {
 
     /// Makes the models follow a recorded decision, if it is for their purpose (the caller
     /// holds the gate alone).
-    fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
+    pub(crate) fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
         let Some(model_purpose) = self.inner.model_purpose.as_deref() else {
             return Ok(());
         };
