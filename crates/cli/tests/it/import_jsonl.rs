@@ -139,7 +139,13 @@ fn models_view(store: &Store, subject: &str) -> Value {
         "models_hold": sorted(&derived["models_hold"], |held| held.clone()),
         "recommended": sorted(&derived["recommendations"], |item| {
             let score = item["score"].as_f64().unwrap_or(f64::NAN);
-            json!([item["item"], (score * 1_000.0).round(), item["because"]])
+            // Items that explain equally may come in either order too.
+            let mut because: Vec<String> = item["because"]
+                .as_array()
+                .map(|items| items.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
+            because.sort();
+            json!([item["item"], (score * 1_000.0).round(), because])
         }),
     })
 }
