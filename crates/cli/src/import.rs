@@ -1,8 +1,10 @@
-//! `discreet import`: loads a UCI Online Retail file into the store through the engine —
-//! the same checks, sealing and ledger as the HTTP API — in batches, with a progress bar;
-//! then declares its items (titles and median prices, see `items::item_facts`). Every sold
-//! line is a purchase, non-product codes (postage, fees, manual lines) too: the policy's
-//! `[recommendations] never` rule keeps those out of answers, not the reader.
+//! `discreet import`: loads a shop's history into the store through the engine — the same
+//! checks, sealing and ledger as the HTTP API — in batches, with a progress bar. Three
+//! formats: JSON Lines and CSV of the API's own shapes (`import_records`), and the UCI
+//! Online Retail layout (here), whose items are declared after its purchases (titles and
+//! median prices, see `items::item_facts`). In the UCI layout every sold line is a purchase,
+//! non-product codes (postage, fees, manual lines) too: the policy's `[recommendations]
+//! never` rule keeps those out of answers, not the reader.
 
 use std::path::{Path, PathBuf};
 
@@ -13,21 +15,41 @@ use discreet_eval::retail_csv::{RetailRow, read_retail_file};
 use crate::CommandError;
 use crate::store::{PostgresArgs, StoreArgs, engine_error, rebuild_with_progress};
 
+/// The formats `import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// The UCI Online Retail layout (InvoiceNo, StockCode, ...).
+    Uci,
+    /// JSON Lines: one `event`, `attributes`, `consent` or `item` record a line.
+    Jsonl,
+    /// CSV of events, with a header naming the event fields.
+    Csv,
+}
+
 /// Arguments of `import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// The UCI Online Retail file (CSV, gzipped or not).
+    /// The file: JSON Lines, CSV of events, or the UCI Online Retail layout; `.gz` is read
+    /// too.
     pub file: PathBuf,
+    /// The file's format; guessed when absent: `.jsonl`, `.ndjson` or `.json` (less `.gz`)
+    /// is JSON Lines, anything else CSV — the UCI layout when its header names `InvoiceNo`.
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// Store the good records of a file that has bad ones, and list the bad lines (without
+    /// it, one bad record stops the import before anything is stored: exit code 2).
+    #[arg(long)]
+    pub skip_bad: bool,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
     pub postgres: PostgresArgs,
-    /// Shift every time forward so the last purchase falls on the day before today (the
-    /// data is from 2010-2011; without this its purchases are past the policy's retention,
-    /// and the engine refuses them).
+    /// UCI layout only: shift every time forward so the last purchase falls on the day
+    /// before today (the data is from 2010-2011; without this its purchases are past the
+    /// policy's retention, and the engine refuses them).
     #[arg(long)]
     pub shift_to_now: bool,
-    /// Prefix of the subject ids made from customer ids.
+    /// UCI layout only: prefix of the subject ids made from customer ids.
     #[arg(long, default_value = "c-")]
     pub subject_prefix: String,
     /// Events per batch (at most 10,000).
@@ -56,6 +78,13 @@ pub fn run(args: ImportArgs) -> Result<(), CommandError> {
         return Err(CommandError::BadInput(
             "--batch must be from 1 to 10000".into(),
         ));
+    }
+    let format = match args.format {
+        Some(format) => format,
+        None => guess_format(&args.file)?,
+    };
+    if format != ImportFormat::Uci {
+        return crate::import_records::run(&args, format);
     }
     let engine = args.store.open_engine_on(&args.postgres)?;
     rebuild_with_progress(&engine)?;
@@ -88,6 +117,26 @@ pub fn run(args: ImportArgs) -> Result<(), CommandError> {
         );
     }
     Ok(())
+}
+
+/// The format of `file` from its name, and for CSV from its header.
+pub fn guess_format(file: &Path) -> Result<ImportFormat, CommandError> {
+    let (input, name) = crate::records::open_maybe_gzipped(file)?;
+    if [".jsonl", ".ndjson", ".json"]
+        .iter()
+        .any(|extension| name.ends_with(extension))
+    {
+        return Ok(ImportFormat::Jsonl);
+    }
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(input), &mut header).map_err(
+        |error| CommandError::BadInput(format!("cannot read {}: {error}", file.display())),
+    )?;
+    Ok(if header.contains("InvoiceNo") {
+        ImportFormat::Uci
+    } else {
+        ImportFormat::Csv
+    })
 }
 
 /// Reads `file` and ingests its purchases.

@@ -10,10 +10,12 @@ mod bench_scale;
 mod demo;
 mod eval;
 mod import;
+mod import_records;
 mod items;
 mod keys;
 mod policy_command;
 mod receipt;
+mod records;
 mod serve;
 mod store;
 mod subject_command;
@@ -45,7 +47,8 @@ enum Command {
     /// Import the bundled Online Retail purchases, give the customers a mix of consents,
     /// serve them, and print a tour of curl commands.
     Demo(demo::DemoArgs),
-    /// Import a UCI Online Retail file through the engine, with a progress bar.
+    /// Import a shop's history (JSON Lines, CSV of events, or a UCI Online Retail file)
+    /// through the engine, with a progress bar.
     Import(import::ImportArgs),
     /// Declare catalogue items from a file, or show one.
     Items(items::ItemsArgs),
@@ -55,7 +58,8 @@ enum Command {
     Kek(keys::KekArgs),
     /// Forget a customer everywhere and print the signed receipt.
     Forget(subject_command::ForgetArgs),
-    /// Print everything held about a customer (JSON).
+    /// Print everything held about a customer (JSON), or every customer's records as JSON
+    /// Lines for importing into another store (--all).
     Export(subject_command::ExportArgs),
     /// Check the access ledger.
     Audit(subject_command::AuditArgs),

@@ -27,7 +27,7 @@ pub const GPC_CARRIERS: [Action; 4] = [
     Action::Recommendations,
 ];
 
-fn state_name(granted: bool) -> &'static str {
+pub(crate) fn state_name(granted: bool) -> &'static str {
     if granted { "granted" } else { "withdrawn" }
 }
 
@@ -54,24 +54,7 @@ impl Engine {
     ) -> Result<ConsentState> {
         let permit = self.authorize_for(caller, Action::ConsentsWrite, subject)?;
         check_subject("subject", subject)?;
-        let purpose_rule = self.purpose(purpose)?;
-        if !purpose_rule.requires_consent() {
-            return Err(Error::bad_input(
-                "purpose",
-                format!(
-                    "`{purpose}` rests on {}, not on consent; there is nothing to grant or withdraw",
-                    purpose_rule.legal_basis.as_str()
-                ),
-            ));
-        }
-        if !is_short_text(source, MAX_SOURCE_CHARS) {
-            return Err(Error::bad_input(
-                "source",
-                format!(
-                    "must be 1 to {MAX_SOURCE_CHARS} characters of text naming where the decision was collected"
-                ),
-            ));
-        }
+        self.check_decision(purpose, source)?;
         permit.write(CONSENT_CATEGORY, None)?;
         self.check_ready()?;
         let _gate = self.exclusive();
@@ -93,6 +76,30 @@ impl Engine {
         })
     }
 
+    /// Checks a decision's purpose (declared, resting on consent) and source: the one check
+    /// of `set_consent` and of imported decisions alike.
+    pub(crate) fn check_decision(&self, purpose: &str, source: &str) -> Result<()> {
+        let purpose_rule = self.purpose(purpose)?;
+        if !purpose_rule.requires_consent() {
+            return Err(Error::bad_input(
+                "purpose",
+                format!(
+                    "`{purpose}` rests on {}, not on consent; there is nothing to grant or withdraw",
+                    purpose_rule.legal_basis.as_str()
+                ),
+            ));
+        }
+        if !is_short_text(source, MAX_SOURCE_CHARS) {
+            return Err(Error::bad_input(
+                "source",
+                format!(
+                    "must be 1 to {MAX_SOURCE_CHARS} characters of text naming where the decision was collected"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn new_consent(&self, purpose: &str, granted: bool, source: &str) -> NewConsent {
         NewConsent {
             purpose: purpose.to_owned(),
@@ -105,7 +112,7 @@ impl Engine {
 
     /// Makes the models follow a recorded decision, if it is for their purpose (the caller
     /// holds the gate alone).
-    fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
+    pub(crate) fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
         let Some(model_purpose) = self.inner.model_purpose.as_deref() else {
             return Ok(());
         };

@@ -13,8 +13,8 @@ use crate::answers::IngestOutcome;
 use crate::engine::{Engine, read};
 use crate::error::{Error, Result};
 use crate::input::{
-    AttributeInput, EventInput, MAX_ATTRIBUTE_CHARS, check_batch, check_subject, event_type_rule,
-    fits, is_short_text,
+    AttributeInput, EventInput, MAX_ATTRIBUTE_CHARS, check_batch, check_event, check_subject,
+    event_type_rule, fits, is_short_text,
 };
 use crate::interactions::EventPayload;
 use crate::learner::QueuedEvent;
@@ -76,12 +76,7 @@ impl Engine {
         let permit = self.authorize(caller, Action::Ingest)?;
         self.check_ready()?;
         let policy = &self.inner.policy;
-        check_batch(
-            events,
-            self.inner.options.max_batch_events,
-            now_millis(),
-            &|event_type| event_type_rule(policy, event_type),
-        )?;
+        self.check_events(events)?;
         let mut payloads = Vec::with_capacity(events.len());
         let mut new_events = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -153,6 +148,27 @@ impl Engine {
         })
     }
 
+    /// Checks a batch's meaning as `ingest` does (size, every event; one problem refuses the
+    /// batch, naming `events[i].field`), storing nothing.
+    pub fn check_events(&self, events: &[EventInput]) -> Result<()> {
+        let policy = &self.inner.policy;
+        check_batch(
+            events,
+            self.inner.options.max_batch_events,
+            now_millis(),
+            &|event_type| event_type_rule(policy, event_type),
+        )
+    }
+
+    /// Checks one event's meaning as `ingest` does, storing nothing; fields are named
+    /// relative to the event (`at`, `context.weather`).
+    pub fn check_event(&self, event: &EventInput) -> Result<()> {
+        let policy = &self.inner.policy;
+        check_event(event, now_millis(), &|event_type| {
+            event_type_rule(policy, event_type)
+        })
+    }
+
     /// Stores attribute values (names declared in the policy). Returns the names stored.
     pub fn put_attributes(
         &self,
@@ -162,6 +178,26 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let permit = self.authorize(caller, Action::AttributesWrite)?;
         check_subject("subject", subject)?;
+        let new_attributes = self.attribute_rows(attributes)?;
+        for attribute in &new_attributes {
+            permit.write(&attribute.category, Some(&attribute.name))?;
+        }
+        self.check_ready()?;
+        self.inner
+            .vault
+            .put_attributes(subject, &caller.key_id, &new_attributes)?;
+        Ok(new_attributes
+            .into_iter()
+            .map(|attribute| attribute.name)
+            .collect())
+    }
+
+    /// Checks attribute values (declared names, lengths) and gives what the vault stores:
+    /// the one check of `put_attributes` and of imports alike.
+    pub(crate) fn attribute_rows(
+        &self,
+        attributes: &[AttributeInput],
+    ) -> Result<Vec<NewAttribute>> {
         if attributes.is_empty() {
             return Err(Error::bad_input("body", "names no attribute"));
         }
@@ -190,20 +226,12 @@ impl Engine {
                     format!("must be at most {MAX_ATTRIBUTE_CHARS} characters of text"),
                 ));
             }
-            permit.write(category, Some(name))?;
             new_attributes.push(NewAttribute {
                 name: name.to_owned(),
                 category: category.to_owned(),
                 value: attribute.value.clone().into_bytes(),
             });
         }
-        self.check_ready()?;
-        self.inner
-            .vault
-            .put_attributes(subject, &caller.key_id, &new_attributes)?;
-        Ok(new_attributes
-            .into_iter()
-            .map(|attribute| attribute.name)
-            .collect())
+        Ok(new_attributes)
     }
 }

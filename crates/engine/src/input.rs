@@ -261,7 +261,7 @@ pub fn check_batch(
 }
 
 /// Checks one event's meaning; fields are named relative to the event.
-fn check_event(
+pub fn check_event(
     event: &EventInput,
     now_millis: i64,
     rule_of: &dyn Fn(EventType) -> Option<EventTypeRule>,

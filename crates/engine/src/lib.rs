@@ -13,6 +13,7 @@ mod consent;
 mod engine;
 mod error;
 mod export;
+mod import;
 mod ingest;
 pub mod input;
 mod interactions;
@@ -39,6 +40,9 @@ pub use error::{Error, Missing, Result};
 pub use export::{
     AccessEntry, AutomatedDecisions, CategoryHeld, Derived, ExportedAttribute, ExportedEvent,
     ExportedPurpose, HeldItem, Right, SubjectExport,
+};
+pub use import::{
+    ConsentImported, ConsentRecord, MAX_POLICY_VERSION_CHARS, MIGRATION_PURPOSE, SubjectRecords,
 };
 pub use ingest::IdempotencyKey;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};

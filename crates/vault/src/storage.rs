@@ -259,6 +259,8 @@ pub trait Storage: Send + Sync {
     fn count_events(&self) -> Result<u64>;
     /// Subjects (in any state) with at least one consent decision for `purpose`.
     fn subjects_with_consent(&self, purpose: &str) -> Result<Vec<SubjectId>>;
+    /// Every active subject (none being forgotten), by id: what `export --all` walks.
+    fn subject_ids(&self) -> Result<Vec<SubjectId>>;
     /// Every API key ever issued, revoked ones included, oldest first, with their MACs.
     fn api_keys(&self) -> Result<Vec<StoredApiKey>>;
     /// The subject with internal id `id`.

@@ -4,6 +4,7 @@
 mod bench_scale;
 mod browser;
 mod cli;
+mod import_jsonl;
 mod items;
 mod postgres;
 mod restart;

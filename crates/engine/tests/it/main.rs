@@ -4,6 +4,7 @@
 mod canary;
 mod consent;
 mod export;
+mod import;
 mod ingest;
 mod items;
 mod learner;

@@ -95,7 +95,8 @@ macro_rules! conformance_tests {
             retention_skips_subjects_being_forgotten, finishing_an_unbegun_forget_changes_nothing, ledger_chains_across_reopen, scans_skip_forgetting_subjects,
             kek_rotation_rewraps_everything, api_keys_store_hashes_and_revoke_once, subjects_resolve_once,
             integrity_holds_across_forget_revocation_and_rotation,
-            items_upsert_replace_and_survive_reopen, items_are_not_personal_data);
+            items_upsert_replace_and_survive_reopen, items_are_not_personal_data,
+            subjects_list_and_records_read_whole);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

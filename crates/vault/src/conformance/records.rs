@@ -283,3 +283,59 @@ pub fn subjects_resolve_once(backend: &dyn ConformanceBackend) {
         Err(Error::NotFound { .. })
     ));
 }
+
+/// Every active subject is listed with its customer id (a forgotten one never), and one
+/// subject's records come back whole from one read that is one ledger entry.
+pub fn subjects_list_and_records_read_whole(backend: &dyn ConformanceBackend) {
+    let vault = backend.open();
+    vault
+        .append_events(
+            "conformance",
+            &[
+                event("c-1", "a", 1),
+                event("c-2", "b", 2),
+                event("c-1", "c", 3),
+            ],
+            None,
+        )
+        .expect("append");
+    vault
+        .put_attributes(
+            "c-1",
+            "conformance",
+            &[attribute("email", "user.contact.email", "one@example.com")],
+        )
+        .expect("attributes");
+    vault
+        .record_consent("c-1", "conformance", &consent("personalization", true, 10))
+        .expect("grant");
+    vault.forget("c-2", "conformance", 0).expect("forget c-2");
+    let subjects = vault.subjects().expect("subjects");
+    assert_eq!(subjects.len(), 1, "the forgotten subject is not listed");
+    assert_eq!(subjects[0].1, "c-1");
+    let entries = |vault: &Vault| {
+        vault
+            .ledger(&crate::storage::LedgerFilter {
+                limit: 1_000_000,
+                ..Default::default()
+            })
+            .expect("ledger")
+    };
+    let entries_before = entries(&vault).len();
+    let records = vault
+        .records_of(
+            subjects[0].0,
+            Access {
+                actor: "conformance",
+                purpose: "store_migration",
+            },
+        )
+        .expect("records");
+    assert_eq!(records.events.len(), 2);
+    assert_eq!(records.events[1].at, 3);
+    assert_eq!(records.attributes[0].value, b"one@example.com");
+    assert_eq!(records.consents.len(), 1);
+    let after = entries(&vault);
+    assert_eq!(after.len(), entries_before + 1, "one entry");
+    assert_eq!(after[0].entry.action, "records.read");
+}

@@ -236,6 +236,14 @@ impl Storage for PostgresStorage {
         )
     }
 
+    fn subject_ids(&self) -> Result<Vec<SubjectId>> {
+        self.rows(
+            "SELECT id FROM subjects WHERE NOT forgetting ORDER BY id".into(),
+            Vec::new(),
+            |row| Ok(row.try_get(0)?),
+        )
+    }
+
     fn api_keys(&self) -> Result<Vec<StoredApiKey>> {
         self.rows(
             format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),

@@ -207,6 +207,17 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn subject_ids(&self) -> Result<Vec<SubjectId>> {
+        self.read(|connection| {
+            query_rows(
+                connection,
+                "SELECT id FROM subjects WHERE forgetting = 0 ORDER BY id",
+                [],
+                |row| row.get(0),
+            )
+        })
+    }
+
     fn api_keys(&self) -> Result<Vec<StoredApiKey>> {
         self.read(|connection| {
             query_rows(

@@ -92,13 +92,7 @@ impl Vault {
     /// recorded (never by their time), every tag and the chain verified; the read is
     /// written to the ledger. A history that does not verify is `Error::Integrity`.
     pub fn consents_of(&self, subject: SubjectId, access: Access<'_>) -> Result<Vec<ConsentRow>> {
-        let consents = match self.checked_history(subject)? {
-            Ok(consents) => consents,
-            Err(problem) => {
-                self.consent_alarm(subject, problem);
-                return Err(self.broken_history(subject, problem));
-            }
-        };
+        let consents = self.verified_history(subject)?;
         self.record_access(vec![
             LedgerDraft::new(now_millis(), access.actor, "consents.read")
                 .subject(&self.subject_token(subject))
@@ -119,6 +113,18 @@ impl Vault {
             Err(problem) => {
                 self.consent_alarm(subject, problem);
                 Ok(Vec::new())
+            }
+        }
+    }
+
+    /// The subject's history, unlogged (the caller logs the read), or `Error::Integrity`
+    /// (and the alarm) when it does not verify.
+    pub(super) fn verified_history(&self, subject: SubjectId) -> Result<Vec<ConsentRow>> {
+        match self.checked_history(subject)? {
+            Ok(consents) => Ok(consents),
+            Err(problem) => {
+                self.consent_alarm(subject, problem);
+                Err(self.broken_history(subject, problem))
             }
         }
     }

@@ -10,7 +10,9 @@
 //! The type and its opening live here; its `impl` blocks live beside it by responsibility:
 //! `sealing` (associated data, opening rows), `subjects` (lookups and their cache), `keys`
 //! (data keys, secrets, KEK rotation), `events`, `attributes` and `consents` (writes and
-//! logged reads), `forget` (intent, shredding, receipts), `items` (the catalogue, in clear), `retention`, `ledger_ops`
+//! logged reads), `forget` (intent, shredding, receipts), `items` (the catalogue, in clear), `records` (every
+//! active subject with its customer id, and all of one subject's records in one logged read,
+//! for moving a shop between stores), `retention`, `ledger_ops`
 //! (ledger, checkpoints, backups), `api_keys`, `cache` (the bounded map both caches use), and `testing` (hooks for tests,
 //! with the `testing` feature only).
 
@@ -23,6 +25,7 @@ mod forget;
 mod items;
 mod keys;
 mod ledger_ops;
+mod records;
 mod retention;
 mod sealing;
 mod subjects;
@@ -51,6 +54,7 @@ pub use events::{AppendOutcome, Event, Idempotency, NewEvent};
 #[cfg(feature = "testing")]
 pub use forget::ForgetStep;
 pub use keys::RotationReport;
+pub use records::SubjectRecords;
 pub use retention::Expired;
 
 use cache::BoundedCache;
