@@ -17,7 +17,7 @@ fn days_ago(days: i64) -> String {
     rfc3339(now_seconds() - days * 86_400)
 }
 
-fn write_lines(store: &Store, name: &str, lines: &[Value]) -> String {
+pub(crate) fn write_lines(store: &Store, name: &str, lines: &[Value]) -> String {
     let path = store.file(name);
     let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
     std::fs::write(&path, text).expect("write the file");
@@ -26,7 +26,7 @@ fn write_lines(store: &Store, name: &str, lines: &[Value]) -> String {
 
 /// A small shop's history with every record kind: items, consents (one withdrawn later),
 /// attributes, and every event type with context.
-fn shop_history() -> Vec<Value> {
+pub(crate) fn shop_history() -> Vec<Value> {
     let mut lines = vec![
         json!({"kind": "item", "item": "85123A", "title": "WHITE HANGING HEART T-LIGHT HOLDER",
                "categories": ["home/lighting"], "price": 2.55, "available": true}),

@@ -138,3 +138,108 @@ fn operator_commands_work_on_postgres_without_a_data_folder() {
         "{local}"
     );
 }
+
+/// A shop moves from the embedded store to PostgreSQL: `export --all` from SQLite, then
+/// `import` with `--postgres`; the PostgreSQL store's own `export --all` is the same lines,
+/// and the models rebuilt there hold and explain the same for a consenting customer.
+#[test]
+fn a_shop_moves_from_sqlite_to_postgres_by_export_all_and_import() {
+    let Ok(settings) = std::env::var("DISCREET_TEST_POSTGRES") else {
+        eprintln!(
+            "skipped: DISCREET_TEST_POSTGRES is not set (a PostgreSQL database for the tests)"
+        );
+        return;
+    };
+    let schemas = Schemas {
+        settings: settings.clone(),
+        data: format!(
+            "cli_move_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.subsec_nanos())
+                .unwrap_or(0)
+        ),
+    };
+    let sqlite = Store::new();
+    let history = crate::import_jsonl::shop_history();
+    let file = crate::import_jsonl::write_lines(&sqlite, "history.jsonl", &history);
+    let imported = crate::support::run_on(&sqlite, &["import", &file], WITHIN);
+    assert_eq!(imported.code(), Some(0), "{imported}");
+    let sqlite_export = sqlite.file("sqlite.jsonl").display().to_string();
+    let exported = crate::support::run_on(
+        &sqlite,
+        &[
+            "export",
+            "--all",
+            "--format",
+            "jsonl",
+            "--output",
+            &sqlite_export,
+        ],
+        WITHIN,
+    );
+    assert_eq!(exported.code(), Some(0), "{exported}");
+
+    let postgres = Store::new();
+    let kek = postgres.kek_file.display().to_string();
+    let on_postgres = |head: &[&str]| {
+        let mut args: Vec<&str> = head.to_vec();
+        args.extend([
+            "--postgres",
+            settings.as_str(),
+            "--postgres-schema",
+            schemas.data.as_str(),
+            "--kek-file",
+            kek.as_str(),
+        ]);
+        run_cli(&postgres, &args, WITHIN)
+    };
+    let moved = on_postgres(&["import", &sqlite_export]);
+    assert_eq!(moved.code(), Some(0), "{moved}");
+    let postgres_export = postgres.file("postgres.jsonl").display().to_string();
+    let back = on_postgres(&[
+        "export",
+        "--all",
+        "--format",
+        "jsonl",
+        "--output",
+        &postgres_export,
+    ]);
+    assert_eq!(back.code(), Some(0), "{back}");
+    let sorted = |path: &str| {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .expect("an export")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let lines = sorted(&sqlite_export);
+    assert!(lines.len() >= history.len() - 1, "{} lines", lines.len());
+    assert_eq!(
+        sorted(&postgres_export),
+        lines,
+        "PostgreSQL holds the same records"
+    );
+
+    let held = |run: crate::support::Run| {
+        assert_eq!(run.code(), Some(0), "{run}");
+        let derived = run.json()["derived"].clone();
+        let mut items: Vec<String> = derived["models_hold"]
+            .as_array()
+            .map(|held| held.iter().map(|item| item["item"].to_string()).collect())
+            .unwrap_or_default();
+        items.sort();
+        (derived["learned"].clone(), items)
+    };
+    let on_sqlite = held(crate::support::run_on(&sqlite, &["export", "c-1"], WITHIN));
+    assert_eq!(on_sqlite.0, serde_json::json!(true), "c-1 consented");
+    assert!(!on_sqlite.1.is_empty());
+    assert_eq!(
+        held(on_postgres(&["export", "c-1"])),
+        on_sqlite,
+        "the models rebuilt on PostgreSQL hold the same for c-1"
+    );
+}
