@@ -15,6 +15,27 @@ struct Schemas {
     data: String,
 }
 
+impl Schemas {
+    /// Schemas of this test's own (`PREFIX_pid_nanos`) in the database
+    /// `DISCREET_TEST_POSTGRES` names; `None`, with the reason printed, without it.
+    fn for_test(prefix: &str) -> Option<Schemas> {
+        let Ok(settings) = std::env::var("DISCREET_TEST_POSTGRES") else {
+            eprintln!(
+                "skipped: DISCREET_TEST_POSTGRES is not set (a PostgreSQL database for the tests)"
+            );
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(0);
+        Some(Schemas {
+            settings,
+            data: format!("{prefix}_{}_{nanos}", std::process::id()),
+        })
+    }
+}
+
 impl Drop for Schemas {
     fn drop(&mut self) {
         let statements = format!(
@@ -42,23 +63,10 @@ impl Drop for Schemas {
 
 #[test]
 fn operator_commands_work_on_postgres_without_a_data_folder() {
-    let Ok(settings) = std::env::var("DISCREET_TEST_POSTGRES") else {
-        eprintln!(
-            "skipped: DISCREET_TEST_POSTGRES is not set (a PostgreSQL database for the tests)"
-        );
+    let Some(schemas) = Schemas::for_test("cli_test") else {
         return;
     };
-    let schemas = Schemas {
-        settings: settings.clone(),
-        data: format!(
-            "cli_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.subsec_nanos())
-                .unwrap_or(0)
-        ),
-    };
+    let settings = schemas.settings.clone();
     let store = Store::new();
     let kek = store.kek_file.display().to_string();
     let data_dir = store.data_dir.display().to_string();
@@ -144,23 +152,10 @@ fn operator_commands_work_on_postgres_without_a_data_folder() {
 /// and the models rebuilt there hold and explain the same for a consenting customer.
 #[test]
 fn a_shop_moves_from_sqlite_to_postgres_by_export_all_and_import() {
-    let Ok(settings) = std::env::var("DISCREET_TEST_POSTGRES") else {
-        eprintln!(
-            "skipped: DISCREET_TEST_POSTGRES is not set (a PostgreSQL database for the tests)"
-        );
+    let Some(schemas) = Schemas::for_test("cli_move") else {
         return;
     };
-    let schemas = Schemas {
-        settings: settings.clone(),
-        data: format!(
-            "cli_move_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.subsec_nanos())
-                .unwrap_or(0)
-        ),
-    };
+    let settings = schemas.settings.clone();
     let sqlite = Store::new();
     let history = crate::import_jsonl::shop_history();
     let file = crate::import_jsonl::write_lines(&sqlite, "history.jsonl", &history);
