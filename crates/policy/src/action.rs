@@ -43,11 +43,16 @@ pub enum Action {
     Catalogue,
     /// `POST /v1/portal/sessions`: send a logged-in customer to the privacy center.
     Portal,
+    /// The console (`/console/`): sign in, the dashboard and the data map. Each other console
+    /// page also needs the action of the route it stands for.
+    Console,
+    /// `POST /v1/incidents` and the rest of `/v1/incidents`: breach-impact reports.
+    Incidents,
 }
 
 impl Action {
     /// Every action, in the order of the API routes.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::Ingest,
         Action::AttributesWrite,
         Action::ConsentsRead,
@@ -64,6 +69,8 @@ impl Action {
         Action::AggregatesRead,
         Action::Catalogue,
         Action::Portal,
+        Action::Console,
+        Action::Incidents,
     ];
 
     /// The name used in the policy file.
@@ -85,6 +92,8 @@ impl Action {
             Action::AggregatesRead => "aggregates_read",
             Action::Catalogue => "catalogue",
             Action::Portal => "portal",
+            Action::Console => "console",
+            Action::Incidents => "incidents",
         }
     }
 }

@@ -213,6 +213,8 @@ fn privacy_answers_requests_and_reads_the_trail() {
             Action::ReceiptsRead,
             Action::RecordsRead,
             Action::PolicyRead,
+            Action::Console,
+            Action::Incidents,
         ])
     );
     let Some(privacy) = policy.role("privacy") else {
