@@ -163,6 +163,7 @@ impl Engine {
             actor: query.actor.clone(),
             since: query.since,
             until: query.until,
+            before_seq: None,
             limit: query.limit,
         })?)
     }

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub item_writes: Mutex<()>,
     pub gate: RwLock<()>,
     pub api_keys: RwLock<Vec<ApiKeyRow>>,
+    /// One incident write at a time.
+    pub incident_writes: crate::incidents::IncidentWrites,
     pub access_log: Mutex<ReadEntries>,
     pub learner: Arc<Learner>,
     pub ready: AtomicBool,
@@ -173,6 +175,7 @@ impl Engine {
                 item_writes: Mutex::new(()),
                 gate: RwLock::new(()),
                 api_keys: RwLock::new(api_keys),
+                incident_writes: Default::default(),
                 access_log: Mutex::new(ReadEntries::default()),
                 learner: Arc::new(Learner::default()),
                 ready: AtomicBool::new(false),

@@ -14,6 +14,8 @@ pub enum Missing {
     Receipt,
     /// A live API key.
     ApiKey,
+    /// An incident record.
+    Incident,
 }
 
 impl fmt::Display for Missing {
@@ -23,6 +25,7 @@ impl fmt::Display for Missing {
             Missing::Item => "item",
             Missing::Receipt => "receipt",
             Missing::ApiKey => "API key",
+            Missing::Incident => "incident",
         })
     }
 }

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod export;
 mod import;
+mod incidents;
 mod ingest;
 pub mod input;
 mod interactions;
@@ -43,6 +44,11 @@ pub use export::{
 };
 pub use import::{
     ConsentImported, ConsentRecord, MAX_POLICY_VERSION_CHARS, MIGRATION_PURPOSE, SubjectRecords,
+};
+pub use incidents::{
+    CategoryImpact, ContainRequest, Containment, Impact, Incident, IncidentKind, IncidentRequest,
+    IncidentSubjects, LedgerCheck, MAX_DESCRIPTION_CHARS, NOTIFY_WITHIN_MILLIS, READ_ACTIONS,
+    ReportSections,
 };
 pub use ingest::IdempotencyKey;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};

@@ -56,6 +56,7 @@ error_codes! {
     ItemNotFound => (NOT_FOUND, "item_not_found", "No such item"),
     ReceiptNotFound => (NOT_FOUND, "receipt_not_found", "No such receipt"),
     ApiKeyNotFound => (NOT_FOUND, "api_key_not_found", "No such API key"),
+    IncidentNotFound => (NOT_FOUND, "incident_not_found", "No such incident"),
     RouteNotFound => (NOT_FOUND, "route_not_found", "No such route"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route"),
     SubjectBeingForgotten => (CONFLICT, "subject_being_forgotten", "The subject is being forgotten"),
@@ -77,6 +78,7 @@ impl From<Missing> for Code {
             Missing::Item => Code::ItemNotFound,
             Missing::Receipt => Code::ReceiptNotFound,
             Missing::ApiKey => Code::ApiKeyNotFound,
+            Missing::Incident => Code::IncidentNotFound,
         }
     }
 }

@@ -70,6 +70,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/records", get(routes::get_records))
         .route("/v1/keys", post(routes::post_key).get(routes::get_keys))
         .route("/v1/keys/{id}", delete(routes::delete_key))
+        .route(
+            "/v1/incidents",
+            post(routes::post_incident).get(routes::get_incidents),
+        )
+        .route("/v1/incidents/{id}", get(routes::get_incident))
+        .route(
+            "/v1/incidents/{id}/report",
+            get(routes::get_incident_report),
+        )
+        .route(
+            "/v1/incidents/{id}/subjects",
+            get(routes::get_incident_subjects),
+        )
+        .route(
+            "/v1/incidents/{id}/contain",
+            post(routes::post_incident_contain),
+        )
         .route("/v1/portal/sessions", post(pages::post_portal_session))
         .route("/healthz", get(routes::get_healthz))
         .route("/metrics", get(routes::get_metrics))

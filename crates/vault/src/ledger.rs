@@ -21,6 +21,46 @@ pub const CHECKPOINT_INTERVAL: i64 = 1024;
 /// The hash before the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 
+/// The detail word that carries per-category record counts: `by_category=CAT:N,CAT:N`.
+pub const BY_CATEGORY: &str = "by_category=";
+
+/// ` by_category=CAT:N,...` for the records an entry touched, category by category (empty
+/// when there are none). Category names never hold `:`, `,` or spaces.
+pub fn by_category_detail<'a>(categories: impl IntoIterator<Item = &'a str>) -> String {
+    let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for category in categories {
+        *counts.entry(category).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(category, count)| format!("{category}:{count}"))
+        .collect();
+    format!(" {BY_CATEGORY}{}", parts.join(","))
+}
+
+/// The per-category record counts of an entry's detail, when it carries them.
+pub fn parse_by_category(detail: &str) -> Option<Vec<(String, u64)>> {
+    let list = detail
+        .split(' ')
+        .find_map(|word| word.strip_prefix(BY_CATEGORY))?;
+    list.split(',')
+        .map(|part| {
+            let (category, count) = part.rsplit_once(':')?;
+            Some((category.to_owned(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The number after `name=` in an entry's detail (e.g. `events=12`).
+pub fn detail_count(detail: &str, name: &str) -> Option<u64> {
+    detail
+        .split(' ')
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
 /// An entry about to be appended (the storage chains it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LedgerDraft {

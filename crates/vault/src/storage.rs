@@ -218,6 +218,8 @@ pub struct LedgerFilter {
     pub since: Option<i64>,
     /// Unix milliseconds, exclusive.
     pub until: Option<i64>,
+    /// Only entries before this sequence number (paging back through the chain).
+    pub before_seq: Option<i64>,
     /// Newest first, at most this many.
     pub limit: usize,
 }

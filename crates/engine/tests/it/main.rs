@@ -5,6 +5,7 @@ mod canary;
 mod consent;
 mod export;
 mod import;
+mod incidents;
 mod ingest;
 mod items;
 mod learner;

@@ -8,7 +8,10 @@
 
 #![allow(dead_code)]
 
+mod incidents;
 mod requests;
+
+pub use incidents::{IncidentAnswer, IncidentSubjectsAnswer, IncidentsAnswer};
 
 use discreet_policy::Policy;
 use serde::Serialize;
@@ -320,6 +323,12 @@ impl Modify for BearerAuth {
         crate::routes::post_key,
         crate::routes::get_keys,
         crate::routes::delete_key,
+        crate::routes::post_incident,
+        crate::routes::get_incidents,
+        crate::routes::get_incident,
+        crate::routes::get_incident_report,
+        crate::routes::get_incident_subjects,
+        crate::routes::post_incident_contain,
         crate::pages::post_portal_session,
         crate::routes::get_healthz,
         crate::routes::get_metrics,

@@ -294,6 +294,35 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
             },
         }),
     );
+    let time = json!({"type": "string", "format": "date-time", "description": "RFC 3339"});
+    schemas.insert(
+        "IncidentIn".into(),
+        json!({
+            "type": "object",
+            "required": ["kind"],
+            "additionalProperties": false,
+            "properties": {
+                "kind": {"type": "string", "enum": crate::wire::INCIDENT_KINDS},
+                "key_id": nullable(json!({"type": "string", "maxLength": 64, "description": "The compromised key (key_compromised only)"})),
+                "since": nullable(time.clone()),
+                "until": nullable(time.clone()),
+                "aware_at": nullable(time),
+                "kek_exposed": nullable(json!({"type": "boolean", "description": "data_copy only"})),
+                "description": nullable(json!({"type": "string", "maxLength": discreet_engine::MAX_DESCRIPTION_CHARS})),
+            },
+        }),
+    );
+    schemas.insert(
+        "ContainIn".into(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "revoke_key": nullable(json!({"type": "boolean"})),
+                "rotate_kek": nullable(json!({"type": "boolean"})),
+            },
+        }),
+    );
     schemas.insert(
         "PortalSessionIn".into(),
         json!({

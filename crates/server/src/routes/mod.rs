@@ -6,6 +6,7 @@
 mod answers;
 mod audit;
 mod data;
+mod incidents;
 mod items;
 mod keys;
 mod operations;
@@ -14,6 +15,7 @@ mod rights;
 pub use answers::*;
 pub use audit::*;
 pub use data::*;
+pub use incidents::*;
 pub use items::*;
 pub use keys::*;
 pub use operations::*;

@@ -451,7 +451,10 @@ pub fn item_batch(body: &Value) -> Result<Vec<ItemInput>> {
         .collect()
 }
 
+mod incidents;
 mod portal;
+
+pub use incidents::{INCIDENT_FIELDS, INCIDENT_KINDS, contain_request, incident_request};
 
 pub use portal::{
     MAX_RETURN_URL_CHARS, PortalBody, check_return_url, is_local_host, is_url_authority,

@@ -317,6 +317,7 @@ async fn graceful_shutdown_completes_with_a_half_sent_request_open() {
             actor: None,
             since: None,
             until: None,
+            before_seq: None,
             limit: 10_000,
         })
         .expect("ledger")

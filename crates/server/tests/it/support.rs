@@ -186,6 +186,7 @@ impl TestApp {
                 actor: None,
                 since: None,
                 until: None,
+                before_seq: None,
                 limit: 1_000_000,
             })
             .expect("ledger")

@@ -514,6 +514,7 @@ impl Storage for PostgresStorage {
                 "SELECT {LEDGER_COLUMNS} FROM ledger
                  WHERE ($1::text IS NULL OR subject_token = $1) AND ($2::text IS NULL OR actor = $2)
                    AND ($3::bigint IS NULL OR at >= $3) AND ($4::bigint IS NULL OR at < $4)
+                   AND ($6::bigint IS NULL OR seq < $6)
                  ORDER BY seq DESC LIMIT $5"
             ),
             vec![
@@ -522,6 +523,7 @@ impl Storage for PostgresStorage {
                 Box::new(filter.since),
                 Box::new(filter.until),
                 Box::new(filter.limit.min(i64::MAX as usize) as i64),
+                Box::new(filter.before_seq),
             ],
             ledger_from_row,
         )

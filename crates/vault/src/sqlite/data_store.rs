@@ -423,6 +423,7 @@ impl Storage for SqliteStorage {
                     "SELECT {LEDGER_COLUMNS} FROM ledger
                      WHERE (?1 IS NULL OR subject_token = ?1) AND (?2 IS NULL OR actor = ?2)
                        AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
+                       AND (?6 IS NULL OR seq < ?6)
                      ORDER BY seq DESC LIMIT ?5"
                 ),
                 params![
@@ -430,7 +431,8 @@ impl Storage for SqliteStorage {
                     filter.actor,
                     filter.since,
                     filter.until,
-                    filter.limit as i64
+                    filter.limit.min(i64::MAX as usize) as i64,
+                    filter.before_seq
                 ],
                 ledger_from_row,
             )

@@ -5,7 +5,7 @@
 //! never returns without its ledger entry.
 
 use crate::error::{Error, Result};
-use crate::ledger::LedgerDraft;
+use crate::ledger::{LedgerDraft, by_category_detail};
 use crate::storage::*;
 
 use super::sealing::{open_attribute, seal_attribute};
@@ -87,7 +87,15 @@ impl Vault {
                         .iter()
                         .map(|attribute| attribute.category.as_str()),
                 )
-                .detail(format!("attributes={}", attributes.len())),
+                .detail(format!(
+                    "attributes={}{}",
+                    attributes.len(),
+                    by_category_detail(
+                        attributes
+                            .iter()
+                            .map(|attribute| attribute.category.as_str())
+                    )
+                )),
         ])?;
         Ok(attributes)
     }

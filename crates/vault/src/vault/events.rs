@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::crypto::{DataKey, sha256_parts};
 use crate::error::{Error, Missing, Result};
-use crate::ledger::LedgerDraft;
+use crate::ledger::{LedgerDraft, by_category_detail};
 use crate::storage::*;
 
 use super::sealing::{open_event, seal_event};
@@ -117,7 +117,7 @@ impl Vault {
         let subjects = self.resolve_subjects(events.iter().map(|event| event.subject.as_str()))?;
         let first_seq = self.storage.reserve_event_seqs(events.len() as u64)?;
         let mut rows = Vec::with_capacity(events.len());
-        let mut per_subject: BTreeMap<SubjectId, (u64, BTreeSet<&str>)> = BTreeMap::new();
+        let mut per_subject: BTreeMap<SubjectId, (u64, Vec<&str>)> = BTreeMap::new();
         let mut keys: HashMap<SubjectId, Arc<DataKey>> = HashMap::new();
         for (offset, event) in events.iter().enumerate() {
             let subject = *subjects
@@ -136,7 +136,7 @@ impl Vault {
             rows.push(seal_event(&key, subject, first_seq + offset as i64, event)?);
             let tally = per_subject.entry(subject).or_default();
             tally.0 += 1;
-            tally.1.insert(event.category.as_str());
+            tally.1.push(event.category.as_str());
         }
         let now = now_millis();
         let ledger = per_subject
@@ -145,7 +145,10 @@ impl Vault {
                 LedgerDraft::new(now, actor, "events.ingest")
                     .subject(&self.subject_token(*subject))
                     .categories(categories.iter().copied())
-                    .detail(format!("events={count}"))
+                    .detail(format!(
+                        "events={count}{}",
+                        by_category_detail(categories.iter().copied())
+                    ))
             })
             .collect();
         let batch = WriteBatch {
@@ -203,7 +206,11 @@ impl Vault {
                 .subject(&self.subject_token(subject))
                 .purpose(access.purpose)
                 .categories(categories)
-                .detail(format!("events={}", events.len())),
+                .detail(format!(
+                    "events={}{}",
+                    events.len(),
+                    by_category_detail(events.iter().map(|event| event.category.as_str()))
+                )),
         ])?;
         Ok(events)
     }

@@ -20,6 +20,7 @@ mod api_keys;
 mod attributes;
 mod cache;
 mod consents;
+mod documents;
 mod events;
 mod forget;
 mod items;
@@ -50,6 +51,7 @@ use crate::storage::*;
 pub use api_keys::api_key_hash;
 pub use attributes::{Attribute, NewAttribute};
 pub use consents::NewConsent;
+pub use documents::DocumentSignature;
 pub use events::{AppendOutcome, Event, Idempotency, NewEvent};
 #[cfg(feature = "testing")]
 pub use forget::ForgetStep;

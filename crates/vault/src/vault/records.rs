@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::ledger::LedgerDraft;
+use crate::ledger::{LedgerDraft, by_category_detail};
 use crate::storage::*;
 
 use super::attributes::Attribute;
@@ -82,10 +82,17 @@ impl Vault {
                 .purpose(access.purpose)
                 .categories(categories)
                 .detail(format!(
-                    "events={} attributes={} consents={}",
+                    "events={} attributes={} consents={}{}",
                     events.len(),
                     attributes.len(),
-                    consents.len()
+                    consents.len(),
+                    by_category_detail(
+                        events.iter().map(|event| event.category.as_str()).chain(
+                            attributes
+                                .iter()
+                                .map(|attribute| attribute.category.as_str())
+                        )
+                    )
                 )),
         ])?;
         Ok(SubjectRecords {

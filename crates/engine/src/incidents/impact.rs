@@ -1,0 +1,290 @@
+//! The impact of an incident, computed from the ledger: which subjects (by token), how many
+//! records of which categories, under which purposes were exposed.
+//!
+//! Reads are counted from the read entries (`events.read`, `attributes.read`,
+//! `consents.read`, `records.read`, `recommendations.read`); a subject's records in a
+//! category count once however often they were read (the largest read of that category).
+//! Entries written before read entries carried per-category counts (`by_category=`) are
+//! counted as an upper bound: the whole read in each of its categories (`approximate`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use discreet_vault::ledger::{detail_count, parse_by_category};
+use discreet_vault::{LedgerFilter, LedgerRecord, Vault};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Ledger entries read per page while scanning.
+const PAGE: usize = 10_000;
+
+/// The ledger actions that disclose personal data to their actor.
+pub const READ_ACTIONS: [&str; 5] = [
+    "events.read",
+    "attributes.read",
+    "consents.read",
+    "records.read",
+    "recommendations.read",
+];
+
+/// What one category's exposure amounts to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryImpact {
+    pub category: String,
+    pub subjects: u64,
+    pub records: u64,
+}
+
+/// What an incident exposed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Impact {
+    pub subjects: u64,
+    pub records: u64,
+    pub categories: Vec<CategoryImpact>,
+    pub purposes: Vec<String>,
+    /// False when the exposed material could not be opened (sealed, keys not exposed).
+    pub intelligible: bool,
+    /// What was readable without keys, when `intelligible` is false.
+    pub in_clear: Vec<String>,
+    /// Read entries counted (ledger entries that disclosed personal data).
+    pub reads: u64,
+    /// Recommendation answers among them (derived suggestions, no stored record).
+    pub recommendation_reads: u64,
+    /// Some counts are upper bounds (entries without per-category counts).
+    pub approximate: bool,
+}
+
+/// A subject's exposure while scanning: records per category.
+#[derive(Default)]
+struct Exposure {
+    categories: BTreeMap<String, u64>,
+}
+
+/// The tally of a scan.
+#[derive(Default)]
+pub(crate) struct Tally {
+    exposed: BTreeMap<String, Exposure>,
+    purposes: BTreeSet<String>,
+    reads: u64,
+    recommendation_reads: u64,
+    approximate: bool,
+}
+
+impl Tally {
+    /// The tokens of the subjects exposed.
+    pub(crate) fn tokens(&self) -> Vec<String> {
+        self.exposed.keys().cloned().collect()
+    }
+
+    /// Counts one read entry.
+    fn read(&mut self, record: &LedgerRecord) {
+        let entry = &record.entry;
+        let Some(token) = &entry.subject_token else {
+            return;
+        };
+        self.reads += 1;
+        if let Some(purpose) = &entry.purpose {
+            self.purposes.insert(purpose.clone());
+        }
+        let exposure = self.exposed.entry(token.clone()).or_default();
+        let counts: Vec<(String, u64)> = if entry.action == "recommendations.read" {
+            // A suggestion list derived from these categories: the subject is exposed in
+            // each, no stored record is disclosed.
+            self.recommendation_reads += 1;
+            entry.categories.iter().map(|c| (c.clone(), 0)).collect()
+        } else if entry.action == "consents.read" {
+            let n = detail_count(&entry.detail, "consents").unwrap_or(0);
+            vec![("user.privacy_preferences".to_owned(), n)]
+        } else if let Some(counts) = parse_by_category(&entry.detail) {
+            counts
+        } else {
+            let total = detail_count(&entry.detail, "events").unwrap_or(0)
+                + detail_count(&entry.detail, "attributes").unwrap_or(0);
+            if entry.categories.len() > 1 {
+                self.approximate = true;
+            }
+            entry
+                .categories
+                .iter()
+                .map(|c| (c.clone(), total))
+                .collect()
+        };
+        for (category, records) in counts {
+            let held = exposure.categories.entry(category).or_default();
+            *held = (*held).max(records);
+        }
+    }
+
+    /// The impact this tally amounts to.
+    pub(crate) fn impact(&self, intelligible: bool, in_clear: Vec<String>) -> Impact {
+        let mut categories: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut records = 0;
+        for exposure in self.exposed.values() {
+            for (category, count) in &exposure.categories {
+                let slot = categories.entry(category).or_default();
+                slot.0 += 1;
+                slot.1 += count;
+                records += count;
+            }
+        }
+        Impact {
+            subjects: self.exposed.len() as u64,
+            records,
+            categories: categories
+                .into_iter()
+                .map(|(category, (subjects, records))| CategoryImpact {
+                    category: category.to_owned(),
+                    subjects,
+                    records,
+                })
+                .collect(),
+            purposes: self.purposes.iter().cloned().collect(),
+            intelligible,
+            in_clear,
+            reads: self.reads,
+            recommendation_reads: self.recommendation_reads,
+            approximate: self.approximate,
+        }
+    }
+}
+
+/// Calls `visit` for every ledger entry matching `filter`, newest first, page by page.
+fn scan(
+    vault: &Vault,
+    mut filter: LedgerFilter,
+    visit: &mut dyn FnMut(&LedgerRecord),
+) -> Result<u64> {
+    filter.limit = PAGE;
+    let mut seen = 0;
+    loop {
+        let page = vault.ledger(&filter)?;
+        let Some(last) = page.last() else {
+            return Ok(seen);
+        };
+        filter.before_seq = Some(last.seq);
+        seen += page.len() as u64;
+        for record in &page {
+            visit(record);
+        }
+        if page.len() < PAGE {
+            return Ok(seen);
+        }
+    }
+}
+
+/// The reads by `actor` (every actor when `None`) with `since <= at < until`.
+pub(crate) fn reads(vault: &Vault, actor: Option<&str>, since: i64, until: i64) -> Result<Tally> {
+    let mut tally = Tally::default();
+    scan(
+        vault,
+        LedgerFilter {
+            actor: actor.map(str::to_owned),
+            since: Some(since),
+            until: Some(until),
+            ..LedgerFilter::default()
+        },
+        &mut |record| {
+            if record.entry.outcome == "ok" && READ_ACTIONS.contains(&record.entry.action.as_str())
+            {
+                tally.read(record);
+            }
+        },
+    )?;
+    Ok(tally)
+}
+
+/// What a copy of the data files taken at `at` held: the subjects created and not
+/// forgotten before then, and their records ingested and not yet erased, per category.
+pub(crate) fn held_at(vault: &Vault, at: i64) -> Result<Tally> {
+    // Scanning newest first: a subject forgotten before `at` is seen forgotten before any of
+    // its older entries.
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut held: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    // Attribute values replace each other: a subject holds one per name.
+    let mut names: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut approximate = false;
+    scan(
+        vault,
+        LedgerFilter {
+            until: Some(at),
+            ..LedgerFilter::default()
+        },
+        &mut |record| {
+            let entry = &record.entry;
+            let Some(token) = &entry.subject_token else {
+                return;
+            };
+            match entry.action.as_str() {
+                "forget.completed" | "forget.reapplied" => {
+                    gone.insert(token.clone());
+                }
+                "subject.created" if !gone.contains(token) => {
+                    held.entry(token.clone()).or_default();
+                }
+                "attributes.write" if !gone.contains(token) => {
+                    held.entry(token.clone()).or_default();
+                    let written = entry
+                        .detail
+                        .strip_prefix("names=")
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|name| !name.is_empty());
+                    if entry.categories.len() > 1 {
+                        approximate = true;
+                    }
+                    for category in &entry.categories {
+                        names
+                            .entry((token.clone(), category.clone()))
+                            .or_default()
+                            .extend(written.clone().map(str::to_owned));
+                    }
+                }
+                "events.ingest" | "retention.erase" if !gone.contains(token) => {
+                    let sign = if entry.action == "retention.erase" {
+                        -1
+                    } else {
+                        1
+                    };
+                    let counts = parse_by_category(&entry.detail).unwrap_or_else(|| {
+                        let total = detail_count(&entry.detail, "events").unwrap_or(0)
+                            + detail_count(&entry.detail, "attributes").unwrap_or(0);
+                        if entry.categories.len() > 1 {
+                            approximate = true;
+                        }
+                        entry
+                            .categories
+                            .iter()
+                            .map(|c| (c.clone(), total))
+                            .collect()
+                    });
+                    let subject = held.entry(token.clone()).or_default();
+                    for (category, count) in counts {
+                        *subject.entry(category).or_default() +=
+                            sign * i64::try_from(count).unwrap_or(i64::MAX);
+                    }
+                }
+                _ => {}
+            }
+        },
+    )?;
+    for ((token, category), written) in names {
+        if let Some(subject) = held.get_mut(&token) {
+            *subject.entry(category).or_default() += written.len() as i64;
+        }
+    }
+    let mut tally = Tally {
+        approximate,
+        ..Tally::default()
+    };
+    for (token, categories) in held {
+        let exposure = tally.exposed.entry(token).or_default();
+        for (category, count) in categories {
+            if count > 0 {
+                exposure
+                    .categories
+                    .insert(category, u64::try_from(count).unwrap_or(0));
+            }
+        }
+    }
+    Ok(tally)
+}
