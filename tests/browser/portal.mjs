@@ -10,159 +10,23 @@
 // Usage: DISCREET_BIN=path/to/discreet node tests/browser/portal.mjs
 // Exit code 0 when every check passed; the last line of output is a JSON summary.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  api, audit, binary, check, cleanEnv, cli as runCli, launch, runSuite,
+  serve, shoot as shootPage, shopCsv, workspace,
+} from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..');
-const binary = process.env.DISCREET_BIN || join(root, 'target', 'debug', 'discreet');
-const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-const screenshots = process.env.SCREENSHOT_DIR || join(root, 'target', 'browser-screenshots');
-const updateDocs = process.env.UPDATE_DOCS === '1';
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const started = Date.now();
 /// A link of the page's navigation.
 const nav = (page, name) => page.getByRole('navigation').getByRole('link', { name, exact: true });
-const work = mkdtempSync(join(tmpdir(), 'discreet-browser-'));
-const dataDir = join(work, 'data');
-const kekFile = join(work, 'discreet.kek');
+const space = workspace();
+const work = space.work;
 const CUSTOMER = 'c-17850';
-const failures = [];
-const axeResults = {};
 let server;
-
-function check(condition, what) {
-  if (!condition) {
-    failures.push(what);
-    console.error(`FAIL: ${what}`);
-  } else {
-    console.log(`ok: ${what}`);
-  }
-}
-
-function cli(args) {
-  const run = spawnSync(binary, [...args, '--data-dir', dataDir, '--kek-file', kekFile], {
-    encoding: 'utf8',
-    env: cleanEnv(),
-    timeout: 120_000,
-  });
-  if (run.status !== 0) {
-    throw new Error(`discreet ${args.join(' ')} exited ${run.status}: ${run.stderr}`);
-  }
-  return run.stdout;
-}
-
-function cleanEnv() {
-  const env = { ...process.env };
-  for (const name of Object.keys(env)) {
-    if (name.startsWith('DISCREET_')) delete env[name];
-  }
-  env.RUST_LOG = 'warn';
-  return env;
-}
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function api(base, method, path, key, body) {
-  const response = await fetch(base + path, {
-    method,
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      ...(body ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: response.status, json, text };
-}
-
-/// Runs axe-core in the page (injected through the DevTools protocol, which the page's
-/// Content-Security-Policy does not govern) and records its violations by impact.
-async function audit(page, name) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const run = await axe.run(document, { resultTypes: ['violations'] });
-    return run.violations.map((violation) => ({
-      id: violation.id,
-      impact: violation.impact,
-      nodes: violation.nodes.length,
-      help: violation.help,
-    }));
-  });
-  const byImpact = { critical: 0, serious: 0, moderate: 0, minor: 0 };
-  for (const violation of results) byImpact[violation.impact] = (byImpact[violation.impact] || 0) + 1;
-  axeResults[name] = { ...byImpact, violations: results.map((v) => `${v.impact}:${v.id}`) };
-  const blocking = results.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  check(blocking.length === 0, `${name}: axe-core finds no serious or critical violation ${JSON.stringify(blocking)}`);
-}
-
-async function shoot(page, name) {
-  mkdirSync(screenshots, { recursive: true });
-  const file = join(screenshots, `portal-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  if (updateDocs) {
-    const docs = join(root, 'docs', 'screenshots');
-    mkdirSync(docs, { recursive: true });
-    copyFileSync(file, join(docs, `portal-${name}.png`));
-  }
-}
-
-/// A small shop: the tour customer and others whose baskets overlap, so the models learn.
-function shopCsv() {
-  const lines = ['InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country'];
-  const items = [
-    ['85123A', 'WHITE HANGING HEART T-LIGHT HOLDER', '2.55'],
-    ['22423', 'REGENCY CAKESTAND 3 TIER', '12.75'],
-    ['47566', 'PARTY BUNTING', '4.95'],
-    ['84879', 'ASSORTED COLOUR BIRD ORNAMENT', '1.69'],
-    ['20725', 'LUNCH BAG RED RETROSPOT', '1.65'],
-    ['22720', 'SET OF 3 CAKE TINS PANTRY DESIGN', '4.95'],
-  ];
-  const baskets = {
-    17850: [0, 1, 2],
-    13047: [0, 1, 3],
-    12583: [1, 2, 4],
-    13748: [0, 2, 5],
-    15100: [1, 3, 4, 5],
-    15291: [0, 1, 2, 3],
-  };
-  let invoice = 536365;
-  let day = 1;
-  for (const [customer, basket] of Object.entries(baskets)) {
-    for (const index of basket) {
-      const [code, title, price] = items[index];
-      lines.push(`${invoice},${code},${title},2,2011-11-${String(day).padStart(2, '0')} 10:00:00,${price},${customer},United Kingdom`);
-      invoice += 1;
-    }
-    day += 1;
-  }
-  return { csv: lines.join('\n') + '\n', customers: Object.keys(baskets).map((c) => `c-${c}`), tourEvents: baskets[17850].length };
-}
+const cli = (args) => runCli(space, args);
+const shoot = (page, name) => shootPage(page, `portal-${name}`);
 
 async function main() {
   const shop = shopCsv();
@@ -172,22 +36,9 @@ async function main() {
   const admin = JSON.parse(cli(['keys', 'create', '--role', 'admin', '--json'])).secret;
   const storefront = JSON.parse(cli(['keys', 'create', '--role', 'storefront', '--json'])).secret;
 
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  server = spawn(binary, ['serve', '--data-dir', dataDir, '--kek-file', kekFile, '--listen', `127.0.0.1:${port}`], {
-    env: cleanEnv(),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let serverLog = '';
-  server.stderr.on('data', (chunk) => { serverLog += chunk; });
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      const health = await fetch(`${base}/healthz`);
-      if (health.status === 200) break;
-    } catch { /* not listening yet */ }
-    if (attempt > 600) throw new Error(`the server did not become ready:\n${serverLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const served = await serve(space);
+  server = served.server;
+  const { base } = served;
   for (const customer of shop.customers) {
     const consent = await api(base, 'PUT', `/v1/subjects/${customer}/consents/personalization`, storefront, { granted: true, source: 'checkout-banner-v3' });
     if (consent.status !== 200) throw new Error(`consent: ${consent.text}`);
@@ -199,11 +50,7 @@ async function main() {
   check(minted.status === 201 && minted.json.url.startsWith(`${base}/portal/start/`), 'the shop mints a start URL');
   check(!minted.json.url.includes(CUSTOMER), 'the start URL holds no customer id');
 
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
     const page = await context.newPage();
@@ -335,17 +182,4 @@ async function main() {
   }
 }
 
-let crashed = null;
-try {
-  await main();
-} catch (error) {
-  crashed = error;
-  failures.push(String(error && error.stack ? error.stack : error));
-  console.error(error);
-} finally {
-  if (server) server.kill('SIGTERM');
-  rmSync(work, { recursive: true, force: true });
-}
-const seconds = (Date.now() - started) / 1000;
-console.log(JSON.stringify({ suite: 'portal', seconds, failures: failures.length, axe: axeResults }));
-process.exit(failures.length === 0 && !crashed ? 0 : 1);
+await runSuite('portal', space, main, () => server);

@@ -362,6 +362,13 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             pages.data_ms_p50 / pages.export_http_ms_p50
         );
         println!(
+            "console dashboard (replays all {} ledger entries) p50 {:.1} ms p99 {:.1} ms through the router ({:.2}x the privacy-center overview p50)",
+            pages.dashboard_ledger_entries,
+            pages.dashboard_ms_p50,
+            pages.dashboard_ms_p99,
+            pages.dashboard_ms_p50 / pages.overview_ms_p50
+        );
+        println!(
             "one customer sending 10,000 distinct new items in one batch: stored in {:.0} ms, learned {:.0} ms after the request began, RSS +{:.1} MiB; recommend meanwhile p50 {:.0} µs p99 {:.0} µs ({} calls)",
             figures.hostile_ingest_ms,
             figures.hostile_learned_ms,

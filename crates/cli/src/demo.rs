@@ -333,6 +333,8 @@ fn print_tour(
 ) {
     let base = format!("http://{address}");
     let (out_item, out_title) = out_of_stock;
+    let now = discreet_vault::rfc3339(discreet_vault::now_millis());
+    let today = &now[..10];
     println!(
         r#"
 discreet is serving the demo at {base}.
@@ -342,6 +344,12 @@ holds, download it, switch personalization off, forget yourself and get a signed
 (the link works once, within 10 minutes; the session then lasts 30 minutes):
 
   {portal}
+
+Console — for the shop's privacy officers: open {base}/console/ and sign in with the
+privacy key below (dashboard, data map, subject lookup, audit trail, incidents and their
+breach-impact report):
+
+  {privacy}
 
 In another terminal:
 
@@ -380,6 +388,11 @@ In another terminal:
   curl -s '{base}/v1/receipts/public-key'
   curl -s -H "Authorization: Bearer $PRIVACY" '{base}/v1/audit/verify'
   curl -s '{base}/openapi.json'
+
+  # A breach: what the storefront key could have leaked since this morning, the 72-hour
+  # clock, and the Art. 33(3) draft report:
+  curl -s -X POST -H "Authorization: Bearer $PRIVACY" {base}/v1/incidents \
+    -d '{{"kind": "window", "since": "{today}T00:00:00Z"}}'
 
 Stop with Ctrl-C."#
     );

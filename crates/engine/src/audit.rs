@@ -172,7 +172,18 @@ impl Engine {
     pub fn verify_ledger(&self, caller: &Caller) -> Result<LedgerVerification> {
         self.authorize(caller, Action::AuditRead)?;
         self.flush_access_log();
-        Ok(self.inner.vault.verify_ledger()?)
+        self.verified_ledger()
+    }
+
+    /// Re-walks the ledger chain and remembers when, and what it found.
+    pub(crate) fn verified_ledger(&self) -> Result<LedgerVerification> {
+        let verification = self.inner.vault.verify_ledger()?;
+        *lock(&self.inner.ledger_checked) = Some(crate::dashboard::LedgerChecked {
+            at: now_millis(),
+            ok: verification.ok,
+            entries: u64::try_from(verification.entries).unwrap_or(0),
+        });
+        Ok(verification)
     }
 
     /// The policy in force.

@@ -15,6 +15,9 @@ use crate::interactions::{interactions_of, model_name};
 
 /// The ledger's name for consent bookkeeping reads.
 const CONSENT_PURPOSE: &str = "consent_management";
+
+/// Who reads a subject's events when a consent decision teaches or unteaches the models.
+pub const LEARNER_ACTOR: &str = "learner";
 /// Category of consent records.
 pub(crate) const CONSENT_CATEGORY: &str = "user.privacy_preferences";
 /// The `source` of withdrawals made for `Sec-GPC: 1`.
@@ -68,7 +71,7 @@ impl Engine {
             &caller.key_id,
             &self.new_consent(purpose, granted, source),
         )?;
-        self.follow_consent(&caller.key_id, &row)?;
+        self.follow_consent(&row)?;
         Ok(ConsentState {
             purpose: row.purpose,
             state: state_name(row.granted),
@@ -111,8 +114,10 @@ impl Engine {
     }
 
     /// Makes the models follow a recorded decision, if it is for their purpose (the caller
-    /// holds the gate alone).
-    pub(crate) fn follow_consent(&self, actor: &str, row: &ConsentRow) -> Result<()> {
+    /// holds the gate alone). The subject's events are read by the models (`LEARNER_ACTOR`
+    /// on the ledger), not by whoever recorded the decision: that caller never sees them, so
+    /// an incident about its key does not count them.
+    pub(crate) fn follow_consent(&self, row: &ConsentRow) -> Result<()> {
         let Some(model_purpose) = self.inner.model_purpose.as_deref() else {
             return Ok(());
         };
@@ -127,7 +132,7 @@ impl Engine {
         let events = self.inner.vault.events_of(
             subject,
             Access {
-                actor,
+                actor: LEARNER_ACTOR,
                 purpose: model_purpose,
             },
         )?;
@@ -187,7 +192,7 @@ impl Engine {
                     &caller.key_id,
                     &self.new_consent(&purpose.name, false, GPC_SOURCE),
                 )?;
-                self.follow_consent(&caller.key_id, &row)?;
+                self.follow_consent(&row)?;
                 withdrawals += 1;
             }
         }

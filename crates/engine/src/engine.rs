@@ -105,6 +105,10 @@ pub(crate) struct Inner {
     pub api_keys: RwLock<Vec<ApiKeyRow>>,
     /// One incident write at a time.
     pub incident_writes: crate::incidents::IncidentWrites,
+    /// When the ledger was last verified, and what was found (for the console).
+    pub ledger_checked: Mutex<Option<crate::dashboard::LedgerChecked>>,
+    /// When the background retention sweep last ran (unix ms; 0 before it first did).
+    pub last_sweep_at: std::sync::atomic::AtomicI64,
     pub access_log: Mutex<ReadEntries>,
     pub learner: Arc<Learner>,
     pub ready: AtomicBool,
@@ -176,6 +180,8 @@ impl Engine {
                 gate: RwLock::new(()),
                 api_keys: RwLock::new(api_keys),
                 incident_writes: Default::default(),
+                ledger_checked: Mutex::new(None),
+                last_sweep_at: std::sync::atomic::AtomicI64::new(0),
                 access_log: Mutex::new(ReadEntries::default()),
                 learner: Arc::new(Learner::default()),
                 ready: AtomicBool::new(false),

@@ -141,7 +141,7 @@ impl Engine {
                     .unwrap_or_else(|| self.inner.policy.version().to_owned()),
             },
         )?;
-        self.follow_consent(&caller.key_id, &row)?;
+        self.follow_consent(&row)?;
         Ok(ConsentImported::Recorded)
     }
 

@@ -57,6 +57,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The caller of key `id` while it is live (a console session ends with its key).
+    pub fn live_caller(&self, id: &str) -> Option<Caller> {
+        read(&self.inner.api_keys)
+            .iter()
+            .find(|key| key.id == id && key.revoked_at.is_none())
+            .map(|key| Caller::key(key.id.clone(), key.role.clone()))
+    }
+
     /// The caller a secret belongs to, if it is a live key. Every live key is compared in
     /// constant time, so the time taken says nothing about which key came close.
     pub fn authenticate(&self, secret: &str) -> Option<Caller> {

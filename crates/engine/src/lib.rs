@@ -10,6 +10,7 @@ mod access;
 mod answers;
 mod audit;
 mod consent;
+mod dashboard;
 mod engine;
 mod error;
 mod export;
@@ -36,6 +37,9 @@ pub use answers::{
 };
 pub use audit::{AuditQuery, MAX_AUDIT_ENTRIES};
 pub use consent::GPC_CARRIERS;
+pub use dashboard::{
+    ConsentSeries, DASHBOARD_DAYS, Dashboard, DayFigures, LedgerChecked, MAX_DASHBOARD_ENTRIES,
+};
 pub use engine::{Engine, EngineOptions, tuned_model_config};
 pub use error::{Error, Missing, Result};
 pub use export::{

@@ -159,9 +159,11 @@ impl Engine {
             options.retention_interval,
             true,
             |engine| {
-                if let Err(error) = engine.sweep_retention(now_millis()) {
+                let now = now_millis();
+                if let Err(error) = engine.sweep_retention(now) {
                     tracing::error!(%error, "retention sweep failed");
                 }
+                engine.inner.last_sweep_at.store(now, Ordering::Relaxed);
             },
         );
     }

@@ -283,40 +283,63 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         state.metrics.auth_failure();
         let address = throttle_unit(client_address(parts, &state.trusted_proxies));
-        match state.guard.fail(address, secret.unwrap_or("")) {
-            FailureOutcome::Refuse { delay } => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                Err(ApiError::Unauthorized)
+        Err(count_failure(state, address, secret.unwrap_or("")).await)
+    }
+}
+
+/// The throttle unit of the request's client (for failures not seen by `Authenticated`).
+pub struct ClientUnit(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientUnit {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(ClientUnit(throttle_unit(client_address(
+            parts,
+            &state.trusted_proxies,
+        ))))
+    }
+}
+
+/// Counts a failed authentication of `secret` from `address` and answers it: 401 (late
+/// past the slow-down thresholds) or 429 while blocked; a new block goes on the ledger.
+pub(crate) async fn count_failure(state: &AppState, address: IpAddr, secret: &str) -> ApiError {
+    match state.guard.fail(address, secret) {
+        FailureOutcome::Refuse { delay } => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
-            FailureOutcome::Blocked { retry_after_secs } => {
-                tokio::time::sleep(MAX_DELAY).await;
-                Err(ApiError::AuthBlocked { retry_after_secs })
+            ApiError::Unauthorized
+        }
+        FailureOutcome::Blocked { retry_after_secs } => {
+            tokio::time::sleep(MAX_DELAY).await;
+            ApiError::AuthBlocked { retry_after_secs }
+        }
+        FailureOutcome::NewlyBlocked { scope } => {
+            let detail = match scope {
+                BlockScope::Credential => format!(
+                    "one credential from an address was refused for {} s after {BLOCK_AFTER} failed authentications",
+                    BLOCK_FOR.as_secs()
+                ),
+                BlockScope::Address => format!(
+                    "failed authentications from an address were refused for {} s after {ADDRESS_BLOCK_AFTER} of them",
+                    BLOCK_FOR.as_secs()
+                ),
+            };
+            let engine = state.engine.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                engine.record_security_event("auth.blocked", detail)
+            })
+            .await;
+            if !matches!(recorded, Ok(Ok(()))) {
+                tracing::error!("an authentication block could not be written to the ledger");
             }
-            FailureOutcome::NewlyBlocked { scope } => {
-                let detail = match scope {
-                    BlockScope::Credential => format!(
-                        "one credential from an address was refused for {} s after {BLOCK_AFTER} failed authentications",
-                        BLOCK_FOR.as_secs()
-                    ),
-                    BlockScope::Address => format!(
-                        "failed authentications from an address were refused for {} s after {ADDRESS_BLOCK_AFTER} of them",
-                        BLOCK_FOR.as_secs()
-                    ),
-                };
-                let engine = state.engine.clone();
-                let recorded = tokio::task::spawn_blocking(move || {
-                    engine.record_security_event("auth.blocked", detail)
-                })
-                .await;
-                if !matches!(recorded, Ok(Ok(()))) {
-                    tracing::error!("an authentication block could not be written to the ledger");
-                }
-                tracing::warn!("failed authentications from an address are refused for a while");
-                Err(ApiError::AuthBlocked {
-                    retry_after_secs: BLOCK_FOR.as_secs(),
-                })
+            tracing::warn!("failed authentications from an address are refused for a while");
+            ApiError::AuthBlocked {
+                retry_after_secs: BLOCK_FOR.as_secs(),
             }
         }
     }

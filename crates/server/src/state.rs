@@ -8,6 +8,7 @@ use discreet_engine::Engine;
 use crate::auth::AuthGuard;
 use crate::client::TrustedProxies;
 use crate::metrics::Metrics;
+use crate::pages::console::sessions::ConsoleSessions;
 use crate::pages::sessions::Sessions;
 
 /// Limits of the HTTP layer.
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics_elsewhere: bool,
     /// The privacy center's sessions (in memory: a restart signs everyone out).
     pub portal: Arc<Sessions>,
+    /// The console's sessions (in memory as well).
+    pub console: Arc<ConsoleSessions>,
     /// Where customers' browsers reach the server (`https://HOST[:PORT]`, checked by
     /// `wire::public_url`); `None` makes links on the request's `Host`.
     pub public_url: Option<String>,
@@ -60,6 +63,7 @@ impl AppState {
             trusted_proxies: Arc::new(TrustedProxies::default()),
             metrics_elsewhere: false,
             portal: Arc::new(Sessions::default()),
+            console: Arc::new(ConsoleSessions::default()),
             public_url: None,
         }
     }

@@ -1,5 +1,7 @@
-//! The pages in a real browser: runs `tests/browser/portal.mjs` (headless Chromium from
-//! Debian driven by playwright-core, axe-core in every page) against this build's binary.
+//! The pages in a real browser: runs `tests/browser/portal.mjs` (the privacy center) and
+//! `tests/browser/console.mjs` (the officers' console), one after the other (headless
+//! Chromium from Debian driven by playwright-core, axe-core in every page) against this
+//! build's binary.
 //! Without Node.js, the npm packages (`npm ci --prefix tests/browser`) or Chromium the test
 //! says so and skips — except under `CI=true`, where a missing piece fails it (`.ci/run`
 //! installs them).
@@ -39,7 +41,7 @@ fn missing(browser_dir: &Path, chromium: &Path) -> Option<String> {
 }
 
 #[test]
-fn the_privacy_center_works_in_headless_chromium_and_passes_axe() {
+fn the_privacy_center_and_the_console_work_in_headless_chromium_and_pass_axe() {
     let root = repository();
     let browser_dir = root.join("tests/browser");
     let chromium =
@@ -52,14 +54,21 @@ fn the_privacy_center_works_in_headless_chromium_and_passes_axe() {
         println!("skipped: the browser tests cannot run here: {reason}");
         return;
     }
+    for suite in ["portal.mjs", "console.mjs"] {
+        run_suite(&root, &browser_dir.join(suite), &chromium);
+    }
+}
+
+/// Runs one suite to its end; fails with its output when a check failed.
+fn run_suite(root: &Path, suite: &Path, chromium: &Path) {
     let out = tempfile::tempdir().expect("temp dir");
     let log_path = out.path().join("browser.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let screenshots = root.join("target/browser-screenshots");
     let mut child = Command::new("node")
-        .arg(browser_dir.join("portal.mjs"))
+        .arg(suite)
         .env("DISCREET_BIN", binary())
-        .env("CHROMIUM", &chromium)
+        .env("CHROMIUM", chromium)
         .env("SCREENSHOT_DIR", &screenshots)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -69,11 +78,12 @@ fn the_privacy_center_works_in_headless_chromium_and_passes_axe() {
         let _ = child.kill();
         let _ = child.wait();
         panic!(
-            "the browser suite did not finish within {SUITE_WITHIN:?}:\n{}",
+            "{} did not finish within {SUITE_WITHIN:?}:\n{}",
+            suite.display(),
             read_lossy(&log_path)
         )
     });
     let output = read_lossy(&log_path);
     println!("{output}");
-    assert!(status.success(), "the browser suite failed:\n{output}");
+    assert!(status.success(), "{} failed:\n{output}", suite.display());
 }

@@ -147,7 +147,7 @@ impl Engine {
         // Reads answered a moment ago must be on the ledger before it is asked.
         self.flush_access_log();
         let vault = &self.inner.vault;
-        let verification = vault.verify_ledger()?;
+        let verification = self.verified_ledger()?;
         let ledger = LedgerCheck {
             ok: verification.ok,
             entries: u64::try_from(verification.entries).unwrap_or(0),
@@ -210,6 +210,16 @@ impl Engine {
             )),
         ])?;
         Ok(incident)
+    }
+
+    /// Every API key an incident may name: id, role, and whether it is revoked (no secrets).
+    pub fn incident_keys(&self, caller: &Caller) -> Result<Vec<(String, String, bool)>> {
+        self.authorize(caller, Action::Incidents)?;
+        Ok(crate::engine::read(&self.inner.api_keys)
+            .iter()
+            .rev()
+            .map(|key| (key.id.clone(), key.role.clone(), key.revoked_at.is_some()))
+            .collect())
     }
 
     /// Every incident, newest first.

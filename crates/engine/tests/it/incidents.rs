@@ -180,6 +180,45 @@ fn recommendation_reads_count_their_subjects_and_categories() {
 }
 
 #[test]
+fn a_consent_the_key_records_is_not_a_read_by_that_key() {
+    let engine = TestEngine::new();
+    customer(&engine, "g-1");
+    let key = engine
+        .create_api_key(&admin(), "storefront", "checkout")
+        .expect("key");
+    let caller = Caller::key(key.id.clone(), "storefront");
+    let since = now_millis() - 1;
+    // The grant teaches the models the customer's history: the models read it, the key
+    // that recorded the decision never sees it.
+    engine
+        .set_consent(&caller, "g-1", "personalization", true, "checkout-banner")
+        .expect("grant");
+    let incident = engine
+        .create_incident(&admin(), key_compromised(&key.id, since))
+        .expect("incident");
+    assert_eq!(incident.impact.subjects, 0, "{:#?}", incident.impact);
+    assert_eq!(incident.impact.records, 0);
+    let learned = engine
+        .audit(
+            &admin(),
+            &discreet_engine::AuditQuery {
+                subject: Some("g-1".into()),
+                actor: Some("learner".into()),
+                since: Some(since),
+                until: None,
+                limit: 10,
+            },
+        )
+        .expect("audit");
+    assert!(
+        learned
+            .iter()
+            .any(|record| record.entry.action == "events.read"),
+        "the models' read is on the ledger under the learner"
+    );
+}
+
+#[test]
 fn a_window_counts_every_key_and_a_data_copy_without_the_kek_is_unintelligible() {
     let engine = TestEngine::new();
     for subject in ["w-1", "w-2"] {

@@ -3,6 +3,7 @@
 
 mod canary;
 mod consent;
+mod dashboard;
 mod export;
 mod import;
 mod incidents;

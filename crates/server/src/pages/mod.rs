@@ -1,5 +1,6 @@
 //! The pages of discreet, server-rendered HTML beside the API: the privacy center
-//! (`/portal/…`, for the shop's customers) and its stylesheet.
+//! (`/portal/…`, for the shop's customers), the console (`/console/…`, for its privacy and
+//! security officers) and their stylesheet.
 //!
 //! Pages work without JavaScript and make no third-party request: one stylesheet of our
 //! own, no script, no font, no image from anywhere else. Every page answer carries the same
@@ -10,8 +11,10 @@
 //! - `sessions`: the in-memory privacy-center sessions (start tokens, cookies, CSRF);
 //! - `locale`: every visible string, one table per locale (English, German);
 //! - `portal`: the privacy center's handlers and what they show;
+//! - `console`: the officers' console, its sessions and pages;
 //! - `view`: the frame every page shares, and turning engine answers into rows to show.
 
+pub mod console;
 pub mod locale;
 mod portal;
 pub mod sessions;
@@ -56,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/sign-out", post(portal::sign_out))
         .route("/portal/{*rest}", get(portal::not_found))
         .route("/assets/style.css", get(stylesheet))
+        .merge(console::routes())
 }
 
 async fn stylesheet() -> Response {
@@ -69,13 +73,17 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// The headers of every answer under `/portal` and `/assets/` — pages, their errors, and
+/// The headers of every answer under `/portal`, `/console` and `/assets/` — pages, their errors, and
 /// the router's own 404, 405 and timeout answers there: nothing but our own origin may load
 /// into, frame or receive a page; nothing is cached; no address leaks in a referrer. The
 /// outermost layer of the router, so that no answer on those paths escapes it.
 pub async fn page_headers(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let page = path == "/portal" || path.starts_with("/portal/") || path.starts_with("/assets/");
+    let page = path == "/portal"
+        || path.starts_with("/portal/")
+        || path == "/console"
+        || path.starts_with("/console/")
+        || path.starts_with("/assets/");
     let mut response = next.run(request).await;
     if page {
         set_page_headers(response.headers_mut());
@@ -101,6 +109,33 @@ pub(crate) fn set_page_headers(headers: &mut HeaderMap) {
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_static(value));
     }
+}
+
+/// Runs engine work on the blocking pool.
+pub(crate) async fn run<T: Send + 'static>(
+    work: impl FnOnce() -> discreet_engine::Result<T> + Send + 'static,
+) -> discreet_engine::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| {
+            Err(discreet_engine::Error::Internal {
+                detail: format!("a worker stopped: {error}"),
+            })
+        })
+}
+
+/// A file to download: its type, its name, its body.
+pub(crate) fn attachment(content_type: &'static str, file_name: &str, body: String) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// An HTML page answer.

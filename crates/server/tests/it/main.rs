@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod catalogue;
 mod connections;
+mod console;
 mod gpc;
 mod metrics;
 mod portal;

@@ -368,6 +368,16 @@ impl Vault {
         Ok(vault)
     }
 
+    /// Forgets begun and not yet finished (they finish at the next start).
+    pub fn pending_erasures(&self) -> Result<usize> {
+        Ok(self.storage.erasure_intents()?.len())
+    }
+
+    /// Subjects held (forgotten ones are gone).
+    pub fn subjects_held(&self) -> Result<usize> {
+        Ok(self.storage.subject_ids()?.len())
+    }
+
     /// Finishes every interrupted forget, then drops rows of subjects whose key is destroyed.
     fn recover(&self) -> Result<Vec<ForgetReceipt>> {
         let mut receipts = Vec::new();

@@ -31,7 +31,7 @@ use crate::pages::view::{
     ActivityRow, EventRow, Frame, PortalPage, category_label, consent_state, legal_basis, paginate,
     purpose_label, retention_label, when,
 };
-use crate::pages::{PORTAL_COOKIE, cookie, html, request_host, set_cookie};
+use crate::pages::{PORTAL_COOKIE, cookie, html, request_host, run, set_cookie};
 use crate::routes::JsonBody;
 use crate::state::AppState;
 use crate::wire;
@@ -311,19 +311,6 @@ fn form_fields(
         return Err(PageError::bad_request(locale));
     }
     Ok(pairs)
-}
-
-/// Runs engine work on the blocking pool.
-async fn run<T: Send + 'static>(
-    work: impl FnOnce() -> discreet_engine::Result<T> + Send + 'static,
-) -> discreet_engine::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|error| {
-            Err(EngineError::Internal {
-                detail: format!("a worker stopped: {error}"),
-            })
-        })
 }
 
 async fn export_of(state: &AppState, visit: &Visit) -> Result<SubjectExport, PageError> {
