@@ -7,6 +7,7 @@ mod bad_input;
 mod catalogue;
 mod connections;
 mod gpc;
+mod incidents;
 mod metrics;
 mod portal;
 mod roles;
