@@ -5,9 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use discreet_engine::{Caller, Engine, EngineOptions, IncidentKind, IncidentRequest};
+use discreet_eval::memory::BuildCost;
 use discreet_eval::percentile;
+use discreet_policy::Policy;
 use discreet_vault::{Kek, KekRing, LedgerDraft, NewEvent, SqliteOptions, Vault};
 use serde::Serialize;
+
+/// When the bench ledger's first entry was written (one entry a millisecond after it).
+const LEDGER_START_MILLIS: i64 = 1_700_000_000_000;
 
 /// Arguments of `discreet bench`.
 #[derive(clap::Args)]
@@ -19,7 +25,8 @@ pub struct BenchArgs {
 /// What to measure.
 #[derive(clap::Subcommand)]
 pub enum BenchTarget {
-    /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification.
+    /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification and
+    /// an incident's impact over that ledger.
     Vault(VaultBenchArgs),
     /// The engine in process on the Online Retail purchases: start-up rebuild, recommend,
     /// similar, export and forget latency, resident memory.
@@ -81,6 +88,12 @@ struct VaultFigures {
     erase_ms_p99: f64,
     ledger_entries: i64,
     ledger_verify_seconds: f64,
+    /// `Engine::create_incident` for a window over that whole ledger: its own verification,
+    /// the impact scan, signing and storing the incident with its subjects' tokens.
+    incident_seconds: f64,
+    incident_to_verify_ratio: f64,
+    /// Allocation peak of the incident above the level it started from.
+    incident_peak_megabytes: f64,
 }
 
 /// Runs `discreet bench`.
@@ -314,7 +327,7 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         "ledger: writing {} entries, then verifying…",
         args.ledger_entries
     ));
-    let (ledger_entries, verify_seconds) = {
+    let (ledger_entries, verify_seconds, incident) = {
         let vault = open_bench_vault(&dir.join("ledger"))?;
         let mut written = 0;
         while written < args.ledger_entries {
@@ -322,7 +335,7 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             let entries = (0..count)
                 .map(|i| {
                     LedgerDraft::new(
-                        1_700_000_000_000 + (written + i) as i64,
+                        LEDGER_START_MILLIS + (written + i) as i64,
                         "bench",
                         "recommendations.read",
                     )
@@ -342,7 +355,9 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             "the ledger did not verify: {:?}",
             verification.problem
         );
-        (verification.entries, seconds)
+        progress("incident: a window over the whole ledger…");
+        let incident = incident_over_ledger(vault, args.ledger_entries)?;
+        (verification.entries, seconds, incident)
     };
 
     let figures = VaultFigures {
@@ -361,6 +376,9 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         erase_ms_p99: percentile(&erase_ms, 0.99),
         ledger_entries,
         ledger_verify_seconds: verify_seconds,
+        incident_seconds: incident.seconds,
+        incident_to_verify_ratio: incident.seconds / verify_seconds,
+        incident_peak_megabytes: incident.peak_bytes as f64 / 1_048_576.0,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -399,6 +417,38 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             "ledger verify, {} entries          {:>10.3} s",
             figures.ledger_entries, figures.ledger_verify_seconds
         );
+        println!(
+            "incident over that ledger (window)       {:>10.3} s  ({:.2} × verify, peak {:.0} MiB)",
+            figures.incident_seconds,
+            figures.incident_to_verify_ratio,
+            figures.incident_peak_megabytes
+        );
     }
     Ok(())
+}
+
+/// Times `Engine::create_incident` for a window over every entry of the bench's ledger
+/// (each a recommendation read of its own subject), checking that it counts them all.
+fn incident_over_ledger(vault: Vault, entries: usize) -> anyhow::Result<BuildCost> {
+    let engine = Engine::new(Policy::builtin_retail(), vault, EngineOptions::default())?;
+    let request = IncidentRequest {
+        kind: IncidentKind::Window,
+        key_id: None,
+        since: Some(LEDGER_START_MILLIS),
+        until: None,
+        aware_at: None,
+        kek_exposed: None,
+        description: None,
+    };
+    let (incident, cost) = discreet_eval::memory::measured(|| {
+        Ok(engine.create_incident(&Caller::operator(), request)?)
+    })?;
+    engine.shutdown();
+    anyhow::ensure!(
+        incident.ledger.ok && incident.impact.subjects == entries as u64,
+        "the incident counted {} subjects of {entries} (ledger ok: {})",
+        incident.impact.subjects,
+        incident.ledger.ok
+    );
+    Ok(cost)
 }
