@@ -94,6 +94,8 @@ struct VaultFigures {
     incident_to_verify_ratio: f64,
     /// Allocation peak of the incident above the level it started from.
     incident_peak_megabytes: f64,
+    /// An incident over an empty window of the same ledger: its verification, no count.
+    empty_incident_seconds: f64,
 }
 
 /// Runs `discreet bench`.
@@ -376,9 +378,10 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         erase_ms_p99: percentile(&erase_ms, 0.99),
         ledger_entries,
         ledger_verify_seconds: verify_seconds,
-        incident_seconds: incident.seconds,
-        incident_to_verify_ratio: incident.seconds / verify_seconds,
-        incident_peak_megabytes: incident.peak_bytes as f64 / 1_048_576.0,
+        incident_seconds: incident.whole.seconds,
+        incident_to_verify_ratio: incident.whole.seconds / verify_seconds,
+        incident_peak_megabytes: incident.whole.peak_bytes as f64 / 1_048_576.0,
+        empty_incident_seconds: incident.empty_seconds,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -423,32 +426,57 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             figures.incident_to_verify_ratio,
             figures.incident_peak_megabytes
         );
+        println!(
+            "incident over an empty window of it      {:>10.3} s  (the verification inside)",
+            figures.empty_incident_seconds
+        );
     }
     Ok(())
 }
 
-/// Times `Engine::create_incident` for a window over every entry of the bench's ledger
-/// (each a recommendation read of its own subject), checking that it counts them all.
-fn incident_over_ledger(vault: Vault, entries: usize) -> anyhow::Result<BuildCost> {
+/// What an incident over the bench's ledger cost.
+struct IncidentCost {
+    /// A window over every entry (each a recommendation read of its own subject).
+    whole: BuildCost,
+    /// A window after the last entry: the same verification, nothing to count.
+    empty_seconds: f64,
+}
+
+/// Times `Engine::create_incident` for a window over every entry of the bench's ledger,
+/// checking that it counts them all, then for an empty window after them.
+fn incident_over_ledger(vault: Vault, entries: usize) -> anyhow::Result<IncidentCost> {
     let engine = Engine::new(Policy::builtin_retail(), vault, EngineOptions::default())?;
-    let request = IncidentRequest {
+    let window = |since: i64| IncidentRequest {
         kind: IncidentKind::Window,
         key_id: None,
-        since: Some(LEDGER_START_MILLIS),
+        since: Some(since),
         until: None,
         aware_at: None,
         kek_exposed: None,
         description: None,
     };
-    let (incident, cost) = discreet_eval::memory::measured(|| {
-        Ok(engine.create_incident(&Caller::operator(), request)?)
+    let (incident, whole) = discreet_eval::memory::measured(|| {
+        Ok(engine.create_incident(&Caller::operator(), window(LEDGER_START_MILLIS))?)
     })?;
-    engine.shutdown();
     anyhow::ensure!(
         incident.ledger.ok && incident.impact.subjects == entries as u64,
         "the incident counted {} subjects of {entries} (ledger ok: {})",
         incident.impact.subjects,
         incident.ledger.ok
     );
-    Ok(cost)
+    let started = Instant::now();
+    let empty = engine.create_incident(
+        &Caller::operator(),
+        window(LEDGER_START_MILLIS + entries as i64),
+    )?;
+    let empty_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        empty.impact.subjects == 0,
+        "the empty window counted subjects"
+    );
+    engine.shutdown();
+    Ok(IncidentCost {
+        whole,
+        empty_seconds,
+    })
 }
