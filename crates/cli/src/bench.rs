@@ -5,9 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use discreet_engine::{Caller, Engine, EngineOptions, IncidentKind, IncidentRequest};
+use discreet_eval::memory::BuildCost;
 use discreet_eval::percentile;
+use discreet_policy::Policy;
 use discreet_vault::{Kek, KekRing, LedgerDraft, NewEvent, SqliteOptions, Vault};
 use serde::Serialize;
+
+/// When the bench ledger's first entry was written (one entry a millisecond after it).
+const LEDGER_START_MILLIS: i64 = 1_700_000_000_000;
 
 /// Arguments of `discreet bench`.
 #[derive(clap::Args)]
@@ -19,7 +25,8 @@ pub struct BenchArgs {
 /// What to measure.
 #[derive(clap::Subcommand)]
 pub enum BenchTarget {
-    /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification.
+    /// Sealed durable ingest vs plain SQLite inserts, erase latency, ledger verification and
+    /// an incident's impact over that ledger.
     Vault(VaultBenchArgs),
     /// The engine in process on the Online Retail purchases: start-up rebuild, recommend,
     /// similar, export and forget latency, resident memory.
@@ -81,6 +88,14 @@ struct VaultFigures {
     erase_ms_p99: f64,
     ledger_entries: i64,
     ledger_verify_seconds: f64,
+    /// `Engine::create_incident` for a window over that whole ledger: its own verification,
+    /// the impact scan, signing and storing the incident with its subjects' tokens.
+    incident_seconds: f64,
+    incident_to_verify_ratio: f64,
+    /// Allocation peak of the incident above the level it started from.
+    incident_peak_megabytes: f64,
+    /// An incident over an empty window of the same ledger: its verification, no count.
+    empty_incident_seconds: f64,
 }
 
 /// Runs `discreet bench`.
@@ -314,7 +329,7 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         "ledger: writing {} entries, then verifying…",
         args.ledger_entries
     ));
-    let (ledger_entries, verify_seconds) = {
+    let (ledger_entries, verify_seconds, incident) = {
         let vault = open_bench_vault(&dir.join("ledger"))?;
         let mut written = 0;
         while written < args.ledger_entries {
@@ -322,7 +337,7 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             let entries = (0..count)
                 .map(|i| {
                     LedgerDraft::new(
-                        1_700_000_000_000 + (written + i) as i64,
+                        LEDGER_START_MILLIS + (written + i) as i64,
                         "bench",
                         "recommendations.read",
                     )
@@ -342,7 +357,9 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             "the ledger did not verify: {:?}",
             verification.problem
         );
-        (verification.entries, seconds)
+        progress("incident: a window over the whole ledger…");
+        let incident = incident_over_ledger(vault, args.ledger_entries)?;
+        (verification.entries, seconds, incident)
     };
 
     let figures = VaultFigures {
@@ -361,6 +378,10 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
         erase_ms_p99: percentile(&erase_ms, 0.99),
         ledger_entries,
         ledger_verify_seconds: verify_seconds,
+        incident_seconds: incident.whole.seconds,
+        incident_to_verify_ratio: incident.whole.seconds / verify_seconds,
+        incident_peak_megabytes: incident.whole.peak_bytes as f64 / 1_048_576.0,
+        empty_incident_seconds: incident.empty_seconds,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -399,6 +420,63 @@ fn bench_vault(args: VaultBenchArgs) -> anyhow::Result<()> {
             "ledger verify, {} entries          {:>10.3} s",
             figures.ledger_entries, figures.ledger_verify_seconds
         );
+        println!(
+            "incident over that ledger (window)       {:>10.3} s  ({:.2} × verify, peak {:.0} MiB)",
+            figures.incident_seconds,
+            figures.incident_to_verify_ratio,
+            figures.incident_peak_megabytes
+        );
+        println!(
+            "incident over an empty window of it      {:>10.3} s  (the verification inside)",
+            figures.empty_incident_seconds
+        );
     }
     Ok(())
+}
+
+/// What an incident over the bench's ledger cost.
+struct IncidentCost {
+    /// A window over every entry (each a recommendation read of its own subject).
+    whole: BuildCost,
+    /// A window after the last entry: the same verification, nothing to count.
+    empty_seconds: f64,
+}
+
+/// Times `Engine::create_incident` for a window over every entry of the bench's ledger,
+/// checking that it counts them all, then for an empty window after them.
+fn incident_over_ledger(vault: Vault, entries: usize) -> anyhow::Result<IncidentCost> {
+    let engine = Engine::new(Policy::builtin_retail(), vault, EngineOptions::default())?;
+    let window = |since: i64| IncidentRequest {
+        kind: IncidentKind::Window,
+        key_id: None,
+        since: Some(since),
+        until: None,
+        aware_at: None,
+        kek_exposed: None,
+        description: None,
+    };
+    let (incident, whole) = discreet_eval::memory::measured(|| {
+        Ok(engine.create_incident(&Caller::operator(), window(LEDGER_START_MILLIS))?)
+    })?;
+    anyhow::ensure!(
+        incident.ledger.ok && incident.impact.subjects == entries as u64,
+        "the incident counted {} subjects of {entries} (ledger ok: {})",
+        incident.impact.subjects,
+        incident.ledger.ok
+    );
+    let started = Instant::now();
+    let empty = engine.create_incident(
+        &Caller::operator(),
+        window(LEDGER_START_MILLIS + entries as i64),
+    )?;
+    let empty_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        empty.impact.subjects == 0,
+        "the empty window counted subjects"
+    );
+    engine.shutdown();
+    Ok(IncidentCost {
+        whole,
+        empty_seconds,
+    })
 }

@@ -11,6 +11,7 @@ mod demo;
 mod eval;
 mod import;
 mod import_records;
+mod incident;
 mod items;
 mod keys;
 mod policy_command;
@@ -28,7 +29,7 @@ static ALLOCATOR: discreet_eval::memory::CountingAllocator =
 /// discreet — personalization customers can trust.
 ///
 /// Start with `discreet demo`. Commands that open a data folder (serve, import, keys,
-/// kek, forget, export, audit, backup) take --data-dir and --kek-file (or DISCREET_DATA_DIR
+/// kek, forget, export, audit, incident, backup) take --data-dir and --kek-file (or DISCREET_DATA_DIR
 /// and DISCREET_KEK_FILE), and --keys-dir for the key store (the KEK file's folder by
 /// default, never inside the data folder); one process holds a folder at a time.
 ///
@@ -63,6 +64,9 @@ enum Command {
     Export(subject_command::ExportArgs),
     /// Check the access ledger.
     Audit(subject_command::AuditArgs),
+    /// Open a breach incident (GDPR Art. 33): its impact from the verified ledger, the
+    /// 72-hour deadline, the draft notification.
+    Incident(incident::IncidentArgs),
     /// Check a downloaded forget receipt against the shop's public key, offline.
     Receipt(receipt::ReceiptArgs),
     /// Write a consistent data-only backup (no key), and a key store copy when asked.
@@ -108,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Forget(args) => subject_command::run_forget(args),
         Command::Export(args) => subject_command::run_export(args),
         Command::Audit(args) => subject_command::run_audit(args),
+        Command::Incident(args) => incident::run(args),
         Command::Receipt(args) => receipt::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Eval(args) => eval::run(args).map_err(CommandError::from),

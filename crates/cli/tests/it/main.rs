@@ -5,6 +5,7 @@ mod bench_scale;
 mod browser;
 mod cli;
 mod import_jsonl;
+mod incident;
 mod items;
 mod postgres;
 mod restart;

@@ -6,8 +6,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use discreet_engine::Incident;
-use discreet_vault::rfc3339;
 use serde_json::{Value, json};
 
 use super::{JsonBody, blocking, path};
@@ -15,43 +13,7 @@ use crate::auth::Authenticated;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::wire;
-
-/// An incident in the API's shape (times RFC 3339).
-pub fn incident_json(incident: &Incident) -> Value {
-    let impact = &incident.impact;
-    json!({
-        "id": incident.id,
-        "kind": incident.kind.as_str(),
-        "key_id": incident.key_id,
-        "since": incident.since.map(rfc3339),
-        "until": rfc3339(incident.until),
-        "aware_at": rfc3339(incident.aware_at),
-        "notify_by": rfc3339(incident.notify_by),
-        "created_at": rfc3339(incident.created_at),
-        "created_by": incident.created_by,
-        "description": incident.description,
-        "kek_exposed": incident.kek_exposed,
-        "impact": {
-            "subjects": impact.subjects,
-            "records": impact.records,
-            "categories": impact.categories,
-            "purposes": impact.purposes,
-            "intelligible": impact.intelligible,
-            "in_clear": impact.in_clear,
-            "reads": impact.reads,
-            "recommendation_reads": impact.recommendation_reads,
-            "approximate": impact.approximate,
-            "subject_tokens_url": format!("/v1/incidents/{}/subjects", incident.id),
-        },
-        "containment": {
-            "key_revoked_at": incident.containment.key_revoked_at.map(rfc3339),
-            "kek_rotated_at": incident.containment.kek_rotated_at.map(rfc3339),
-        },
-        "report": incident.report,
-        "ledger": incident.ledger,
-        "signature": incident.signature,
-    })
-}
+use crate::wire::incident_json;
 
 /// Open an incident: its impact is computed from the verified ledger, stored and signed.
 #[utoipa::path(post, path = "/v1/incidents", tag = "incidents",

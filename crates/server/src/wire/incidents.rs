@@ -1,7 +1,9 @@
-//! The incident routes' bodies: `POST /v1/incidents` and `POST /v1/incidents/{id}/contain`.
+//! The incident routes' bodies (`POST /v1/incidents`, `POST /v1/incidents/{id}/contain`)
+//! and the incident's answer shape, which the command line prints too.
 
-use discreet_engine::{ContainRequest, Error, IncidentKind, IncidentRequest, Result};
-use serde_json::Value;
+use discreet_engine::{ContainRequest, Error, Incident, IncidentKind, IncidentRequest, Result};
+use discreet_vault::rfc3339;
+use serde_json::{Value, json};
 
 use super::{Fields, describe, known_fields, parse_time};
 
@@ -91,5 +93,42 @@ pub fn contain_request(body: &Value) -> Result<ContainRequest> {
     Ok(ContainRequest {
         revoke_key: flag(&fields, "revoke_key")?.unwrap_or(false),
         rotate_kek: flag(&fields, "rotate_kek")?.unwrap_or(false),
+    })
+}
+
+/// An incident in the API's shape (times RFC 3339).
+pub fn incident_json(incident: &Incident) -> Value {
+    let impact = &incident.impact;
+    json!({
+        "id": incident.id,
+        "kind": incident.kind.as_str(),
+        "key_id": incident.key_id,
+        "since": incident.since.map(rfc3339),
+        "until": rfc3339(incident.until),
+        "aware_at": rfc3339(incident.aware_at),
+        "notify_by": rfc3339(incident.notify_by),
+        "created_at": rfc3339(incident.created_at),
+        "created_by": incident.created_by,
+        "description": incident.description,
+        "kek_exposed": incident.kek_exposed,
+        "impact": {
+            "subjects": impact.subjects,
+            "records": impact.records,
+            "categories": impact.categories,
+            "purposes": impact.purposes,
+            "intelligible": impact.intelligible,
+            "in_clear": impact.in_clear,
+            "reads": impact.reads,
+            "recommendation_reads": impact.recommendation_reads,
+            "approximate": impact.approximate,
+            "subject_tokens_url": format!("/v1/incidents/{}/subjects", incident.id),
+        },
+        "containment": {
+            "key_revoked_at": incident.containment.key_revoked_at.map(rfc3339),
+            "kek_rotated_at": incident.containment.kek_rotated_at.map(rfc3339),
+        },
+        "report": incident.report,
+        "ledger": incident.ledger,
+        "signature": incident.signature,
     })
 }

@@ -454,7 +454,9 @@ pub fn item_batch(body: &Value) -> Result<Vec<ItemInput>> {
 mod incidents;
 mod portal;
 
-pub use incidents::{INCIDENT_FIELDS, INCIDENT_KINDS, contain_request, incident_request};
+pub use incidents::{
+    INCIDENT_FIELDS, INCIDENT_KINDS, contain_request, incident_json, incident_request,
+};
 
 pub use portal::{
     MAX_RETURN_URL_CHARS, PortalBody, check_return_url, is_local_host, is_url_authority,

@@ -8,6 +8,7 @@ mod catalogue;
 mod connections;
 mod console;
 mod gpc;
+mod incidents;
 mod metrics;
 mod portal;
 mod roles;
