@@ -7,7 +7,7 @@
 //! Entries written before read entries carried per-category counts (`by_category=`) are
 //! counted as an upper bound: the whole read in each of its categories (`approximate`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use discreet_vault::ledger::{detail_count, parse_by_category};
 use discreet_vault::{LedgerFilter, LedgerRecord, Vault};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 /// Ledger entries read per page while scanning.
-const PAGE: usize = 10_000;
+const PAGE: usize = 50_000;
 
 /// The ledger actions that disclose personal data to their actor.
 pub const READ_ACTIONS: [&str; 5] = [
@@ -54,16 +54,30 @@ pub struct Impact {
     pub approximate: bool,
 }
 
-/// A subject's exposure while scanning: records per category.
+/// A subject's exposure while scanning: records per category (by the tally's category
+/// index; a subject touches few categories, so a short list beats a map).
 #[derive(Default)]
 struct Exposure {
-    categories: BTreeMap<String, u64>,
+    categories: Vec<(u16, u64)>,
 }
 
-/// The tally of a scan.
+impl Exposure {
+    /// Keeps the largest count seen for `category`.
+    fn at_least(&mut self, category: u16, records: u64) {
+        match self.categories.iter_mut().find(|(c, _)| *c == category) {
+            Some((_, held)) => *held = (*held).max(records),
+            None => self.categories.push((category, records)),
+        }
+    }
+}
+
+/// The tally of a scan. Categories are interned: a million subjects share a handful of
+/// names.
 #[derive(Default)]
 pub(crate) struct Tally {
-    exposed: BTreeMap<String, Exposure>,
+    exposed: HashMap<String, Exposure>,
+    category_names: Vec<String>,
+    category_index: HashMap<String, u16>,
     purposes: BTreeSet<String>,
     reads: u64,
     recommendation_reads: u64,
@@ -71,9 +85,36 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// The tokens of the subjects exposed.
+    /// The tokens of the subjects exposed, in order.
     pub(crate) fn tokens(&self) -> Vec<String> {
-        self.exposed.keys().cloned().collect()
+        let mut tokens: Vec<String> = self.exposed.keys().cloned().collect();
+        tokens.sort_unstable();
+        tokens
+    }
+
+    fn category(&mut self, name: &str) -> u16 {
+        if let Some(index) = self.category_index.get(name) {
+            return *index;
+        }
+        let index = u16::try_from(self.category_names.len()).unwrap_or(u16::MAX);
+        self.category_names.push(name.to_owned());
+        self.category_index.insert(name.to_owned(), index);
+        index
+    }
+
+    /// Adds `counts` to the exposure of `token` (each category keeps its largest count).
+    fn expose(&mut self, token: &str, counts: &[(u16, u64)]) {
+        if let Some(exposure) = self.exposed.get_mut(token) {
+            for (category, records) in counts {
+                exposure.at_least(*category, *records);
+            }
+            return;
+        }
+        let mut exposure = Exposure::default();
+        for (category, records) in counts {
+            exposure.at_least(*category, *records);
+        }
+        self.exposed.insert(token.to_owned(), exposure);
     }
 
     /// Counts one read entry.
@@ -83,20 +124,28 @@ impl Tally {
             return;
         };
         self.reads += 1;
-        if let Some(purpose) = &entry.purpose {
+        if let Some(purpose) = &entry.purpose
+            && !self.purposes.contains(purpose)
+        {
             self.purposes.insert(purpose.clone());
         }
-        let exposure = self.exposed.entry(token.clone()).or_default();
-        let counts: Vec<(String, u64)> = if entry.action == "recommendations.read" {
+        let counts: Vec<(u16, u64)> = if entry.action == "recommendations.read" {
             // A suggestion list derived from these categories: the subject is exposed in
             // each, no stored record is disclosed.
             self.recommendation_reads += 1;
-            entry.categories.iter().map(|c| (c.clone(), 0)).collect()
+            entry
+                .categories
+                .iter()
+                .map(|c| (self.category(c), 0))
+                .collect()
         } else if entry.action == "consents.read" {
             let n = detail_count(&entry.detail, "consents").unwrap_or(0);
-            vec![("user.privacy_preferences".to_owned(), n)]
+            vec![(self.category("user.privacy_preferences"), n)]
         } else if let Some(counts) = parse_by_category(&entry.detail) {
             counts
+                .into_iter()
+                .map(|(c, n)| (self.category(&c), n))
+                .collect()
         } else {
             let total = detail_count(&entry.detail, "events").unwrap_or(0)
                 + detail_count(&entry.detail, "attributes").unwrap_or(0);
@@ -106,38 +155,39 @@ impl Tally {
             entry
                 .categories
                 .iter()
-                .map(|c| (c.clone(), total))
+                .map(|c| (self.category(c), total))
                 .collect()
         };
-        for (category, records) in counts {
-            let held = exposure.categories.entry(category).or_default();
-            *held = (*held).max(records);
-        }
+        self.expose(token, &counts);
     }
 
     /// The impact this tally amounts to.
     pub(crate) fn impact(&self, intelligible: bool, in_clear: Vec<String>) -> Impact {
-        let mut categories: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut per_category: Vec<(u64, u64)> = vec![(0, 0); self.category_names.len()];
         let mut records = 0;
         for exposure in self.exposed.values() {
             for (category, count) in &exposure.categories {
-                let slot = categories.entry(category).or_default();
+                let slot = &mut per_category[usize::from(*category)];
                 slot.0 += 1;
                 slot.1 += count;
                 records += count;
             }
         }
+        let mut categories: Vec<CategoryImpact> = per_category
+            .into_iter()
+            .zip(&self.category_names)
+            .filter(|((subjects, _), _)| *subjects > 0)
+            .map(|((subjects, records), category)| CategoryImpact {
+                category: category.clone(),
+                subjects,
+                records,
+            })
+            .collect();
+        categories.sort_by(|a, b| a.category.cmp(&b.category));
         Impact {
             subjects: self.exposed.len() as u64,
             records,
-            categories: categories
-                .into_iter()
-                .map(|(category, (subjects, records))| CategoryImpact {
-                    category: category.to_owned(),
-                    subjects,
-                    records,
-                })
-                .collect(),
+            categories,
             purposes: self.purposes.iter().cloned().collect(),
             intelligible,
             in_clear,
@@ -277,14 +327,12 @@ pub(crate) fn held_at(vault: &Vault, at: i64) -> Result<Tally> {
         ..Tally::default()
     };
     for (token, categories) in held {
-        let exposure = tally.exposed.entry(token).or_default();
-        for (category, count) in categories {
-            if count > 0 {
-                exposure
-                    .categories
-                    .insert(category, u64::try_from(count).unwrap_or(0));
-            }
-        }
+        let counts: Vec<(u16, u64)> = categories
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(category, count)| (tally.category(category), u64::try_from(*count).unwrap_or(0)))
+            .collect();
+        tally.expose(&token, &counts);
     }
     Ok(tally)
 }

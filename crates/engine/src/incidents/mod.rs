@@ -356,18 +356,29 @@ impl Engine {
         self.inner.policy.role(&key.role).cloned()
     }
 
+    /// The first `kek.rotated` entry at or after `since`, paging back through the ledger
+    /// (newest first) until the entries are older than `since`.
     fn kek_rotated_after(&self, since: i64) -> Result<Option<i64>> {
-        let entries = self.inner.vault.ledger(&discreet_vault::LedgerFilter {
-            actor: None,
-            since: Some(since),
-            limit: 100_000,
-            ..Default::default()
-        })?;
-        Ok(entries
-            .iter()
-            .filter(|record| record.entry.action == "kek.rotated")
-            .map(|record| record.entry.at)
-            .min())
+        const PAGE: usize = 50_000;
+        let mut first = None;
+        let mut before_seq = None;
+        loop {
+            let page = self.inner.vault.ledger(&discreet_vault::LedgerFilter {
+                since: Some(since),
+                before_seq,
+                limit: PAGE,
+                ..Default::default()
+            })?;
+            for record in &page {
+                if record.entry.action == "kek.rotated" {
+                    first = Some(first.map_or(record.entry.at, |at: i64| at.min(record.entry.at)));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => before_seq = Some(last.seq),
+                _ => return Ok(first),
+            }
+        }
     }
 
     fn check_incident(&self, request: &IncidentRequest, now: i64) -> Result<Window> {

@@ -236,13 +236,15 @@ pub(crate) fn markdown(policy: &Policy, incident: &Incident) -> String {
     );
     let _ = writeln!(
         text,
-        "- Computed: {} from the access ledger ({} entries, {})",
+        "- Computed: {} from the access ledger ({})",
         rfc3339(incident.created_at),
-        incident.ledger.entries,
         if incident.ledger.ok {
-            "verified"
+            format!("{} entries, verified", incident.ledger.entries)
         } else {
-            "DID NOT VERIFY"
+            format!(
+                "DID NOT VERIFY: {} entries read up to the first bad one",
+                incident.ledger.entries
+            )
         }
     );
     if let Some(signature) = &incident.signature {
