@@ -309,10 +309,10 @@ impl Engine {
         }
         if request.revoke_key && incident.containment.key_revoked_at.is_none() {
             let Some(key_id) = incident.key_id.clone() else {
-                return Err(Error::bad_input(
-                    "revoke_key",
-                    "only a key_compromised incident names a key to revoke",
-                ));
+                // The request is well formed; this incident has no key to revoke.
+                return Err(Error::Conflict {
+                    detail: "only a key_compromised incident names a key to revoke".to_owned(),
+                });
             };
             let already = self
                 .inner

@@ -295,21 +295,51 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
         }),
     );
     let time = json!({"type": "string", "format": "date-time", "description": "RFC 3339"});
+    // One shape per kind (the fields each kind takes); what no schema can say — `since`
+    // before `until`, no time in the future, a `key_id` this store issued — is checked by
+    // the engine and answered 400 (404 for the key) naming the field.
+    let description =
+        nullable(json!({"type": "string", "maxLength": discreet_engine::MAX_DESCRIPTION_CHARS}));
+    let incident = |kind: &str, required: &[&str], extra: Value| {
+        let mut properties = json!({
+            "kind": {"type": "string", "enum": [kind]},
+            "since": nullable(time.clone()),
+            "until": nullable(time.clone()),
+            "aware_at": nullable(time.clone()),
+            "description": description.clone(),
+        });
+        if let (Some(properties), Some(extra)) = (properties.as_object_mut(), extra.as_object()) {
+            properties.extend(extra.clone());
+        }
+        if required.contains(&"since") {
+            properties["since"] = time.clone();
+        }
+        let mut required: Vec<&str> = required.to_vec();
+        required.insert(0, "kind");
+        json!({
+            "type": "object",
+            "required": required,
+            "additionalProperties": false,
+            "properties": properties,
+        })
+    };
     schemas.insert(
         "IncidentIn".into(),
         json!({
-            "type": "object",
-            "required": ["kind"],
-            "additionalProperties": false,
-            "properties": {
-                "kind": {"type": "string", "enum": crate::wire::INCIDENT_KINDS},
-                "key_id": nullable(json!({"type": "string", "maxLength": 64, "description": "The compromised key (key_compromised only)"})),
-                "since": nullable(time.clone()),
-                "until": nullable(time.clone()),
-                "aware_at": nullable(time),
-                "kek_exposed": nullable(json!({"type": "boolean", "description": "data_copy only"})),
-                "description": nullable(json!({"type": "string", "maxLength": discreet_engine::MAX_DESCRIPTION_CHARS})),
-            },
+            "oneOf": [
+                incident(
+                    "key_compromised",
+                    &["key_id"],
+                    json!({"key_id": {"type": "string", "minLength": 1, "maxLength": 64, "description": "The compromised key; `since` defaults to when it was issued"}}),
+                ),
+                incident("window", &["since"], json!({})),
+                incident(
+                    "data_copy",
+                    &["since"],
+                    json!({"kek_exposed": nullable(json!({"type": "boolean", "description": "Whether the KEK was taken too"}))}),
+                ),
+            ],
+            "discriminator": {"propertyName": "kind"},
         }),
     );
     schemas.insert(
@@ -317,10 +347,15 @@ pub(super) fn request_schemas(policy: &Policy, max_batch_events: usize) -> Map<S
         json!({
             "type": "object",
             "additionalProperties": false,
+            "description": "At least one action set to true",
             "properties": {
                 "revoke_key": nullable(json!({"type": "boolean"})),
                 "rotate_kek": nullable(json!({"type": "boolean"})),
             },
+            "anyOf": [
+                {"required": ["revoke_key"], "properties": {"revoke_key": {"const": true}}},
+                {"required": ["rotate_kek"], "properties": {"rotate_kek": {"const": true}}},
+            ],
         }),
     );
     schemas.insert(
