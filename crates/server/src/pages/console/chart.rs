@@ -55,7 +55,8 @@ fn open(svg: &mut String, id: &str, title: &str, description: &str, dashboard: &
         (count.saturating_sub(1), "end"),
     ] {
         if let Some(day) = dashboard.days.get(index) {
-            let label = &super::when_millis(day.day)[5..10];
+            let when = super::when_millis(day.day);
+            let label = when.get(5..10).unwrap_or_default();
             let _ = write!(
                 svg,
                 r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="{anchor}" fill="#4a5566">{label}</text>"##,

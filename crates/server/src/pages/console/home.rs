@@ -209,7 +209,10 @@ async fn dashboard_with(state: &AppState, desk: &Desk, notice: String) -> Consol
         .iter()
         .rev()
         .map(|day| DayRow {
-            day: when_millis(day.day)[..10].to_owned(),
+            day: when_millis(day.day)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned(),
             forgets: day.forgets,
             rights_requests: day.rights_requests,
             granted: day.consents_granted,
