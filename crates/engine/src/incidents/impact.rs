@@ -234,7 +234,13 @@ pub(crate) fn reads(vault: &Vault, actor: Option<&str>, since: i64, until: i64) 
             ..LedgerFilter::default()
         },
         &mut |record| {
-            if record.entry.outcome == "ok" && READ_ACTIONS.contains(&record.entry.action.as_str())
+            // discreet's own reads (the models learning on a consent change, upkeep) reach no
+            // caller: they are no exposure.
+            let internal =
+                record.entry.actor == "learner" || record.entry.actor.starts_with("system");
+            if !internal
+                && record.entry.outcome == "ok"
+                && READ_ACTIONS.contains(&record.entry.action.as_str())
             {
                 tally.read(record);
             }

@@ -296,24 +296,29 @@ impl Engine {
         } = self.load_incident(id)?;
         let vault = &self.inner.vault;
         let now = now_millis();
+        if request.revoke_key && incident.key_id.is_none() {
+            // The request is well formed; this incident has no key to revoke.
+            return Err(Error::Conflict {
+                detail: "only a key_compromised incident names a key to revoke".to_owned(),
+            });
+        }
+        // The engine cannot choose where a new KEK is kept: `discreet kek rotate` writes it,
+        // and its `kek.rotated` entry after the incident began is the containment.
+        let mut kek_missing = false;
         if request.rotate_kek && incident.containment.kek_rotated_at.is_none() {
-            // The engine cannot choose where a new KEK is kept: `discreet kek rotate` writes
-            // it, and its `kek.rotated` entry after the incident began is the containment.
-            let rotated = self.kek_rotated_after(incident.since.unwrap_or(incident.created_at))?;
-            let Some(at) = rotated else {
-                return Err(Error::Conflict {
-                    detail: "no KEK rotation since the incident began: run `discreet kek rotate`, then contain again".to_owned(),
-                });
-            };
-            incident.containment.kek_rotated_at = Some(at);
+            match self.kek_rotated_after(incident.since.unwrap_or(incident.created_at))? {
+                Some(at) => incident.containment.kek_rotated_at = Some(at),
+                None => kek_missing = true,
+            }
+        }
+        const NO_ROTATION: &str = "no KEK rotation since the incident began: run `discreet kek rotate`, then contain again";
+        if kek_missing && !request.revoke_key {
+            return Err(Error::Conflict {
+                detail: NO_ROTATION.to_owned(),
+            });
         }
         if request.revoke_key && incident.containment.key_revoked_at.is_none() {
-            let Some(key_id) = incident.key_id.clone() else {
-                // The request is well formed; this incident has no key to revoke.
-                return Err(Error::Conflict {
-                    detail: "only a key_compromised incident names a key to revoke".to_owned(),
-                });
-            };
+            let key_id = incident.key_id.clone().unwrap_or_default();
             let already = self
                 .inner
                 .vault
@@ -347,6 +352,12 @@ impl Engine {
                 request.revoke_key, request.rotate_kek
             )),
         ])?;
+        if kek_missing {
+            // The key is revoked all the same: a missing rotation never leaves it live.
+            return Err(Error::Conflict {
+                detail: format!("the key is revoked; {NO_ROTATION}"),
+            });
+        }
         Ok(incident)
     }
 

@@ -198,6 +198,14 @@ fn a_consent_the_key_records_is_not_a_read_by_that_key() {
         .expect("incident");
     assert_eq!(incident.impact.subjects, 0, "{:#?}", incident.impact);
     assert_eq!(incident.impact.records, 0);
+    // Nor is it an exposure of the window: discreet's own reads reach no caller.
+    let window = IncidentRequest {
+        kind: IncidentKind::Window,
+        key_id: None,
+        ..key_compromised(&key.id, since)
+    };
+    let window = engine.create_incident(&admin(), window).expect("window");
+    assert_eq!(window.impact.subjects, 0, "{:#?}", window.impact);
     let learned = engine
         .audit(
             &admin(),
@@ -336,6 +344,21 @@ fn incidents_refuse_other_roles_and_bad_requests_and_contain_by_revoking() {
         engine.contain_incident(&privacy, &incident.id, rotate),
         Err(Error::Conflict { .. })
     ));
+    assert!(
+        engine.authenticate(&key.secret).is_some(),
+        "a refused rotation changes nothing"
+    );
+    // Both at once without a recorded rotation: the key is revoked all the same, and the
+    // answer says the rotation is still missing.
+    let both = ContainRequest {
+        revoke_key: true,
+        rotate_kek: true,
+    };
+    assert!(matches!(
+        engine.contain_incident(&privacy, &incident.id, both),
+        Err(Error::Conflict { detail }) if detail.starts_with("the key is revoked")
+    ));
+    assert!(engine.authenticate(&key.secret).is_none());
     let revoke = ContainRequest {
         revoke_key: true,
         rotate_kek: false,
@@ -344,7 +367,6 @@ fn incidents_refuse_other_roles_and_bad_requests_and_contain_by_revoking() {
         .contain_incident(&privacy, &incident.id, revoke)
         .expect("contain");
     let revoked_at = contained.containment.key_revoked_at.expect("revoked");
-    assert!(engine.authenticate(&key.secret).is_none());
     assert!(contained.report.measures.contains("revoked at"));
     // Again: the first time stays.
     let again = engine

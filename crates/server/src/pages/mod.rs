@@ -138,6 +138,17 @@ pub(crate) fn attachment(content_type: &'static str, file_name: &str, body: Stri
         .into_response()
 }
 
+/// A CSV cell: quoted, quotes doubled, and a leading `=`, `+`, `-` or `@` defused so that
+/// a spreadsheet never runs it as a formula.
+pub(crate) fn csv_cell(text: &str) -> String {
+    let defused = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    format!("\"{}\"", defused.replace('"', "\"\""))
+}
+
 /// An HTML page answer.
 pub(crate) fn html(status: StatusCode, body: String) -> Response {
     (

@@ -391,7 +391,10 @@ async fn an_incident_from_the_console_counts_the_reads_and_containment_revokes_t
         ))
         .await;
     assert_eq!(customers.status, StatusCode::OK);
-    assert!(customers.text().contains(CUSTOMER));
+    assert!(
+        customers.text().contains(&format!("\"{CUSTOMER}\"")),
+        "quoted cells"
+    );
 
     let contained = app
         .send(post(

@@ -121,11 +121,14 @@ pub async fn sign_in(
                 StatusCode::FORBIDDEN,
                 "This key's role has no console access (it needs the `console` action).",
             ),
-            other => Err(ConsoleError::new(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("The sign-in could not be recorded: {other}."),
-            )),
+            other => {
+                tracing::error!(error = %other, "a console sign-in could not be written to the ledger");
+                Err(ConsoleError::new(
+                    &state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The sign-in could not be recorded on the ledger; try again shortly.",
+                ))
+            }
         };
     }
     let response = see_other("/console/");

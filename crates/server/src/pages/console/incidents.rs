@@ -301,7 +301,8 @@ pub async fn subjects(
         .map_err(|error| desk.engine_error(&state, &error))?;
     let mut csv = String::from("customer\r\n");
     for subject in &affected.subjects {
-        csv.push_str(subject);
+        // Customer ids are the shop's values: quoted, and never a spreadsheet formula.
+        csv.push_str(&crate::pages::csv_cell(subject));
         csv.push_str("\r\n");
     }
     let mut response = crate::pages::attachment(

@@ -7,6 +7,7 @@ use discreet_engine::{AuditQuery, MAX_AUDIT_ENTRIES};
 use discreet_vault::{LedgerRecord, rfc3339};
 
 use super::*;
+use crate::pages::csv_cell as cell;
 
 /// Entries the audit page lists when no limit is asked for.
 const DEFAULT_LIMIT: usize = 200;
@@ -177,17 +178,6 @@ pub async fn audit(
         limit,
     };
     render(&state, page)
-}
-
-/// A CSV cell: quoted, quotes doubled, and a leading `=`, `+`, `-` or `@` defused so that
-/// a spreadsheet never runs it as a formula.
-fn cell(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    format!("\"{}\"", defused.replace('"', "\"\""))
 }
 
 /// `GET /console/audit.csv?…`: the same entries as a CSV file.
