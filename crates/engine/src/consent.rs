@@ -16,10 +16,10 @@ use crate::interactions::{interactions_of, model_name};
 /// The ledger's name for consent bookkeeping reads.
 const CONSENT_PURPOSE: &str = "consent_management";
 
+pub(crate) use discreet_vault::ledger::CONSENT_CATEGORY;
+
 /// Who reads a subject's events when a consent decision teaches or unteaches the models.
 pub const LEARNER_ACTOR: &str = "learner";
-/// Category of consent records.
-pub(crate) const CONSENT_CATEGORY: &str = "user.privacy_preferences";
 /// The `source` of withdrawals made for `Sec-GPC: 1`.
 const GPC_SOURCE: &str = "gpc-header";
 /// The actions whose requests name subjects, and so may carry a `Sec-GPC: 1` signal for them.

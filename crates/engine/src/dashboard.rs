@@ -91,6 +91,7 @@ pub struct Dashboard {
 #[derive(Clone, Copy)]
 struct Step {
     at: i64,
+    seq: i64,
     kind: StepKind,
     subject: u32,
     purpose: u16,
@@ -100,6 +101,8 @@ struct Step {
 enum StepKind {
     Created,
     Forgotten,
+    /// A forget applied again after a restore: the subject goes, no new forget is counted.
+    Reapplied,
     Granted,
     Withdrawn,
     RightsRead,
@@ -138,10 +141,9 @@ impl Engine {
         let mut before_seq = None;
         let mut read = 0usize;
         let complete = loop {
-            if read >= MAX_DASHBOARD_ENTRIES {
-                break false;
-            }
-            let limit = PAGE.min(MAX_DASHBOARD_ENTRIES - read);
+            // One entry more than the cap is asked for: a ledger of exactly the cap is
+            // complete.
+            let limit = PAGE.min(MAX_DASHBOARD_ENTRIES + 1 - read);
             let page = vault.ledger(&LedgerFilter {
                 subject_token: None,
                 actor: None,
@@ -150,13 +152,15 @@ impl Engine {
                 before_seq,
                 limit,
             })?;
-            read += page.len();
+            let keep = page.len().min(MAX_DASHBOARD_ENTRIES - read);
+            read += keep;
             before_seq = page.last().map(|record| record.seq);
-            for record in &page {
+            for record in &page[..keep] {
                 let entry = &record.entry;
                 let kind = match entry.action.as_str() {
                     "subject.created" => StepKind::Created,
-                    "forget.completed" | "forget.reapplied" => StepKind::Forgotten,
+                    "forget.completed" => StepKind::Forgotten,
+                    "forget.reapplied" => StepKind::Reapplied,
                     "consent.granted" => StepKind::Granted,
                     "consent.withdrawn" => StepKind::Withdrawn,
                     "events.read" if entry.purpose.as_deref() == Some(RIGHTS_PURPOSE) => {
@@ -172,6 +176,7 @@ impl Engine {
                 }
                 steps.push(Step {
                     at: entry.at,
+                    seq: record.seq,
                     kind,
                     subject: subjects.of(token),
                     purpose: entry
@@ -184,9 +189,13 @@ impl Engine {
             if page.len() < limit {
                 break true;
             }
+            if page.len() > keep {
+                break false;
+            }
         };
         let entries_replayed = read as u64;
-        steps.reverse();
+        // Days by the entries' times; the chain's order among entries of the same time.
+        steps.sort_unstable_by_key(|step| (step.at, step.seq));
 
         let consent_purposes: Vec<(String, Option<u32>)> = self
             .inner
@@ -237,12 +246,14 @@ impl Engine {
                 StepKind::Created => {
                     held.insert(step.subject);
                 }
-                StepKind::Forgotten => {
+                StepKind::Forgotten | StepKind::Reapplied => {
                     held.remove(&step.subject);
                     for set in granted.values_mut() {
                         set.remove(&step.subject);
                     }
-                    if let Some(day) = day {
+                    if step.kind == StepKind::Forgotten
+                        && let Some(day) = day
+                    {
                         day.forgets += 1;
                     }
                 }

@@ -51,8 +51,8 @@ pub use import::{
 };
 pub use incidents::{
     CategoryImpact, ContainRequest, Containment, Impact, Incident, IncidentKind, IncidentRequest,
-    IncidentSubjects, LedgerCheck, MAX_DESCRIPTION_CHARS, NOTIFY_WITHIN_MILLIS, READ_ACTIONS,
-    ReportSections,
+    IncidentSubjects, LedgerCheck, MAX_DESCRIPTION_CHARS, NOTIFY_WITHIN_MILLIS,
+    PORTAL_SESSION_REACH_MILLIS, READ_ACTIONS, ReportSections,
 };
 pub use ingest::IdempotencyKey;
 pub use input::{AttributeInput, EventContext, EventInput, EventType};

@@ -24,6 +24,10 @@ pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 /// The detail word that carries per-category record counts: `by_category=CAT:N,CAT:N`.
 pub const BY_CATEGORY: &str = "by_category=";
 
+/// The category consent records are read and counted under (the taxonomy's privacy
+/// preferences).
+pub const CONSENT_CATEGORY: &str = "user.privacy_preferences";
+
 /// ` by_category=CAT:N,...` for the records an entry touched, category by category (empty
 /// when there are none). Category names never hold `:`, `,` or spaces.
 pub fn by_category_detail<'a>(categories: impl IntoIterator<Item = &'a str>) -> String {

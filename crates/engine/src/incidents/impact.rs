@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use discreet_vault::ledger::{detail_count, parse_by_category};
+use discreet_vault::ledger::{CONSENT_CATEGORY, detail_count, parse_by_category};
 use discreet_vault::{LedgerFilter, LedgerRecord, Vault};
 use serde::{Deserialize, Serialize};
 
@@ -140,7 +140,7 @@ impl Tally {
                 .collect()
         } else if entry.action == "consents.read" {
             let n = detail_count(&entry.detail, "consents").unwrap_or(0);
-            vec![(self.category("user.privacy_preferences"), n)]
+            vec![(self.category(CONSENT_CATEGORY), n)]
         } else if let Some(counts) = parse_by_category(&entry.detail) {
             counts
                 .into_iter()
@@ -222,9 +222,31 @@ fn scan(
     }
 }
 
-/// The reads by `actor` (every actor when `None`) with `since <= at < until`.
-pub(crate) fn reads(vault: &Vault, actor: Option<&str>, since: i64, until: i64) -> Result<Tally> {
-    let mut tally = Tally::default();
+/// How long before a window a privacy-center session opened by a key may still act in it:
+/// its start URL's wait and its life together, with room to spare (the server's sessions
+/// live at most 40 minutes from minting).
+pub const PORTAL_SESSION_REACH_MILLIS: i64 = 60 * 60 * 1000;
+
+/// The action that opens a privacy-center session under a key (detail `session=ps_…`).
+const SESSION_OPENED: &str = "portal.session_opened";
+
+/// Whether `record` disclosed personal data to a caller (discreet's own reads — the models
+/// learning on a consent change, upkeep — reach no caller: they are no exposure).
+fn is_exposing_read(record: &LedgerRecord) -> bool {
+    let internal = record.entry.actor == "learner" || record.entry.actor.starts_with("system");
+    !internal
+        && record.entry.outcome == "ok"
+        && READ_ACTIONS.contains(&record.entry.action.as_str())
+}
+
+/// Adds the reads by `actor` with `since <= at < until` to `tally`.
+fn add_reads(
+    tally: &mut Tally,
+    vault: &Vault,
+    actor: Option<&str>,
+    since: i64,
+    until: i64,
+) -> Result<()> {
     scan(
         vault,
         LedgerFilter {
@@ -234,18 +256,59 @@ pub(crate) fn reads(vault: &Vault, actor: Option<&str>, since: i64, until: i64) 
             ..LedgerFilter::default()
         },
         &mut |record| {
-            // discreet's own reads (the models learning on a consent change, upkeep) reach no
-            // caller: they are no exposure.
-            let internal =
-                record.entry.actor == "learner" || record.entry.actor.starts_with("system");
-            if !internal
-                && record.entry.outcome == "ok"
-                && READ_ACTIONS.contains(&record.entry.action.as_str())
-            {
+            if is_exposing_read(record) {
                 tally.read(record);
             }
         },
     )?;
+    Ok(())
+}
+
+/// Every read with `since <= at < until`, whoever made it.
+pub(crate) fn reads(vault: &Vault, since: i64, until: i64) -> Result<Tally> {
+    let mut tally = Tally::default();
+    add_reads(&mut tally, vault, None, since, until)?;
+    Ok(tally)
+}
+
+/// The reads `key` made with `since <= at < until`, and those of the privacy-center
+/// sessions it opened (the ledger names their reads `portal:<session>`): whoever holds the
+/// key can mint a session for any customer and read through it.
+pub(crate) fn key_reads(vault: &Vault, key: &str, since: i64, until: i64) -> Result<Tally> {
+    let mut tally = Tally::default();
+    let mut sessions: BTreeSet<String> = BTreeSet::new();
+    scan(
+        vault,
+        LedgerFilter {
+            actor: Some(key.to_owned()),
+            since: Some(since.saturating_sub(PORTAL_SESSION_REACH_MILLIS)),
+            until: Some(until),
+            ..LedgerFilter::default()
+        },
+        &mut |record| {
+            let entry = &record.entry;
+            if entry.action == SESSION_OPENED && entry.outcome == "ok" {
+                if let Some(session) = entry
+                    .detail
+                    .split(' ')
+                    .find_map(|word| word.strip_prefix("session="))
+                {
+                    sessions.insert(session.to_owned());
+                }
+            } else if entry.at >= since && is_exposing_read(record) {
+                tally.read(record);
+            }
+        },
+    )?;
+    for session in sessions {
+        add_reads(
+            &mut tally,
+            vault,
+            Some(&format!("portal:{session}")),
+            since,
+            until,
+        )?;
+    }
     Ok(tally)
 }
 
@@ -295,12 +358,22 @@ pub(crate) fn held_at(vault: &Vault, at: i64) -> Result<Tally> {
                             .extend(written.clone().map(str::to_owned));
                     }
                 }
-                "events.ingest" | "retention.erase" if !gone.contains(token) => {
-                    let sign = if entry.action == "retention.erase" {
-                        -1
-                    } else {
-                        1
-                    };
+                "retention.erase" if !gone.contains(token) => {
+                    // What retention erased was no longer in the copy. Entries written before
+                    // erasures carried per-category counts are not subtracted: the count
+                    // stays an upper bound.
+                    match parse_by_category(&entry.detail) {
+                        Some(counts) => {
+                            let subject = held.entry(token.clone()).or_default();
+                            for (category, count) in counts {
+                                *subject.entry(category).or_default() -=
+                                    i64::try_from(count).unwrap_or(i64::MAX);
+                            }
+                        }
+                        None => approximate = true,
+                    }
+                }
+                "events.ingest" if !gone.contains(token) => {
                     let counts = parse_by_category(&entry.detail).unwrap_or_else(|| {
                         let total = detail_count(&entry.detail, "events").unwrap_or(0)
                             + detail_count(&entry.detail, "attributes").unwrap_or(0);
@@ -316,7 +389,7 @@ pub(crate) fn held_at(vault: &Vault, at: i64) -> Result<Tally> {
                     let subject = held.entry(token.clone()).or_default();
                     for (category, count) in counts {
                         *subject.entry(category).or_default() +=
-                            sign * i64::try_from(count).unwrap_or(i64::MAX);
+                            i64::try_from(count).unwrap_or(i64::MAX);
                     }
                 }
                 _ => {}

@@ -19,7 +19,7 @@ use crate::access::Caller;
 use crate::engine::{Engine, lock, write};
 use crate::error::{Error, Missing, Result};
 
-pub use impact::{CategoryImpact, Impact, READ_ACTIONS};
+pub use impact::{CategoryImpact, Impact, PORTAL_SESSION_REACH_MILLIS, READ_ACTIONS};
 pub use report::ReportSections;
 
 /// 72 hours, in milliseconds: Art. 33(1)'s deadline after the controller became aware.
@@ -164,12 +164,15 @@ impl Engine {
                 (impact::held_at(vault, window.since)?, exposed, in_clear)
             }
             IncidentKind::KeyCompromised => (
-                impact::reads(vault, request.key_id.as_deref(), window.since, window.until)?,
+                match request.key_id.as_deref() {
+                    Some(key) => impact::key_reads(vault, key, window.since, window.until)?,
+                    None => impact::reads(vault, window.since, window.until)?,
+                },
                 true,
                 Vec::new(),
             ),
             IncidentKind::Window => (
-                impact::reads(vault, None, window.since, window.until)?,
+                impact::reads(vault, window.since, window.until)?,
                 true,
                 Vec::new(),
             ),

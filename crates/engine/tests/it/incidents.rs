@@ -380,3 +380,57 @@ fn incidents_refuse_other_roles_and_bad_requests_and_contain_by_revoking() {
         })
     ));
 }
+
+#[test]
+fn a_leaked_key_is_followed_into_the_privacy_center_sessions_it_opened() {
+    let engine = TestEngine::new();
+    for subject in ["c-1", "c-2"] {
+        customer(&engine, subject);
+    }
+    let leaked = engine
+        .create_api_key(&admin(), "storefront", "leaked")
+        .expect("key");
+    let other = engine
+        .create_api_key(&admin(), "storefront", "other")
+        .expect("key");
+    // Opened just before the window, used inside it: counted.
+    engine
+        .open_portal(
+            &Caller::key(leaked.id.clone(), "storefront"),
+            "c-1",
+            "ps_leaked",
+        )
+        .expect("open");
+    // A session another key opened: not counted.
+    engine
+        .open_portal(
+            &Caller::key(other.id.clone(), "storefront"),
+            "c-2",
+            "ps_other",
+        )
+        .expect("open");
+    wait_a_millisecond();
+    let since = now_millis();
+    wait_a_millisecond();
+    engine
+        .export(&Caller::data_subject("ps_leaked", "c-1"), "c-1")
+        .expect("export");
+    engine
+        .export(&Caller::data_subject("ps_other", "c-2"), "c-2")
+        .expect("export");
+    let incident = engine
+        .create_incident(&admin(), key_compromised(&leaked.id, since))
+        .expect("incident");
+    assert_eq!(incident.impact.subjects, 1, "{:#?}", incident.impact);
+    let affected = engine
+        .incident_subjects(&admin(), &incident.id)
+        .expect("subjects");
+    assert_eq!(affected.subjects, vec!["c-1".to_owned()]);
+    let purchases = incident
+        .impact
+        .categories
+        .iter()
+        .find(|c| c.category == "user.behavior.purchase_history")
+        .expect("purchases");
+    assert_eq!((purchases.subjects, purchases.records), (1, 2));
+}

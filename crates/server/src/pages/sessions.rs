@@ -19,6 +19,12 @@ use tokio::time::Instant;
 pub const START_FOR: Duration = Duration::from_secs(10 * 60);
 /// How long a session lasts from its first visit.
 pub const SESSION_FOR: Duration = Duration::from_secs(30 * 60);
+// A breach-impact report follows a leaked key into the sessions it opened as far back as
+// the engine's reach: a session must not outlive it.
+const _: () = assert!(
+    START_FOR.as_millis() + SESSION_FOR.as_millis()
+        <= discreet_engine::PORTAL_SESSION_REACH_MILLIS as u128
+);
 /// How long an ended session is remembered, so that its cookie is told where to go back to.
 const REMEMBER_ENDED_FOR: Duration = Duration::from_secs(30 * 60);
 /// Start URLs and sessions kept at most (live and recently ended together).

@@ -37,6 +37,19 @@ pub fn retention_erases_only_expired(backend: &dyn ConformanceBackend) {
         vault.erase_expired(&expired, "retention").expect("erase"),
         1
     );
+    // The erasure's entry counts what it erased per category (the breach-impact report
+    // subtracts it from what a copy held).
+    let erased = vault
+        .ledger(&LedgerFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .expect("ledger");
+    assert_eq!(erased[0].entry.action, "retention.erase");
+    assert_eq!(
+        crate::ledger::parse_by_category(&erased[0].entry.detail),
+        Some(vec![("user.behavior.browsing_history".to_owned(), 1)])
+    );
     assert_eq!(events_of(&vault, "c-1").expect("read").len(), 2);
     assert!(
         vault

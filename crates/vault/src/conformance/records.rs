@@ -338,4 +338,17 @@ pub fn subjects_list_and_records_read_whole(backend: &dyn ConformanceBackend) {
     let after = entries(&vault);
     assert_eq!(after.len(), entries_before + 1, "one entry");
     assert_eq!(after[0].entry.action, "records.read");
+    // Every category read is counted, the consent history among them.
+    let counted = crate::ledger::parse_by_category(&after[0].entry.detail).expect("counts");
+    assert!(
+        counted.contains(&(crate::ledger::CONSENT_CATEGORY.to_owned(), 1)),
+        "{counted:?}"
+    );
+    assert!(
+        after[0]
+            .entry
+            .categories
+            .iter()
+            .any(|category| category == crate::ledger::CONSENT_CATEGORY)
+    );
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::ledger::{LedgerDraft, by_category_detail};
+use crate::ledger::{CONSENT_CATEGORY, LedgerDraft, by_category_detail};
 use crate::storage::*;
 
 use super::attributes::Attribute;
@@ -76,6 +76,9 @@ impl Vault {
                 .iter()
                 .map(|attribute| attribute.category.as_str()),
         );
+        if !consents.is_empty() {
+            categories.insert(CONSENT_CATEGORY);
+        }
         self.record_access(vec![
             LedgerDraft::new(now_millis(), access.actor, "records.read")
                 .subject(&self.subject_token(subject))
@@ -87,11 +90,15 @@ impl Vault {
                     attributes.len(),
                     consents.len(),
                     by_category_detail(
-                        events.iter().map(|event| event.category.as_str()).chain(
-                            attributes
-                                .iter()
-                                .map(|attribute| attribute.category.as_str())
-                        )
+                        events
+                            .iter()
+                            .map(|event| event.category.as_str())
+                            .chain(
+                                attributes
+                                    .iter()
+                                    .map(|attribute| attribute.category.as_str())
+                            )
+                            .chain(consents.iter().map(|_| CONSENT_CATEGORY))
                     )
                 )),
         ])?;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Result;
-use crate::ledger::LedgerDraft;
+use crate::ledger::{LedgerDraft, by_category_detail};
 use crate::storage::*;
 
 use super::sealing::{open_attribute, open_event};
@@ -50,16 +50,18 @@ impl Vault {
 
     /// Erases what `expired` found, one ledger entry per subject; returns the rows erased.
     pub fn erase_expired(&self, expired: &Expired, actor: &str) -> Result<u64> {
-        let mut per_subject: BTreeMap<SubjectId, (u64, u64, BTreeSet<&str>)> = BTreeMap::new();
+        // Per subject: events, attributes, and each row's category (the entry's per-category
+        // counts, which the breach-impact report subtracts from what a copy held).
+        let mut per_subject: BTreeMap<SubjectId, (u64, u64, Vec<&str>)> = BTreeMap::new();
         for event in &expired.events {
             let tally = per_subject.entry(event.subject).or_default();
             tally.0 += 1;
-            tally.2.insert(&event.category);
+            tally.2.push(&event.category);
         }
         for attribute in &expired.attributes {
             let tally = per_subject.entry(attribute.subject).or_default();
             tally.1 += 1;
-            tally.2.insert(&attribute.category);
+            tally.2.push(&attribute.category);
         }
         if per_subject.is_empty() {
             return Ok(0);
@@ -67,11 +69,15 @@ impl Vault {
         let now = now_millis();
         let ledger = per_subject
             .iter()
-            .map(|(subject, (events, attributes, categories))| {
+            .map(|(subject, (events, attributes, rows))| {
+                let categories: BTreeSet<&str> = rows.iter().copied().collect();
                 LedgerDraft::new(now, actor, "retention.erase")
                     .subject(&self.subject_token(*subject))
-                    .categories(categories.iter().copied())
-                    .detail(format!("events={events} attributes={attributes}"))
+                    .categories(categories)
+                    .detail(format!(
+                        "events={events} attributes={attributes}{}",
+                        by_category_detail(rows.iter().copied())
+                    ))
             })
             .collect();
         let seqs: Vec<i64> = expired.events.iter().map(|event| event.seq).collect();
