@@ -145,14 +145,25 @@ pub fn run(args: IncidentArgs) -> Result<(), CommandError> {
             postgres,
             json,
         } => {
-            let incidents = with_engine(&store, &postgres, |engine| engine.incidents(&caller))?;
+            let list = with_engine(&store, &postgres, |engine| engine.incidents(&caller))?;
+            let incidents = &list.incidents;
+            for id in &list.unreadable {
+                eprintln!(
+                    "incident {id} could not be read: its stored form is missing or was altered"
+                );
+            }
             if json {
                 let incidents: Vec<_> = incidents.iter().map(incident_json).collect();
-                println!("{}", pretty(&serde_json::json!({ "incidents": incidents })));
+                println!(
+                    "{}",
+                    pretty(
+                        &serde_json::json!({ "incidents": incidents, "unreadable": list.unreadable })
+                    )
+                );
             } else if incidents.is_empty() {
                 println!("no incidents");
             } else {
-                for incident in &incidents {
+                for incident in incidents {
                     println!(
                         "{}  {:<15}  created {}  notify by {}  {} subjects, {} records{}{}",
                         incident.id,

@@ -50,8 +50,8 @@ pub use import::{
     ConsentImported, ConsentRecord, MAX_POLICY_VERSION_CHARS, MIGRATION_PURPOSE, SubjectRecords,
 };
 pub use incidents::{
-    CategoryImpact, ContainRequest, Containment, Impact, Incident, IncidentKind, IncidentRequest,
-    IncidentSubjects, LedgerCheck, MAX_DESCRIPTION_CHARS, NOTIFY_WITHIN_MILLIS,
+    CategoryImpact, ContainRequest, Containment, Impact, Incident, IncidentKind, IncidentList,
+    IncidentRequest, IncidentSubjects, LedgerCheck, MAX_DESCRIPTION_CHARS, NOTIFY_WITHIN_MILLIS,
     PORTAL_SESSION_REACH_MILLIS, READ_ACTIONS, ReportSections,
 };
 pub use ingest::IdempotencyKey;

@@ -343,4 +343,25 @@ fn a_tampered_ledger_is_reported_by_the_incident_not_hidden() {
     let report = run_on(&store, &["incident", "report", id], WITHIN);
     assert_eq!(report.code(), Some(0), "{report}");
     assert!(report.stdout.contains("DID NOT VERIFY"), "{report}");
+
+    // One stored incident edited in the data file: it is named, the other is still listed.
+    let data = rusqlite::Connection::open(store.data_dir.join("vault.sqlite")).expect("open");
+    let changed = data
+        .execute(
+            "UPDATE meta SET value = replace(value, 'subjects', 'subjectz') WHERE key = ?1",
+            [format!("document:incident:{id}")],
+        )
+        .expect("alter an incident");
+    assert_eq!(changed, 1);
+    drop(data);
+    let listed = run_on(&store, &["incident", "list"], WITHIN);
+    assert_eq!(listed.code(), Some(0), "{listed}");
+    assert_eq!(listed.stdout.lines().count(), 1, "{listed}");
+    assert!(!listed.stdout.contains(id), "{listed}");
+    assert!(
+        listed
+            .stderr
+            .contains(&format!("incident {id} could not be read")),
+        "{listed}"
+    );
 }

@@ -138,6 +138,15 @@ const INDEX: &str = "incidents";
 /// One incident write at a time (the index is read, extended and written back).
 pub type IncidentWrites = Mutex<()>;
 
+/// The stored incidents, newest first, and the ids of those that could not be read.
+#[derive(Clone, Debug, Default)]
+pub struct IncidentList {
+    pub incidents: Vec<Incident>,
+    /// Incidents listed in the index whose stored form is missing or does not verify (the
+    /// data store was edited).
+    pub unreadable: Vec<String>,
+}
+
 impl Engine {
     /// Computes, signs and stores an incident's impact; one ledger entry.
     pub fn create_incident(&self, caller: &Caller, request: IncidentRequest) -> Result<Incident> {
@@ -226,13 +235,22 @@ impl Engine {
     }
 
     /// Every incident, newest first.
-    pub fn incidents(&self, caller: &Caller) -> Result<Vec<Incident>> {
+    pub fn incidents(&self, caller: &Caller) -> Result<IncidentList> {
         self.authorize(caller, Action::Incidents)?;
-        let mut incidents = Vec::new();
+        let mut list = IncidentList::default();
         for id in self.incident_ids()?.iter().rev() {
-            incidents.push(self.load_incident(id)?.incident);
+            match self.load_incident(id) {
+                Ok(stored) => list.incidents.push(stored.incident),
+                // One altered incident is named, and hides none of the others.
+                Err(Error::Internal { detail }) => {
+                    tracing::error!(incident = %id, detail = %detail, "a stored incident does not verify");
+                    list.unreadable.push(id.clone());
+                }
+                Err(Error::NotFound { .. }) => list.unreadable.push(id.clone()),
+                Err(error) => return Err(error),
+            }
         }
-        Ok(incidents)
+        Ok(list)
     }
 
     /// One incident.

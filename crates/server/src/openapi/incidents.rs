@@ -91,6 +91,9 @@ pub struct IncidentAnswer {
 #[derive(Serialize, ToSchema)]
 pub struct IncidentsAnswer {
     incidents: Vec<IncidentAnswer>,
+    /// Ids of stored incidents that could not be read: missing, or altered in the data
+    /// store (their signature does not verify). The others are listed all the same.
+    unreadable: Vec<String>,
 }
 
 /// The affected customers, for Art. 34 notices.

@@ -49,9 +49,9 @@ pub async fn get_incidents(
     Authenticated(caller): Authenticated,
 ) -> ApiResult<Response> {
     let engine = state.engine.clone();
-    let incidents = blocking(move || engine.incidents(&caller)).await?;
-    let incidents: Vec<Value> = incidents.iter().map(incident_json).collect();
-    Ok(Json(json!({ "incidents": incidents })).into_response())
+    let list = blocking(move || engine.incidents(&caller)).await?;
+    let incidents: Vec<Value> = list.incidents.iter().map(incident_json).collect();
+    Ok(Json(json!({ "incidents": incidents, "unreadable": list.unreadable })).into_response())
 }
 
 /// One incident.

@@ -236,6 +236,7 @@ async fn an_officer_looks_a_customer_up_and_forgets_them_with_confirmation() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(!unknown.text().contains("c-nobody-42"), "not echoed");
 
+    let entries_before = app.ledger().len();
     let unconfirmed = app
         .send(post(
             "/console/subjects/forget",
@@ -244,6 +245,12 @@ async fn an_officer_looks_a_customer_up_and_forgets_them_with_confirmation() {
         ))
         .await;
     assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    assert!(unconfirmed.text().contains("confirm: tick the box"));
+    assert!(
+        !unconfirmed.text().contains("id=\"lookup-events\""),
+        "nothing is read without the confirmation"
+    );
+    assert_eq!(app.ledger().len(), entries_before, "nothing written");
     assert!(
         app.engine
             .export(&discreet_engine::Caller::operator(), CUSTOMER)
@@ -447,5 +454,49 @@ async fn a_revoked_officer_key_ends_its_console_session() {
     assert_eq!(revoked.status, StatusCode::OK);
     let after = app.send(get("/console/data-map", &officer_cookie)).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    let (cleared, _) = set_cookie(&after, "discreet_console").expect("the cookie is cleared");
+    assert_eq!(cleared, "discreet_console=");
     assert!(try_sign_in(&app, &secret).await.status == StatusCode::UNAUTHORIZED);
+
+    // Signing in again from a browser that holds a session ends the old one.
+    let (first, _) = sign_in(&app, &app.admin).await;
+    let form = app.send(get("/console/", "")).await;
+    let (pair, _) = set_cookie(&form, "discreet_console_sign_in").expect("a sign-in cookie");
+    let token = hidden(&form.text(), "sign_in");
+    let again = app
+        .send(post(
+            "/console/sign-in",
+            &format!("{pair}; {first}"),
+            &[("sign_in", &token), ("key", &app.admin)],
+        ))
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let old = app.send(get("/console/data-map", &first)).await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the old session ended"
+    );
+
+    // Revoking one's own key signs out at once and clears the cookie.
+    let own_key = app
+        .engine
+        .create_api_key(&discreet_engine::Caller::operator(), "admin", "self")
+        .expect("a key");
+    let (own, own_csrf) = sign_in(&app, &own_key.secret).await;
+    let revoked = app
+        .send(post(
+            "/console/keys/revoke",
+            &own,
+            &[("csrf", &own_csrf), ("id", &own_key.id)],
+        ))
+        .await;
+    assert_eq!(
+        revoked.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        revoked.text()
+    );
+    let (cleared, _) = set_cookie(&revoked, "discreet_console").expect("the cookie is cleared");
+    assert_eq!(cleared, "discreet_console=");
 }

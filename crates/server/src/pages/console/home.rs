@@ -23,7 +23,7 @@ fn sign_in_page(
     status: StatusCode,
     problem: &str,
 ) -> ConsoleResult {
-    let token = sessions::random_token().ok_or_else(|| {
+    let token = state.console.sign_in_token().ok_or_else(|| {
         ConsoleError::new(
             state,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,7 +56,13 @@ pub async fn to_home() -> Response {
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> ConsoleResult {
     match desk(&state, &headers) {
         Ok(desk) => dashboard(&state, &desk).await,
-        Err(_) => sign_in_page(&state, &headers, StatusCode::OK, ""),
+        Err(signed_out) => {
+            let mut response = sign_in_page(&state, &headers, StatusCode::OK, "")?;
+            if let Some(cookie) = signed_out.clear_cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            Ok(response)
+        }
     }
 }
 
@@ -71,7 +77,10 @@ pub async fn sign_in(
     let form = form_fields(&state, form, &["sign_in", "key"])?;
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or("");
     let sent = field(&form, "sign_in").unwrap_or("");
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
+    if expected.is_empty()
+        || !constant_time_eq(expected.as_bytes(), sent.as_bytes())
+        || !state.console.sign_in_token_ok(sent)
+    {
         return sign_in_page(
             &state,
             &headers,
@@ -130,6 +139,10 @@ pub async fn sign_in(
                 ))
             }
         };
+    }
+    // A session this browser already held ends: one browser, one officer.
+    if let Some(previous) = token_of(&headers) {
+        state.console.end(previous);
     }
     let response = see_other("/console/");
     let response = with_cookie(&state, &headers, response, SIGN_IN_COOKIE, "", 0);

@@ -50,6 +50,8 @@ struct IncidentsPage {
     incidents: Vec<IncidentRow>,
     keys: Vec<(String, String)>,
     problem: String,
+    /// Ids of stored incidents that do not verify (the data store was edited).
+    unreadable: Vec<String>,
 }
 
 async fn list_page(
@@ -59,13 +61,14 @@ async fn list_page(
     status: StatusCode,
 ) -> ConsoleResult {
     let (engine, caller) = (state.engine.clone(), desk.caller.clone());
-    let incidents = run(move || engine.incidents(&caller))
+    let list = run(move || engine.incidents(&caller))
         .await
         .map_err(|error| desk.engine_error(state, &error))?;
+    let incidents = list.incidents;
     let now = now_millis();
-    let keys = state
-        .engine
-        .incident_keys(&desk.caller)
+    let (engine, caller) = (state.engine.clone(), desk.caller.clone());
+    let keys = run(move || engine.incident_keys(&caller))
+        .await
         .map_err(|error| desk.engine_error(state, &error))?
         .into_iter()
         .map(|(id, role, revoked)| {
@@ -93,6 +96,7 @@ async fn list_page(
             .collect(),
         keys,
         problem,
+        unreadable: list.unreadable,
     };
     let mut response = render(state, page)?;
     *response.status_mut() = status;
@@ -336,7 +340,7 @@ pub async fn contain(
     match run(move || engine.contain_incident(&caller, &wanted, request)).await {
         Ok(_) => {
             // The officer may have revoked their own key.
-            let desk = desk_of(&state, &desk.token, desk.officer.clone())?;
+            let desk = desk_of(&state, &headers, &desk.token, desk.officer.clone())?;
             incident_page(
                 &state,
                 &desk,

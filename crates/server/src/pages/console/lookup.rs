@@ -25,9 +25,9 @@ struct DataMapPage {
 /// `GET /console/data-map`: the records of processing (GDPR Art. 30).
 pub async fn data_map(State(state): State<AppState>, headers: HeaderMap) -> ConsoleResult {
     let desk = desk(&state, &headers)?;
-    let records = state
-        .engine
-        .records(&desk.caller)
+    let (engine, caller) = (state.engine.clone(), desk.caller.clone());
+    let records = run(move || engine.records(&caller))
+        .await
         .map_err(|error| desk.engine_error(&state, &error))?;
     let page = DataMapPage {
         frame: desk.frame(&state, ConsolePage::DataMap, "Data map"),
@@ -162,7 +162,12 @@ pub async fn forget(
     let desk = form_desk(&state, &headers, &form)?;
     let customer = customer_of(&state, &form)?;
     if field(&form, "confirm") != Some("yes") {
-        let mut response = export_page(&state, &desk, customer).await?;
+        // Nothing is read or changed: the lookup form comes back with the problem.
+        let mut page = SubjectsPage::empty(desk.frame(&state, ConsolePage::Subjects, "Subjects"));
+        page.customer = customer;
+        page.problem =
+            "confirm: tick the box to confirm the forget; nothing was changed. Look the customer up again to forget them.".into();
+        let mut response = render(&state, page)?;
         *response.status_mut() = StatusCode::BAD_REQUEST;
         return Ok(response);
     }

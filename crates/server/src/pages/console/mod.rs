@@ -122,6 +122,8 @@ pub struct ConsoleError {
     retry_after_secs: Option<u64>,
     controller: String,
     frame: Option<Box<ConsoleFrame>>,
+    /// A `Set-Cookie` that clears the browser's ended session.
+    clear_cookie: Option<HeaderValue>,
 }
 
 #[derive(Template)]
@@ -141,6 +143,7 @@ impl ConsoleError {
             retry_after_secs: None,
             controller: state.engine.policy().controller().name.clone(),
             frame: None,
+            clear_cookie: None,
         }
     }
 
@@ -155,6 +158,13 @@ impl ConsoleError {
             "You are signed out (the session ended, or its key was revoked). Sign in again.",
         );
         error.signed_out = true;
+        error
+    }
+
+    /// Signed out, and the browser's session cookie (if it sent one) cleared.
+    fn signed_out_clearing(state: &AppState, headers: &HeaderMap) -> ConsoleError {
+        let mut error = ConsoleError::signed_out(state);
+        error.clear_cookie = clearing_cookie(state, headers);
         error
     }
 
@@ -229,6 +239,9 @@ impl IntoResponse for ConsoleError {
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let Some(cookie) = self.clear_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
     }
@@ -340,20 +353,34 @@ fn token_of(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| token.len() == 64 && token.bytes().all(|byte| byte.is_ascii_hexdigit()))
 }
 
+/// The `Set-Cookie` that clears the console session cookie, when the request sent one.
+fn clearing_cookie(state: &AppState, headers: &HeaderMap) -> Option<HeaderValue> {
+    cookie(headers, CONSOLE_COOKIE)?;
+    set_cookie(state, headers, CONSOLE_COOKIE, "", "/console", 0)
+}
+
 /// The desk of a live session whose key is still live (a revoked key ends the session).
 fn desk(state: &AppState, headers: &HeaderMap) -> Result<Desk, ConsoleError> {
-    let token = token_of(headers).ok_or_else(|| ConsoleError::signed_out(state))?;
+    let token =
+        token_of(headers).ok_or_else(|| ConsoleError::signed_out_clearing(state, headers))?;
     let officer = state
         .console
         .get(token)
-        .ok_or_else(|| ConsoleError::signed_out(state))?;
-    desk_of(state, token, officer)
+        .ok_or_else(|| ConsoleError::signed_out_clearing(state, headers))?;
+    desk_of(state, headers, token, officer)
 }
 
-fn desk_of(state: &AppState, token: &str, officer: Officer) -> Result<Desk, ConsoleError> {
+/// The desk of `officer`'s session if its key is still live; else the session ends and
+/// the browser's cookie is cleared.
+fn desk_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    officer: Officer,
+) -> Result<Desk, ConsoleError> {
     let Some(caller) = state.engine.live_caller(&officer.key_id) else {
         state.console.end(token);
-        return Err(ConsoleError::signed_out(state));
+        return Err(ConsoleError::signed_out_clearing(state, headers));
     };
     Ok(Desk {
         token: token.to_owned(),
@@ -368,10 +395,11 @@ fn form_desk(
     headers: &HeaderMap,
     form: &[(String, String)],
 ) -> Result<Desk, ConsoleError> {
-    let token = token_of(headers).ok_or_else(|| ConsoleError::signed_out(state))?;
+    let token =
+        token_of(headers).ok_or_else(|| ConsoleError::signed_out_clearing(state, headers))?;
     let csrf = field(form, "csrf").unwrap_or("");
     if state.console.get(token).is_none() {
-        return Err(ConsoleError::signed_out(state));
+        return Err(ConsoleError::signed_out_clearing(state, headers));
     }
     let officer = state.console.get_for_form(token, csrf).ok_or_else(|| {
         ConsoleError::new(
@@ -380,7 +408,7 @@ fn form_desk(
             "The form was out of date; open the page again and resend it.",
         )
     })?;
-    desk_of(state, token, officer)
+    desk_of(state, headers, token, officer)
 }
 
 /// A form body, or a 400 page; only the names in `known` may appear, each at most once.

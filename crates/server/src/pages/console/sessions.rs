@@ -8,10 +8,11 @@
 //! oldest goes), expired ones go first, and a table full of live sessions refuses newcomers.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use discreet_vault::crypto::{constant_time_eq, random_bytes, sha256_parts, to_hex};
+use discreet_vault::now_millis;
 use tokio::time::Instant;
 
 /// How long a console session lasts from its sign-in.
@@ -59,6 +60,8 @@ struct Table {
 #[derive(Default)]
 pub struct ConsoleSessions {
     table: Mutex<Table>,
+    /// This server's key for sign-in form tokens (drawn at the first sign-in page).
+    form_key: OnceLock<[u8; 32]>,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -75,6 +78,56 @@ impl ConsoleSessions {
         self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn form_key(&self) -> Option<[u8; 32]> {
+        if let Some(key) = self.form_key.get() {
+            return Some(*key);
+        }
+        let fresh = random_bytes::<32>().ok()?;
+        Some(*self.form_key.get_or_init(|| *fresh))
+    }
+
+    fn form_mac(key: &[u8; 32], issued: &str, nonce: &str) -> String {
+        to_hex(&sha256_parts(&[
+            b"discreet/console-sign-in/v1",
+            &key[..],
+            issued.as_bytes(),
+            nonce.as_bytes(),
+        ]))
+    }
+
+    /// A sign-in form token, `ISSUED.NONCE.MAC`: good for `SIGN_IN_FOR` from now, which the
+    /// server checks itself (the cookie's lifetime is only the browser's promise).
+    pub fn sign_in_token(&self) -> Option<String> {
+        let key = self.form_key()?;
+        let issued = now_millis().to_string();
+        let nonce = &random_token()?[..32];
+        let mac = ConsoleSessions::form_mac(&key, &issued, nonce);
+        Some(format!("{issued}.{nonce}.{mac}"))
+    }
+
+    /// True when `token` is a sign-in form token of this server, issued at most
+    /// `SIGN_IN_FOR` ago.
+    pub fn sign_in_token_ok(&self, token: &str) -> bool {
+        let Some(key) = self.form_key.get() else {
+            return false;
+        };
+        let mut parts = token.split('.');
+        let (Some(issued), Some(nonce), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let expected = ConsoleSessions::form_mac(key, issued, nonce);
+        if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+            return false;
+        }
+        let Ok(issued) = issued.parse::<i64>() else {
+            return false;
+        };
+        let age = now_millis().saturating_sub(issued);
+        (0..=SIGN_IN_FOR.as_millis() as i64).contains(&age)
     }
 
     /// A new session for `key_id`: its cookie token and what it names.
@@ -168,6 +221,31 @@ mod tests {
         let (token, _) = sessions.open("key_1").unwrap();
         sessions.end(&token);
         assert!(sessions.get(&token).is_none());
+    }
+
+    #[test]
+    fn sign_in_tokens_are_this_servers_and_checked_for_age() {
+        let sessions = ConsoleSessions::default();
+        assert!(!sessions.sign_in_token_ok("1.2.3"), "no key drawn yet");
+        let token = sessions.sign_in_token().unwrap();
+        assert!(sessions.sign_in_token_ok(&token));
+        let other = ConsoleSessions::default();
+        other.sign_in_token().unwrap();
+        assert!(!other.sign_in_token_ok(&token), "another server's token");
+        let (_, rest) = token.split_once('.').unwrap();
+        let stale = (now_millis() - SIGN_IN_FOR.as_millis() as i64 - 1_000).to_string();
+        assert!(
+            !sessions.sign_in_token_ok(&format!("{stale}.{rest}")),
+            "a changed time breaks the MAC"
+        );
+        let key = sessions.form_key().unwrap();
+        let nonce = "0".repeat(32);
+        let mac = ConsoleSessions::form_mac(&key, &stale, &nonce);
+        assert!(
+            !sessions.sign_in_token_ok(&format!("{stale}.{nonce}.{mac}")),
+            "older than SIGN_IN_FOR"
+        );
+        assert!(!sessions.sign_in_token_ok(&format!("{token}.x")));
     }
 
     #[tokio::test(start_paused = true)]

@@ -319,7 +319,7 @@ pub async fn revoke_key(
         .map_err(|error| desk.engine_error(&state, &error))?;
     if id == desk.caller.key_id {
         state.console.end(&desk.token);
-        return Err(ConsoleError::signed_out(&state));
+        return Err(ConsoleError::signed_out_clearing(&state, &headers));
     }
     keys_page(&state, &desk, None, format!("Key {id} is revoked.")).await
 }
