@@ -342,6 +342,10 @@ pub trait Storage: Send + Sync {
     fn item(&self, item: &str) -> Result<Option<ItemRow>>;
     /// Every declared item, by item id.
     fn items(&self) -> Result<Vec<ItemRow>>;
+    /// The change log, when several processes may share this store (PostgreSQL).
+    fn cluster(&self) -> Option<&dyn ClusterLog> {
+        None
+    }
 }
 
 /// Where wrapped data keys and vault secrets live, apart from the sealed data.
@@ -388,4 +392,128 @@ pub struct NewDataKey {
 pub enum KeyRef {
     Subject(SubjectId),
     Secret(String),
+}
+
+/// What a change of the change log asks every node's models to follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Events were stored (`events` names them): learn them, for consenting subjects.
+    Events,
+    /// Consent decisions were recorded for `subjects`: follow them.
+    Consents,
+    /// API keys were issued or revoked: reload them.
+    Keys,
+    /// The catalogue changed: reload it.
+    Items,
+    /// `subjects` are being forgotten; their events are still readable: unlearn them now.
+    Forgetting,
+    /// `subjects` are gone.
+    Forgotten,
+    /// Retention is about to erase `events` (still readable): unlearn them now.
+    Erasing,
+    /// Retention erased `events`.
+    Erased,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 8] = [
+        ChangeKind::Events,
+        ChangeKind::Consents,
+        ChangeKind::Keys,
+        ChangeKind::Items,
+        ChangeKind::Forgetting,
+        ChangeKind::Forgotten,
+        ChangeKind::Erasing,
+        ChangeKind::Erased,
+    ];
+
+    /// The name stored in the change log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Events => "events",
+            ChangeKind::Consents => "consents",
+            ChangeKind::Keys => "keys",
+            ChangeKind::Items => "items",
+            ChangeKind::Forgetting => "forgetting",
+            ChangeKind::Forgotten => "forgotten",
+            ChangeKind::Erasing => "erasing",
+            ChangeKind::Erased => "erased",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(name: &str) -> Option<ChangeKind> {
+        ChangeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// One committed change, in the order every node applies them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The node whose write it was (that node already applied it).
+    pub node: String,
+    pub kind: ChangeKind,
+    pub subjects: Vec<SubjectId>,
+    /// Event sequence numbers.
+    pub events: Vec<i64>,
+}
+
+/// A node sharing the store, as it last reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    pub id: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// The last change it applied.
+    pub applied_seq: i64,
+    /// False once another node gave up waiting for it: it must catch up (rebuild) before
+    /// it answers personal requests again.
+    pub live: bool,
+}
+
+/// Wakes a node when changes were committed (or when it cannot know: a lost connection).
+pub trait ChangeBell: Send + Sync {
+    /// Waits until the bell rang more often than `heard` times, or `timeout` passed;
+    /// returns how often it has rung.
+    fn wait(&self, heard: u64, timeout: std::time::Duration) -> u64;
+}
+
+/// The change log and the nodes of a store that several processes share.
+pub trait ClusterLog: Send + Sync {
+    /// From now on, every write of this process also writes its change, naming `node`, and
+    /// rings the other nodes' bells at commit.
+    fn join(&self, node: &str) -> Result<()>;
+    /// Up to `limit` changes after `after`, in order.
+    fn changes_after(&self, after: i64, limit: usize) -> Result<Vec<ChangeRow>>;
+    /// The last committed change (0 when none).
+    fn changes_head(&self) -> Result<i64>;
+    /// Writes a change on its own (what must reach every node before a write happens).
+    fn announce(&self, kind: ChangeKind, subjects: &[SubjectId], events: &[i64]) -> Result<i64>;
+    /// Reports `node` alive, having applied up to `applied`; `rejoin` also marks it live
+    /// again (it caught up). Answers the node's row as stored.
+    fn heartbeat(&self, node: &str, started_at: i64, applied: i64, rejoin: bool)
+    -> Result<NodeRow>;
+    /// Every node that ever registered.
+    fn nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Marks `nodes` not live (they missed a bounded wait).
+    fn mark_not_live(&self, nodes: &[String]) -> Result<()>;
+    /// Removes `node` (a clean shutdown).
+    fn leave(&self, node: &str) -> Result<()>;
+    /// The events with these sequence numbers that are still stored.
+    fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<EventRow>>;
+    /// A bell that rings when another process commits a change (a connection of its own,
+    /// made again when lost, and rung then too).
+    fn bell(&self) -> Result<Arc<dyn ChangeBell>>;
+    /// Takes the once-only duty `name` if no other process holds it; held until `release`.
+    fn try_duty(&self, name: &str) -> Result<bool>;
+    /// Gives a duty back.
+    fn release_duty(&self, name: &str) -> Result<()>;
+    /// Removes changes every registered node has applied, older than `before` (unix ms).
+    fn trim_changes(&self, before: i64) -> Result<u64>;
 }

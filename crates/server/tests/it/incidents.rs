@@ -326,7 +326,11 @@ async fn bad_incident_bodies_name_the_field_and_never_echo_the_value() {
         .await;
     not_json.bad_input("body");
     let listed = t.send(Req::get("/v1/incidents").key(&t.privacy)).await.ok();
-    assert_eq!(listed, json!({"incidents": [], "unreadable": []}), "nothing stored");
+    assert_eq!(
+        listed,
+        json!({"incidents": [], "unreadable": []}),
+        "nothing stored"
+    );
 }
 
 #[tokio::test]

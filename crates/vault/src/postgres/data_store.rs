@@ -46,6 +46,10 @@ pub struct PostgresStorage {
     pool: Pool,
     runtime: Arc<PgRuntime>,
     schema: String,
+    /// The connection settings (the change bell makes a connection of its own).
+    settings: String,
+    /// One connection kept for the session advisory locks of once-only duties.
+    duties: Pool,
     seqs: Mutex<SeqBlock>,
     /// The session holding the schema's advisory lock (none when opened `shared`).
     _holder: Option<Object>,
@@ -105,10 +109,13 @@ impl PostgresStorage {
             })?;
         }
         let writer = Writer::start(&runtime, writer_pool);
+        let duties = super::pool(&options.data, "the data", &schema, 1)?;
         Ok(PostgresStorage {
             writer,
             pool,
             runtime,
+            settings: options.data.clone(),
+            duties,
             schema,
             seqs: Mutex::new(SeqBlock { next: 0, end: 0 }),
             _holder: holder,
@@ -120,8 +127,39 @@ impl PostgresStorage {
         &self.schema
     }
 
+    /// Runs `job` in the writer's next transaction.
+    pub(super) fn submit(&self, job: Job) -> Result<super::jobs::Reply> {
+        self.writer.submit(job)
+    }
+
+    /// The connection settings of the data.
+    pub(super) fn settings(&self) -> &str {
+        &self.settings
+    }
+
+    /// The runtime the backend's tasks run on.
+    pub(super) fn runtime(&self) -> &PgRuntime {
+        &self.runtime
+    }
+
+    /// Runs `work` on the one connection that holds this process's duty locks.
+    pub(super) fn with_duties<T, F>(
+        &self,
+        work: impl FnOnce(Object) -> F + Send + 'static,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let pool = self.duties.clone();
+        self.runtime.run(async move {
+            let client = pool.get().await?;
+            work(client).await
+        })
+    }
+
     /// Runs `read` on a pooled connection.
-    fn read<T, F>(&self, read: impl FnOnce(Object) -> F + Send + 'static) -> Result<T>
+    pub(super) fn read<T, F>(&self, read: impl FnOnce(Object) -> F + Send + 'static) -> Result<T>
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T>> + Send + 'static,
@@ -566,6 +604,10 @@ impl Storage for PostgresStorage {
             )
             .await
         })
+    }
+
+    fn cluster(&self) -> Option<&dyn ClusterLog> {
+        Some(self)
     }
 
     fn items(&self) -> Result<Vec<ItemRow>> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Transaction;
 
+use super::cluster::record_change;
 use super::rows::execute;
 use super::writer::{WriterState, append_ledger_entries};
 use super::{chains, writes};
@@ -41,6 +42,17 @@ pub(super) enum Job {
     AppendLedger(Vec<LedgerDraft>),
     AddCheckpoint(Checkpoint),
     UpsertItems(Vec<ItemRow>),
+    /// This process joins the others on the schema as `node`.
+    Join {
+        node: String,
+        channel: String,
+    },
+    /// A change on its own; answers its sequence number.
+    Announce {
+        kind: ChangeKind,
+        subjects: Vec<SubjectId>,
+        events: Vec<i64>,
+    },
 }
 
 /// What a job answers.
@@ -183,9 +195,27 @@ pub(super) async fn apply(
         }
         Job::UpsertItems(items) => {
             state.writable_integrity()?;
-            Ok(Reply::Count(
-                writes::upsert_items(transaction, &items).await?,
-            ))
+            let created = writes::upsert_items(transaction, &items).await?;
+            record_change(transaction, state, ChangeKind::Items, &[], &[]).await?;
+            Ok(Reply::Count(created))
+        }
+        Job::Join { node, channel } => {
+            state.node = Some(node);
+            state.channel = channel;
+            Ok(Reply::Done)
+        }
+        Job::Announce {
+            kind,
+            subjects,
+            events,
+        } => {
+            state.writable_integrity()?;
+            let seq = record_change(transaction, state, kind, &subjects, &events)
+                .await?
+                .ok_or_else(|| Error::Config {
+                    detail: "a change is announced only by a process that joined the others".into(),
+                })?;
+            Ok(Reply::Count(u64::try_from(seq).unwrap_or(0)))
         }
     }
 }

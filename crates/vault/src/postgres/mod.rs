@@ -23,9 +23,11 @@
 //! - `data_store`: `PostgresStorage`, the `Storage` of the data schema;
 //! - `scan`: the integrity scan, from one snapshot, in chunks;
 //! - `key_store`: `PostgresKeyStore`, the `KeyStorage` of the key schema;
+//! - `cluster`: the change log, the nodes' heartbeats, the change bell and once-only duties;
 //! - `dump`: our own data-only dump and its restore (COPY in binary, one snapshot).
 
 mod chains;
+mod cluster;
 mod data_store;
 mod dump;
 mod jobs;

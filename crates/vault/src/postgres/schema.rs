@@ -16,7 +16,7 @@ use deadpool_postgres::GenericClient;
 use crate::error::{Error, Result};
 
 /// Migrations of the data schema, in order; the schema's version is how many have run.
-const DATA_MIGRATIONS: &[&str] = &[DATA_V1];
+const DATA_MIGRATIONS: &[&str] = &[DATA_V1, DATA_V2];
 /// Migrations of the key schema, in order.
 const KEY_MIGRATIONS: &[&str] = &[KEY_V1];
 
@@ -176,6 +176,26 @@ CREATE TABLE ledger_checkpoints(
     at bigint NOT NULL,
     key_id text NOT NULL,
     signature bytea NOT NULL);
+";
+
+/// Several nodes on one schema: the change log and the nodes that apply it. Clear metadata
+/// only (internal subject ids, event sequence numbers); not part of a data dump.
+const DATA_V2: &str = "
+-- Every write that shapes the models, in commit order: the writer lock orders the write
+-- transactions of every process, so no change is committed after a later-numbered one.
+CREATE TABLE changes(
+    seq bigserial PRIMARY KEY,
+    at bigint NOT NULL,
+    node text NOT NULL,
+    kind text NOT NULL,
+    subjects bigint[] NOT NULL,
+    events bigint[] NOT NULL);
+CREATE TABLE nodes(
+    id text PRIMARY KEY,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    applied_seq bigint NOT NULL,
+    live boolean NOT NULL);
 ";
 
 const KEY_V1: &str = "

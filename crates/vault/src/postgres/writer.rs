@@ -38,6 +38,11 @@ pub(super) struct WriterState {
     pub(super) integrity: Option<Arc<IntegrityKeys>>,
     /// Why every write is refused: the stored seal did not verify.
     pub(super) refused: Option<String>,
+    /// The node this process is, once it joined the others on the schema: every write
+    /// then also writes its change.
+    pub(super) node: Option<String>,
+    /// The notification channel changes ring.
+    pub(super) channel: String,
     /// The seal in memory may not be what was committed (a commit whose outcome is
     /// unknown, a new connection): read it back before the next transaction writes.
     stale: bool,
@@ -80,6 +85,8 @@ impl Writer {
                 ledger_key: None,
                 integrity: None,
                 refused: None,
+                node: None,
+                channel: String::new(),
                 stale: true,
             };
             run_writer(pool, receiver, state).await;

@@ -11,6 +11,7 @@
 use deadpool_postgres::Transaction;
 
 use super::chains::{append_consent, insert_api_keys, remove_consent_head};
+use super::cluster::record_change;
 use super::rows::{INTENT_COLUMNS, execute, intent_from_row, query_opt, query_rows};
 use super::writer::{WriterState, append_ledger_entries};
 use crate::error::{Error, Missing, Result};
@@ -81,6 +82,22 @@ pub(super) async fn write_batch(
     }
     check_subjects_live(transaction, &batch).await?;
     insert_batch_rows(transaction, state, &batch).await?;
+    if !batch.events.is_empty() {
+        let mut subjects: Vec<SubjectId> = batch.events.iter().map(|event| event.subject).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let seqs: Vec<i64> = batch.events.iter().map(|event| event.seq).collect();
+        record_change(transaction, state, ChangeKind::Events, &subjects, &seqs).await?;
+    }
+    if !batch.consents.is_empty() {
+        let mut subjects: Vec<SubjectId> = batch.consents.iter().map(|row| row.subject).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        record_change(transaction, state, ChangeKind::Consents, &subjects, &[]).await?;
+    }
+    if !batch.api_keys.is_empty() || !batch.revoked_api_keys.is_empty() {
+        record_change(transaction, state, ChangeKind::Keys, &[], &[]).await?;
+    }
     append_ledger_entries(transaction, state, batch.ledger).await?;
     Ok(state.seal.head)
 }
@@ -183,6 +200,15 @@ pub(super) async fn begin_erasure(
     intent: ErasureIntent,
     entry: LedgerDraft,
 ) -> Result<ErasureIntent> {
+    // Every node unlearns the subject now, while its events can still be read.
+    record_change(
+        transaction,
+        state,
+        ChangeKind::Forgetting,
+        &[intent.subject],
+        &[],
+    )
+    .await?;
     if let Some(existing) = intent_of(transaction, intent.subject).await? {
         return Ok(existing);
     }
@@ -262,6 +288,7 @@ pub(super) async fn complete_erasure(
         &[&subject],
     )
     .await?;
+    record_change(transaction, state, ChangeKind::Forgotten, &[subject], &[]).await?;
     append_ledger_entries(transaction, state, vec![entry]).await?;
     Ok(())
 }
@@ -283,6 +310,7 @@ pub(super) async fn drop_subject(
         &[&subject],
     )
     .await?;
+    record_change(transaction, state, ChangeKind::Forgotten, &[subject], &[]).await?;
     append_ledger_entries(transaction, state, vec![entry]).await?;
     Ok(())
 }
@@ -313,6 +341,10 @@ pub(super) async fn erase_records(
         )
         .await?;
     }
+    let mut subjects: Vec<SubjectId> = attributes.iter().map(|(subject, _, _)| *subject).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    record_change(transaction, state, ChangeKind::Erased, &subjects, events).await?;
     append_ledger_entries(transaction, state, ledger).await?;
     Ok(erased)
 }

@@ -226,6 +226,21 @@ impl Vault {
         )
     }
 
+    /// The stored events with these sequence numbers, opened (another node's change the
+    /// models follow: the same learning the writing node did, so no ledger entry; events of
+    /// subjects whose key is gone are skipped).
+    pub fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>> {
+        let Some(cluster) = self.storage.cluster() else {
+            return Ok(Vec::new());
+        };
+        self.open_rows_of_live_subjects(cluster.events_by_seq(seqs)?, |row| row.subject, open_event)
+    }
+
+    /// The change log, when several processes share this store.
+    pub fn cluster(&self) -> Option<&dyn ClusterLog> {
+        self.storage.cluster()
+    }
+
     /// How many events are stored for active subjects (a rebuild's progress total).
     pub fn count_events(&self) -> Result<u64> {
         self.storage.count_events()

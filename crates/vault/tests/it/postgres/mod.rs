@@ -7,6 +7,7 @@
 //! dump holds no key, backups useless after a forget), `operations` (migrations, several
 //! writers on one schema, keys vacuumed after a forget).
 
+mod cluster;
 mod operations;
 mod privacy;
 
