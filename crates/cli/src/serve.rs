@@ -102,7 +102,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), CommandError> {
     init_tracing(args.log_json);
-    let engine = args.store.open_engine_on(&args.postgres)?;
+    let engine = args.store.open_engine_serving(&args.postgres)?;
     serve_engine(engine, args.listen, &args.http, |_, _| {})
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use discreet_engine::{Engine, EngineOptions, RebuildReport};
+use discreet_engine::{ClusterOptions, Engine, EngineOptions, RebuildReport};
 use discreet_policy::Policy;
 use discreet_vault::sqlite::KEY_STORE_FILE;
 use discreet_vault::{Kek, KekRing, PostgresOptions, SqliteOptions, Vault};
@@ -58,6 +58,34 @@ pub struct PostgresArgs {
         requires = "postgres"
     )]
     pub postgres_schema: String,
+    /// This node's name among the `serve` processes sharing the database (with --postgres;
+    /// default: the host's name and the process id). Each must be unique.
+    #[arg(long, env = "DISCREET_NODE", requires = "postgres", value_parser = parse_node)]
+    pub node: Option<String>,
+}
+
+/// A node name: 1 to 64 letters, digits, `-`, `_` or `.`.
+fn parse_node(text: &str) -> Result<String, String> {
+    if !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1 to 64 letters, digits, `-`, `_` or `.`".to_owned())
+    }
+}
+
+/// This process's default node name: the host's name and the process id.
+fn default_node(prefix: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| parse_node(name).is_ok() && name.len() <= 40)
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{prefix}{host}-{}", std::process::id())
 }
 
 impl std::fmt::Debug for PostgresArgs {
@@ -68,6 +96,7 @@ impl std::fmt::Debug for PostgresArgs {
             .field("postgres", &self.postgres.is_some())
             .field("postgres_keys", &self.postgres_keys.is_some())
             .field("postgres_schema", &self.postgres_schema)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -79,6 +108,7 @@ impl Default for PostgresArgs {
             postgres: None,
             postgres_keys: None,
             postgres_schema: discreet_vault::postgres::DEFAULT_DATA_SCHEMA.to_owned(),
+            node: None,
         }
     }
 }
@@ -88,8 +118,10 @@ impl PostgresArgs {
     pub fn options(&self) -> Option<PostgresOptions> {
         let settings = self.postgres.as_ref()?;
         let key_schema = format!("{}_keys", self.postgres_schema);
-        let options =
+        // Several processes may share the schema: each applies the others' changes.
+        let mut options =
             PostgresOptions::new(settings.clone()).with_schemas(&self.postgres_schema, &key_schema);
+        options.shared = true;
         Some(match &self.postgres_keys {
             Some(keys) => options.with_key_database(keys.clone()),
             None => options,
@@ -106,7 +138,24 @@ impl StoreArgs {
     /// As `open_engine`, on PostgreSQL when `postgres` says so.
     pub fn open_engine_on(&self, postgres: &PostgresArgs) -> Result<Engine, CommandError> {
         let policy = crate::policy_command::load_policy(self.policy.as_ref())?;
-        self.open(policy, EngineOptions::default(), false, postgres)
+        let engine = self.open(policy, EngineOptions::default(), false, postgres)?;
+        if postgres.postgres.is_some() {
+            // A command's writes reach the serving nodes through the change log; it is no
+            // node itself (no heartbeat), and its forget waits for the live ones.
+            join(&engine, ClusterOptions::new(default_node("cli-")), false)?;
+        }
+        Ok(engine)
+    }
+
+    /// As `open_engine_on`, for `serve`: on PostgreSQL the process is one of the nodes.
+    pub fn open_engine_serving(&self, postgres: &PostgresArgs) -> Result<Engine, CommandError> {
+        let policy = crate::policy_command::load_policy(self.policy.as_ref())?;
+        let engine = self.open(policy, EngineOptions::default(), false, postgres)?;
+        if postgres.postgres.is_some() {
+            let node = postgres.node.clone().unwrap_or_else(|| default_node(""));
+            join(&engine, ClusterOptions::new(node), true)?;
+        }
+        Ok(engine)
     }
 
     /// The key store file these arguments name.
@@ -263,4 +312,16 @@ pub fn engine_error(error: discreet_engine::Error) -> CommandError {
         discreet_engine::Error::NotFound { .. } => CommandError::NotFound(error.to_string()),
         other => CommandError::Failed(other.into()),
     }
+}
+
+/// Joins the change log of the other processes on the store.
+fn join(engine: &Engine, options: ClusterOptions, serving: bool) -> Result<(), CommandError> {
+    let joined = if serving {
+        engine.join_cluster(options)
+    } else {
+        engine.join_changes(&options.node)
+    };
+    joined.map_err(|error| {
+        CommandError::Failed(anyhow::anyhow!("cannot join the other nodes: {error}"))
+    })
 }

@@ -72,6 +72,11 @@ impl Engine {
             &self.new_consent(purpose, granted, source),
         )?;
         self.follow_consent(&row)?;
+        drop(_gate);
+        // A withdrawal is answered once every node's models follow it.
+        if !row.granted {
+            self.await_nodes()?;
+        }
         Ok(ConsentState {
             purpose: row.purpose,
             state: state_name(row.granted),
@@ -136,12 +141,20 @@ impl Engine {
                 purpose: model_purpose,
             },
         )?;
-        let mut models = write(&self.inner.models);
-        let models = &mut *models;
+        // Retention announced it will erase these (another node sweeps): never learned again.
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|event| !self.is_doomed(event.seq))
+            .collect();
+        let mut guard = write(&self.inner.models);
+        let models = &mut *guard;
         let interactions = interactions_of(&mut models.set, &events)?;
         if row.granted {
             models.consented.insert(subject);
             models.set.learn_batch(&interactions)?;
+            drop(guard);
+            // Read straight from the store: their changes, when they arrive, are skipped.
+            self.learned_from_store(events.iter().map(|event| event.seq))?;
         } else {
             models.consented.remove(&subject);
             models

@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     pub events_accepted: AtomicU64,
     pub forgets_completed: AtomicU64,
     pub retention_erased_rows: AtomicU64,
+    /// This node's part when several share the store (set by `join_cluster`).
+    pub cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 /// The engine; cheap to clone (threads share one).
@@ -192,6 +194,7 @@ impl Engine {
                 events_accepted: AtomicU64::new(0),
                 forgets_completed: AtomicU64::new(0),
                 retention_erased_rows: AtomicU64::new(0),
+                cluster: std::sync::OnceLock::new(),
             }),
         };
         start_learner(
@@ -226,7 +229,7 @@ impl Engine {
 
     /// True once the models are rebuilt.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::SeqCst)
+        self.inner.ready.load(Ordering::SeqCst) && self.check_caught_up().is_ok()
     }
 
     pub(crate) fn check_ready(&self) -> Result<()> {

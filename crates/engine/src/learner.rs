@@ -114,7 +114,7 @@ impl Engine {
     }
 
     /// Teaches the models one batch, chunk by chunk, skipping subjects who do not consent.
-    fn learn_queued(&self, batch: &[QueuedEvent]) {
+    pub(crate) fn learn_queued(&self, batch: &[QueuedEvent]) {
         for chunk in batch.chunks(LEARN_CHUNK) {
             let mut models = write(&self.inner.models);
             let models = &mut *models;

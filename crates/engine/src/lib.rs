@@ -9,6 +9,7 @@
 mod access;
 mod answers;
 mod audit;
+mod cluster;
 mod consent;
 mod dashboard;
 mod engine;
@@ -36,6 +37,7 @@ pub use answers::{
     SweepReport,
 };
 pub use audit::{AuditQuery, MAX_AUDIT_ENTRIES};
+pub use cluster::{ClusterOptions, NodeHealth};
 pub use consent::GPC_CARRIERS;
 pub use dashboard::{
     ConsentSeries, DASHBOARD_DAYS, Dashboard, DayFigures, LedgerChecked, MAX_DASHBOARD_ENTRIES,

@@ -36,6 +36,8 @@ impl Engine {
         let mut interactions = Vec::new();
         let mut after_seq = 0;
         let mut events_read = 0u64;
+        // With several nodes: what was read here, so that its changes are not learned twice.
+        let mut learned_seqs: Vec<i64> = Vec::new();
         loop {
             let page = vault.scan_events(after_seq, REBUILD_PAGE)?;
             let Some(last) = page.last() else { break };
@@ -43,6 +45,9 @@ impl Engine {
             events_read += page.len() as u64;
             let mut learned = Vec::with_capacity(page.len());
             for event in &page {
+                if self.is_doomed(event.seq) {
+                    continue;
+                }
                 let consented = match consent_of.get(&event.subject) {
                     Some(&consented) => consented,
                     None => {
@@ -54,6 +59,9 @@ impl Engine {
                 if consented {
                     learned.push(event);
                 }
+            }
+            if self.cluster().is_some() {
+                learned_seqs.extend(learned.iter().map(|event| event.seq));
             }
             interactions.extend(interactions_of(&mut set, learned)?);
             progress(RebuildProgress {
@@ -84,6 +92,7 @@ impl Engine {
             models.consented = consented;
             write(&self.inner.items).models_replaced();
         }
+        self.learned_from_store(learned_seqs)?;
         vault.record_access(vec![
             LedgerDraft::new(now_millis(), "system", "models.rebuilt")
                 .purpose(self.inner.model_purpose.as_deref().unwrap_or("none"))
@@ -151,6 +160,9 @@ impl Engine {
                 }
             },
         );
+        if self.cluster().is_some_and(|cluster| cluster.serving) {
+            crate::cluster::start_cluster_loop(weak.clone());
+        }
         // The first sweep runs at once: data that expired while discreet was stopped must
         // not be served for another interval.
         spawn_loop(
@@ -171,6 +183,7 @@ impl Engine {
     /// Flushes buffered ledger entries and signs a ledger checkpoint; background threads stop.
     pub fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        self.leave_cluster();
         self.flush_access_log();
         if let Err(error) = self.inner.vault.checkpoint_ledger() {
             tracing::error!(%error, "ledger checkpoint at shutdown failed");

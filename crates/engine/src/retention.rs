@@ -3,10 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
+use discreet_vault::Expired;
+use discreet_vault::storage::ChangeKind;
+
 use crate::answers::SweepReport;
 use crate::engine::{Engine, write};
 use crate::error::Result;
 use crate::interactions::interactions_of;
+
+/// The once-only duty of the retention sweep.
+const RETENTION_DUTY: &str = "retention";
 
 impl Engine {
     /// Erases (and unlearns) everything past its category's retention at `now`.
@@ -14,13 +20,55 @@ impl Engine {
         if !self.is_ready() {
             return Ok(SweepReport::default());
         }
+        if let Some(log) = self.inner.vault.cluster()
+            && self.cluster().is_some()
+        {
+            // One node sweeps at a time; the others unlearn what it announces.
+            if !log.try_duty(RETENTION_DUTY)? {
+                return Ok(SweepReport::default());
+            }
+            let swept = self.sweep_announced(now, log);
+            log.release_duty(RETENTION_DUTY)?;
+            return swept;
+        }
+        self.sweep(now, None)
+    }
+
+    /// With several nodes: announces the events it will erase, waits until every live node
+    /// unlearned them (while they can still be read), then sweeps here.
+    fn sweep_announced(
+        &self,
+        now: i64,
+        log: &dyn discreet_vault::storage::ClusterLog,
+    ) -> Result<SweepReport> {
+        let expired = self.expired_at(now)?;
+        if expired.events.is_empty() && expired.attributes.is_empty() {
+            return Ok(SweepReport::default());
+        }
+        let seqs: Vec<i64> = expired.events.iter().map(|event| event.seq).collect();
+        if !seqs.is_empty() {
+            log.announce(ChangeKind::Erasing, &[], &seqs)?;
+            self.await_nodes()?;
+        }
+        self.sweep(now, Some(expired))
+    }
+
+    fn expired_at(&self, now: i64) -> Result<Expired> {
         let policy = &self.inner.policy;
-        let _gate = self.exclusive();
-        let expired = self.inner.vault.expired(now, &|category| {
+        Ok(self.inner.vault.expired(now, &|category| {
             policy
                 .retention_of(category)
                 .map(|retention| retention.as_millis().min(i64::MAX as u128) as i64)
-        })?;
+        })?)
+    }
+
+    /// Unlearns and erases what is expired at `now` (or `found`, found before).
+    fn sweep(&self, now: i64, found: Option<Expired>) -> Result<SweepReport> {
+        let _gate = self.exclusive();
+        let expired = match found {
+            Some(expired) => expired,
+            None => self.expired_at(now)?,
+        };
         if expired.events.is_empty() && expired.attributes.is_empty() {
             return Ok(SweepReport::default());
         }

@@ -152,6 +152,28 @@ impl Engine {
         let read_micros = started.elapsed().as_micros() as u64;
         vault.begin_forget(id, &caller.key_id, interactions.len() as u64)?;
         let intent_micros = started.elapsed().as_micros() as u64;
+        if self.cluster().is_some() {
+            // With several nodes: this node's models drop the subject, then — without the
+            // gate, so that this node applies the others' changes meanwhile — every live
+            // node unlearns it while its events can still be read, and only then is the
+            // key destroyed and the rows erased.
+            {
+                let mut models = write(&self.inner.models);
+                models.consented.remove(&id);
+                if consented {
+                    models.set.forget_subject(&model_name(id), &interactions)?;
+                }
+            }
+            if consented {
+                self.want_refresh();
+            }
+            drop(_gate);
+            self.await_nodes()?;
+            let receipt = vault.finish_forget(id, &caller.key_id)?;
+            self.await_nodes()?;
+            self.inner.forgets_completed.fetch_add(1, Ordering::Relaxed);
+            return Ok(receipt);
+        }
         // From the intent on, the vault and the models forget independently: the vault
         // destroys the key and erases the rows while the models unlearn, and the answer
         // waits for both. (A crash in between finishes the vault part on the next open, and

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::support::{Store, run_cli};
+use serde_json::{Value, json};
+
+use crate::support::{Server, Store, run_cli};
 
 const WITHIN: Duration = Duration::from_secs(120);
 
@@ -237,4 +239,166 @@ fn a_shop_moves_from_sqlite_to_postgres_by_export_all_and_import() {
         on_sqlite,
         "the models rebuilt on PostgreSQL hold the same for c-1"
     );
+}
+
+/// How long a node may take to start (rebuild included).
+const NODE_STARTS_WITHIN: Duration = Duration::from_secs(120);
+
+/// The `--postgres` flags of a node named `node` on the test's schemas.
+fn node_flags(schemas: &Schemas, node: &str) -> Vec<String> {
+    vec![
+        "--postgres".into(),
+        schemas.settings.clone(),
+        "--postgres-schema".into(),
+        schemas.data.clone(),
+        "--node".into(),
+        node.into(),
+    ]
+}
+
+fn start_node(store: &Store, schemas: &Schemas, node: &str) -> Server {
+    let flags = node_flags(schemas, node);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_with(store, node, &flags, NODE_STARTS_WITHIN)
+}
+
+/// The items similar to `item` on `server`, in order.
+fn similar(server: &Server, key: &str, item: &str) -> Vec<String> {
+    let response = server.call("GET", &format!("/v1/items/{item}/similar?n=8"), key, None);
+    if response.status == 404 {
+        // Not an item this node's models know (yet, or any more).
+        return Vec::new();
+    }
+    assert_eq!(response.status, 200, "{}", response.text);
+    let answer = response.json();
+    answer["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {answer}"))
+        .iter()
+        .map(|entry| entry["item"].as_str().expect("an item").to_owned())
+        .collect()
+}
+
+/// Waits (at most 30 s) until `check` holds; answers how long it took.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: not within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// A customer who consents and buys `items` (an hour ago) through `server`.
+fn shopper(server: &Server, key: &str, subject: &str, items: &[&str]) {
+    server.ok(
+        "PUT",
+        &format!("/v1/subjects/{subject}/consents/personalization"),
+        key,
+        Some(&json!({"granted": true, "source": "two-node-test"})),
+    );
+    let at = discreet_vault::rfc3339(discreet_vault::now_millis() - 3_600_000);
+    let events: Vec<Value> = items
+        .iter()
+        .map(|item| json!({"subject": subject, "type": "purchase", "item": item, "at": at}))
+        .collect();
+    server.ok(
+        "POST",
+        "/v1/events",
+        key,
+        Some(&json!({ "events": events })),
+    );
+}
+
+/// Two `serve` processes on one database: what one learns, the other answers; a forget on
+/// one is answered only when the other's models dropped the subject (and they equal a
+/// rebuild without it); a node killed during a forget comes back without the subject; a
+/// withdrawal on one unlearns on the other.
+#[test]
+fn two_nodes_on_one_database_learn_and_forget_together() {
+    let Some(schemas) = Schemas::for_test("two_nodes") else {
+        return;
+    };
+    let store = Store::new();
+    let mut cli = vec!["keys", "create", "--role", "admin", "--json"];
+    let flags = node_flags(&schemas, "unused");
+    cli.extend(flags[..4].iter().map(String::as_str));
+    cli.extend(["--kek-file", store.kek_file.to_str().expect("a path")]);
+    let created = run_cli(&store, &cli, WITHIN);
+    assert_eq!(created.code(), Some(0), "{created}");
+    let key = created.json()["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+
+    let mut a = start_node(&store, &schemas, "node-a");
+    let b = start_node(&store, &schemas, "node-b");
+    let health = b.ok("GET", "/healthz", &key, None);
+    assert_eq!(health["node"], "node-b", "{health}");
+    assert_eq!(health["ready"], true, "{health}");
+
+    // Background shoppers, then the canary's pair, ingested on A.
+    for (index, items) in [["P1", "P2", "P3"], ["P2", "P3", "P4"], ["P1", "P4", "P5"]]
+        .iter()
+        .enumerate()
+    {
+        shopper(&a, &key, &format!("c-shop-{index}"), items);
+    }
+    shopper(&a, &key, "c-canary", &["CANARY-X", "CANARY-Y"]);
+    let reached = eventually("the canary's pair reaches B", || {
+        similar(&b, &key, "CANARY-X").contains(&"CANARY-Y".to_owned())
+    });
+    eprintln!("a change reached the other node in {reached:?}");
+    // The node that will be killed during a forget later holds a pair of its own.
+    shopper(&b, &key, "c-killed", &["KILL-1", "KILL-2"]);
+    eventually("the second pair reaches A", || {
+        similar(&a, &key, "KILL-1").contains(&"KILL-2".to_owned())
+    });
+
+    // Forget on B: once B answers, A no longer shows the canary.
+    let forgotten = b.call("DELETE", "/v1/subjects/c-canary", &key, None);
+    assert_eq!(forgotten.status, 200, "{}", forgotten.text);
+    assert!(
+        !similar(&a, &key, "CANARY-X").contains(&"CANARY-Y".to_owned()),
+        "A still shows the forgotten canary"
+    );
+    // Withdrawn on A: once A answers, B no longer learns from the customer.
+    let withdrawn = a.ok(
+        "PUT",
+        "/v1/subjects/c-shop-2/consents/personalization",
+        &key,
+        Some(&json!({"granted": false, "source": "two-node-test"})),
+    );
+    assert_eq!(withdrawn["state"], "withdrawn", "{withdrawn}");
+    assert!(
+        !similar(&b, &key, "P5").contains(&"P1".to_owned()),
+        "B still learns from the withdrawn customer"
+    );
+
+    // Both equal a node rebuilt from the store without them.
+    let c = start_node(&store, &schemas, "node-c");
+    for item in ["P1", "P2", "P3", "P4", "P5", "CANARY-X", "KILL-1"] {
+        let rebuilt = similar(&c, &key, item);
+        assert_eq!(similar(&a, &key, item), rebuilt, "A on {item}");
+        assert_eq!(similar(&b, &key, item), rebuilt, "B on {item}");
+    }
+    drop(c);
+
+    // A is killed during a forget on B: B does not wait for it past its silence, and A
+    // comes back without the subject.
+    let forgotten = std::thread::scope(|scope| {
+        let forget = scope.spawn(|| b.call("DELETE", "/v1/subjects/c-killed", &key, None));
+        a.kill();
+        forget.join().expect("the forget's thread")
+    });
+    assert_eq!(forgotten.status, 200, "{}", forgotten.text);
+    let a = start_node(&store, &schemas, "node-a");
+    assert!(
+        !similar(&a, &key, "KILL-1").contains(&"KILL-2".to_owned()),
+        "A came back with the forgotten subject"
+    );
+    assert!(!similar(&b, &key, "KILL-1").contains(&"KILL-2".to_owned()));
 }

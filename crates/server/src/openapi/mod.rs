@@ -226,8 +226,14 @@ pub struct RevokedAnswer {
 /// Whether the server accepts traffic.
 #[derive(Serialize, ToSchema)]
 pub struct HealthAnswer {
-    /// `ready`, or `starting` while the models are rebuilt.
+    /// `ready`, or `starting` while the models are rebuilt (or a node catches up).
     status: String,
+    /// True when the server answers requests.
+    ready: bool,
+    /// With several nodes on PostgreSQL: this node's name.
+    node: Option<String>,
+    /// With several nodes: changes the others committed that this node has not applied yet.
+    behind: Option<u64>,
 }
 
 /// A privacy-center session: send the customer's browser to `url` (once, within 10 minutes).

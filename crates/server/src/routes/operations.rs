@@ -15,15 +15,23 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = crate::openapi::HealthAnswer), (status = 503, body = crate::openapi::HealthAnswer)))]
 pub async fn get_healthz(State(state): State<AppState>) -> Response {
-    if state.engine.is_ready() {
-        Json(json!({ "status": "ready" })).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "starting" })),
-        )
-            .into_response()
+    let ready = state.engine.is_ready();
+    let mut answer = json!({
+        "status": if ready { "ready" } else { "starting" },
+        "ready": ready,
+    });
+    // With several nodes on PostgreSQL: which node this is and how far behind the others'
+    // changes it is (a node catching up answers 503 until it has).
+    if let Some(node) = state.engine.node_health() {
+        answer["node"] = json!(node.node);
+        answer["behind"] = json!(node.behind);
     }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(answer)).into_response()
 }
 
 /// Prometheus text metrics.
