@@ -35,6 +35,9 @@ pub enum BenchTarget {
     /// beside the same shop at a tenth of the size: ingest, start-up rebuild, resident
     /// memory, recommend, similar and forget latency.
     Scale(crate::bench_scale::ScaleBenchArgs),
+    /// The vault on PostgreSQL beside SQLite (ingest, start-up rebuild) and two nodes on one
+    /// database: a change reaching the other node, forget latency with two nodes and one.
+    Nodes(crate::bench_nodes::NodesBenchArgs),
 }
 
 /// Arguments of `discreet bench vault`.
@@ -104,6 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Vault(args) => bench_vault(args),
         BenchTarget::Engine(args) => crate::bench_engine::run(args),
         BenchTarget::Scale(args) => crate::bench_scale::run(args),
+        BenchTarget::Nodes(args) => crate::bench_nodes::run(args),
     }
 }
 

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod bench;
 mod bench_engine;
+mod bench_nodes;
 mod bench_pages;
 mod bench_scale;
 mod demo;

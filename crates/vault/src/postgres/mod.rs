@@ -237,6 +237,28 @@ pub fn open_stores(options: &PostgresOptions) -> Result<(PostgresStorage, Postgr
     Ok((storage, keys))
 }
 
+/// Drops the data schema and the key schema of `options` with everything in them (what a
+/// benchmark or a test made for itself). Irreversible: every subject's key goes with it.
+pub fn drop_store(options: &PostgresOptions) -> Result<()> {
+    options.check()?;
+    let runtime = PgRuntime::new()?;
+    let data = pool(&options.data, "the data", &options.data_schema, 1)?;
+    let keys_settings = options.keys.clone().unwrap_or_else(|| options.data.clone());
+    let keys = pool(&keys_settings, "the key database", &options.key_schema, 1)?;
+    let (data_schema, key_schema) = (options.data_schema.clone(), options.key_schema.clone());
+    runtime.run(async move {
+        data.get()
+            .await?
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {data_schema} CASCADE"))
+            .await?;
+        keys.get()
+            .await?
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {key_schema} CASCADE"))
+            .await?;
+        Ok(())
+    })
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         // The server's message names the statement's problem; its DETAIL may quote a row's
