@@ -164,6 +164,23 @@ pub fn run_kek(args: KekArgs) -> Result<(), CommandError> {
                 CommandError::BadInput(format!("the new KEK file is refused: {error}"))
             })?;
             let engine = store.open_engine_on(&postgres)?;
+            // Serving nodes hold the old KEK only: they could not open what is re-wrapped.
+            if let Some(log) = engine.vault().cluster() {
+                let now = log
+                    .db_now()
+                    .map_err(|error| CommandError::Failed(error.into()))?;
+                let serving = log
+                    .nodes()
+                    .map_err(|error| CommandError::Failed(error.into()))?
+                    .into_iter()
+                    .filter(|node| node.live && now - node.heartbeat_at < 60_000)
+                    .count();
+                if serving > 0 {
+                    return Err(CommandError::BadInput(format!(
+                        "{serving} node(s) serve this store: stop every `discreet serve` before rotating the KEK, then start them with the new KEK file"
+                    )));
+                }
+            }
             let next = Kek::load_or_create_file(&new_kek_file).map_err(|error| {
                 CommandError::BadInput(format!(
                     "cannot use the new KEK file {}: {error}",

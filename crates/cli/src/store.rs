@@ -78,14 +78,24 @@ fn parse_node(text: &str) -> Result<String, String> {
     }
 }
 
-/// This process's default node name: the host's name and the process id.
+/// This process's default node name: the host's name (its first 40 characters), the
+/// process id and a random suffix (in containers every process may be pid 1).
 fn default_node(prefix: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+    let host: String = std::fs::read_to_string("/etc/hostname")
         .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| parse_node(name).is_ok() && name.len() <= 40)
+        .map(|name| {
+            name.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(40)
+                .collect()
+        })
+        .filter(|name: &String| !name.is_empty())
         .unwrap_or_else(|| "node".to_owned());
-    format!("{prefix}{host}-{}", std::process::id())
+    let suffix = discreet_vault::crypto::random_bytes::<3>()
+        .map(|bytes| discreet_vault::crypto::to_hex(&bytes[..]))
+        .unwrap_or_default();
+    format!("{prefix}{host}-{}-{suffix}", std::process::id())
 }
 
 impl std::fmt::Debug for PostgresArgs {

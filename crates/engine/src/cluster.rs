@@ -13,7 +13,7 @@
 //! change arrives (`Overlap`).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,15 @@ use crate::learner::QueuedEvent;
 
 /// Changes read from the log at a time.
 const CHANGES_PAGE: usize = 1_000;
+/// The node's loop runs the upkeep duty (finishing forgets whose process stopped, trimming
+/// the log, dropping long-gone nodes) every this many turns, on one node at a time.
+const UPKEEP_EVERY_TURNS: u64 = 120;
+/// Changes older than this that every live node applied are trimmed.
+const KEEP_CHANGES_MILLIS: i64 = 10 * 60 * 1000;
+/// Nodes not live and silent this long are dropped from the nodes table.
+const FORGET_NODES_AFTER_MILLIS: i64 = 60 * 60 * 1000;
+/// The once-only duty of upkeep.
+const UPKEEP_DUTY: &str = "upkeep";
 /// How often a waiting forget looks at the nodes' progress.
 const ACK_POLL: Duration = Duration::from_millis(10);
 
@@ -74,11 +83,22 @@ pub(crate) struct Cluster {
     applied: AtomicI64,
     /// Changes committed and not yet applied, at the last look.
     behind: AtomicI64,
-    /// Set while the node rebuilds after it was marked not live: it refuses requests.
+    /// Set while the node has not caught up (at start, after it was marked not live, or
+    /// when a change could not be applied): it refuses requests.
     catching_up: AtomicBool,
+    /// When the last heartbeat went through (this process's clock, unix ms; 0 before).
+    last_beat_ok: AtomicI64,
+    /// When the last heartbeat was sent, and the applied sequence it reported.
+    last_beat_sent: AtomicI64,
+    last_reported: AtomicI64,
+    turns: AtomicU64,
+    /// One catch-up at a time (the node's loop, a local forget that catches up first).
+    catching: Mutex<()>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set when a change showed that only a rebuild can make the models exact again.
     rebuild_wanted: AtomicBool,
-    bell: Arc<dyn ChangeBell>,
+    /// Rung when another process commits (serving nodes only).
+    bell: Option<Arc<dyn ChangeBell>>,
     /// Events learned straight from the store whose changes may still arrive.
     overlaps: Mutex<Vec<Overlap>>,
     /// Events retention announced it will erase: no path of this node learns them again.
@@ -122,23 +142,32 @@ impl Engine {
     fn join(&self, options: ClusterOptions, serving: bool) -> Result<()> {
         let log = self.cluster_log()?;
         log.join(&options.node)?;
-        let bell = log.bell()?;
+        let bell = if serving { Some(log.bell()?) } else { None };
         let head = log.changes_head()?;
-        let started_at = now_millis();
-        if serving {
-            log.heartbeat(&options.node, started_at, head, true)?;
-        }
+        // Announced erasures still open: the start-up rebuild must not learn them.
+        let doomed: HashSet<i64> = if serving {
+            log.erasures_announced()?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         let cluster = Cluster {
             serving,
             options,
-            started_at,
+            started_at: now_millis(),
             applied: AtomicI64::new(head),
             behind: AtomicI64::new(0),
-            catching_up: AtomicBool::new(false),
+            // A serving node answers once its loop caught up and reported (after the rebuild).
+            catching_up: AtomicBool::new(serving),
+            last_beat_ok: AtomicI64::new(0),
+            last_beat_sent: AtomicI64::new(0),
+            last_reported: AtomicI64::new(-1),
+            turns: AtomicU64::new(0),
+            catching: Mutex::new(()),
+            thread: Mutex::new(None),
             rebuild_wanted: AtomicBool::new(false),
             bell,
             overlaps: Mutex::new(Vec::new()),
-            doomed: Mutex::new(HashSet::new()),
+            doomed: Mutex::new(doomed),
         };
         self.inner
             .cluster
@@ -158,26 +187,75 @@ impl Engine {
         })
     }
 
-    /// Refuses requests while this node catches up after it was marked not live.
+    /// Refuses requests while this node has not caught up, and when its last heartbeat
+    /// went through too long ago (the others may have stopped waiting for it already).
     pub(crate) fn check_caught_up(&self) -> Result<()> {
-        match self.cluster() {
-            Some(cluster) if cluster.catching_up.load(Ordering::SeqCst) => Err(Error::NotReady),
-            _ => Ok(()),
-        }
-    }
-
-    /// Remembers that events `seqs` were learned straight from the store when the log's
-    /// head was at most `until` (what a rebuild or a consent grant read).
-    pub(crate) fn learned_from_store(&self, seqs: impl IntoIterator<Item = i64>) -> Result<()> {
         let Some(cluster) = self.cluster().filter(|cluster| cluster.serving) else {
             return Ok(());
         };
-        let until = self.cluster_log()?.changes_head()?;
-        let seqs: HashSet<i64> = seqs.into_iter().collect();
-        if !seqs.is_empty() && until > cluster.applied.load(Ordering::SeqCst) {
+        let last = cluster.last_beat_ok.load(Ordering::SeqCst);
+        let quiet = now_millis() - last > cluster.options.live_within.as_millis() as i64 / 2;
+        if cluster.catching_up.load(Ordering::SeqCst) || (last > 0 && quiet) {
+            return Err(Error::NotReady);
+        }
+        Ok(())
+    }
+
+    /// A change could not be followed exactly: in a cluster the node stops answering and
+    /// rebuilds from the store (answers `Ok`); alone, the error is the caller's.
+    pub(crate) fn out_of_step(&self, error: Error) -> Result<()> {
+        match self.cluster().filter(|cluster| cluster.serving) {
+            Some(cluster) => {
+                tracing::error!(%error, "the models could not follow a change: rebuilding");
+                cluster.catching_up.store(true, Ordering::SeqCst);
+                cluster.rebuild_wanted.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            None => Err(error),
+        }
+    }
+
+    /// Remembers which of events `seqs`, learned straight from the store (by a rebuild or a
+    /// consent grant), belong to changes after `since` not applied yet: those are skipped
+    /// when their change arrives.
+    pub(crate) fn learned_from_store(&self, seqs: &[i64], since: i64) -> Result<()> {
+        let Some(cluster) = self.cluster().filter(|cluster| cluster.serving) else {
+            return Ok(());
+        };
+        let log = self.cluster_log()?;
+        let until = log.changes_head()?;
+        if seqs.is_empty() || until <= since {
+            return Ok(());
+        }
+        let mut pending: HashSet<i64> = HashSet::new();
+        let mut after = since;
+        loop {
+            let changes = log.changes_after(after, CHANGES_PAGE)?;
+            for change in changes.iter().filter(|change| change.seq <= until) {
+                if change.kind == ChangeKind::Events {
+                    pending.extend(change.events.iter().copied());
+                }
+            }
+            match changes.last() {
+                Some(last) if last.seq < until && changes.len() == CHANGES_PAGE => after = last.seq,
+                _ => break,
+            }
+        }
+        let seqs: HashSet<i64> = seqs
+            .iter()
+            .copied()
+            .filter(|seq| pending.contains(seq))
+            .collect();
+        if !seqs.is_empty() {
             lock(&cluster.overlaps).push(Overlap { until, seqs });
         }
         Ok(())
+    }
+
+    /// The last change this node applied (0 alone).
+    pub(crate) fn applied_seq(&self) -> i64 {
+        self.cluster()
+            .map_or(0, |cluster| cluster.applied.load(Ordering::SeqCst))
     }
 
     /// True when retention announced it will erase event `seq`: it is not learned again.
@@ -198,7 +276,7 @@ impl Engine {
         let deadline = Instant::now() + cluster.options.ack_wait;
         let live_within = cluster.options.live_within.as_millis() as i64;
         loop {
-            let now = now_millis();
+            let now = log.db_now()?;
             let mut behind = Vec::new();
             let mut silent = Vec::new();
             for node in log.nodes()? {
@@ -230,19 +308,27 @@ impl Engine {
     /// Applies every committed change after the last one applied (only the node's own
     /// loop calls it, so changes are applied one at a time, in order).
     pub(crate) fn catch_up(&self) -> Result<()> {
-        let Some(cluster) = self.cluster() else {
+        let Some(cluster) = self.cluster().filter(|cluster| cluster.serving) else {
             return Ok(());
         };
+        let _one = lock(&cluster.catching);
         let log = self.cluster_log()?;
         loop {
+            if cluster.rebuild_wanted.load(Ordering::SeqCst) {
+                // Only a rebuild makes the models exact again: applying more is pointless.
+                break;
+            }
             let after = cluster.applied.load(Ordering::SeqCst);
             let changes = log.changes_after(after, CHANGES_PAGE)?;
             let Some(last) = changes.last().map(|change| change.seq) else {
                 break;
             };
             for change in &changes {
-                if change.node != cluster.options.node {
-                    self.apply_change(change)?;
+                if change.node != cluster.options.node
+                    && let Err(error) = self.apply_change(change)
+                {
+                    // Never stuck on one change: the node stops answering and rebuilds.
+                    return self.out_of_step(error);
                 }
                 cluster.applied.store(change.seq, Ordering::SeqCst);
             }
@@ -250,6 +336,8 @@ impl Engine {
             if changes.len() < CHANGES_PAGE {
                 break;
             }
+            // A long backlog is not silence.
+            self.beat(false)?;
         }
         let head = log.changes_head()?;
         cluster.behind.store(
@@ -267,6 +355,9 @@ impl Engine {
         };
         match change.kind {
             ChangeKind::Events => {
+                // The gate first: a grant or a rebuild holding it may read these events
+                // straight from the store and say so before this looks.
+                let _gate = self.exclusive();
                 let skipped: HashSet<i64> = {
                     let overlaps = lock(&cluster.overlaps);
                     change
@@ -291,7 +382,6 @@ impl Engine {
                         payload: EventPayload::from_bytes(&event.payload)?,
                     });
                 }
-                let _gate = self.exclusive();
                 self.learn_queued(&batch);
             }
             ChangeKind::Consents => {
@@ -301,6 +391,8 @@ impl Engine {
             }
             ChangeKind::Forgetting | ChangeKind::Forgotten => {
                 for subject in &change.subjects {
+                    // The key and the lookup leave this process's memory too.
+                    vault.evict_subject(*subject);
                     self.unlearn_subject(*subject, change.kind)?;
                 }
             }
@@ -349,6 +441,10 @@ impl Engine {
             return Ok(());
         };
         let _gate = self.exclusive();
+        // A subject being forgotten is never learned again, whatever its last decision.
+        if !self.inner.vault.is_active(subject)? {
+            return Ok(());
+        }
         let history = self.inner.vault.consent_history(subject)?;
         if let Some(latest) = history.iter().rev().find(|row| row.purpose == purpose) {
             self.follow_consent(latest)?;
@@ -365,12 +461,9 @@ impl Engine {
         if kind == ChangeKind::Forgotten {
             // Its Forgetting change was applied before, unless this node missed it: then
             // the events are gone and only a rebuild can drop the subject exactly.
-            tracing::warn!("a forgotten subject was still learned here: rebuilding");
-            if let Some(cluster) = self.cluster() {
-                cluster.catching_up.store(true, Ordering::SeqCst);
-                cluster.rebuild_wanted.store(true, Ordering::SeqCst);
-            }
-            return Ok(());
+            return self.out_of_step(Error::Internal {
+                detail: "a forgotten subject was still learned here".into(),
+            });
         }
         let events = self.inner.vault.events_of(
             subject,
@@ -379,6 +472,10 @@ impl Engine {
                 purpose: self.inner.model_purpose.as_deref().unwrap_or("none"),
             },
         )?;
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|event| !self.is_doomed(event.seq))
+            .collect();
         let mut guard = write(&self.inner.models);
         let models = &mut *guard;
         let interactions = interactions_of(&mut models.set, &events)?;
@@ -398,49 +495,117 @@ impl Engine {
             return Ok(());
         };
         cluster.catching_up.store(true, Ordering::SeqCst);
-        cluster.rebuild_wanted.store(false, Ordering::SeqCst);
         let log = self.cluster_log()?;
-        let head = log.changes_head()?;
-        lock(&cluster.overlaps).clear();
-        cluster.applied.store(head, Ordering::SeqCst);
-        self.rebuild(&|_| {})?;
+        {
+            let _one = lock(&cluster.catching);
+            let head = log.changes_head()?;
+            let doomed = log.erasures_announced()?;
+            *lock(&cluster.doomed) = doomed.into_iter().collect();
+            lock(&cluster.overlaps).clear();
+            // The rebuild reads the store as of at least `head`: the log is applied after it.
+            let before = cluster.applied.swap(head, Ordering::SeqCst);
+            cluster.rebuild_wanted.store(false, Ordering::SeqCst);
+            if let Err(error) = self.rebuild(&|_| {}) {
+                cluster.applied.store(before, Ordering::SeqCst);
+                cluster.rebuild_wanted.store(true, Ordering::SeqCst);
+                return Err(error);
+            }
+        }
         self.catch_up()?;
-        log.heartbeat(
-            &cluster.options.node,
-            cluster.started_at,
-            cluster.applied.load(Ordering::SeqCst),
-            true,
-        )?;
+        if cluster.rebuild_wanted.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.beat(true)?;
         cluster.catching_up.store(false, Ordering::SeqCst);
         tracing::info!("caught up with the other nodes");
         Ok(())
     }
 
-    /// One turn of the node's loop: apply what was committed, report, and recover when
-    /// another node marked this one not live.
+    /// Reports this node alive with what it applied: at the heartbeat interval, or at once
+    /// when it applied more (someone may be waiting for it), or `rejoin` after it caught up.
+    /// Answers whether the others still count it live.
+    fn beat(&self, rejoin: bool) -> Result<bool> {
+        let Some(cluster) = self.cluster().filter(|cluster| cluster.serving) else {
+            return Ok(true);
+        };
+        let applied = cluster.applied.load(Ordering::SeqCst);
+        let now = now_millis();
+        let due = now - cluster.last_beat_sent.load(Ordering::SeqCst)
+            >= cluster.options.heartbeat.as_millis() as i64;
+        if !rejoin && !due && applied == cluster.last_reported.load(Ordering::SeqCst) {
+            return Ok(true);
+        }
+        cluster.last_beat_sent.store(now, Ordering::SeqCst);
+        let row = self.cluster_log()?.heartbeat(
+            &cluster.options.node,
+            cluster.started_at,
+            applied,
+            rejoin,
+        )?;
+        cluster.last_reported.store(applied, Ordering::SeqCst);
+        cluster.last_beat_ok.store(now_millis(), Ordering::SeqCst);
+        Ok(row.live)
+    }
+
+    /// One turn of the node's loop: apply what was committed, report, recover when another
+    /// node marked this one not live or a change could not be followed; now and then, the
+    /// upkeep duty.
     fn cluster_turn(&self) -> Result<()> {
         let Some(cluster) = self.cluster() else {
             return Ok(());
         };
-        self.catch_up()?;
-        let row = self.cluster_log()?.heartbeat(
-            &cluster.options.node,
-            cluster.started_at,
-            cluster.applied.load(Ordering::SeqCst),
-            false,
-        )?;
-        if !row.live || cluster.rebuild_wanted.load(Ordering::SeqCst) {
+        if let Err(error) = self.catch_up() {
+            tracing::warn!(%error, "reading the other nodes' changes failed; retrying");
+        }
+        let first = cluster.last_reported.load(Ordering::SeqCst) < 0;
+        if first && !cluster.rebuild_wanted.load(Ordering::SeqCst) {
+            // Rebuilt at start and caught up: live from here.
+            self.beat(true)?;
+            cluster.catching_up.store(false, Ordering::SeqCst);
+        } else if !self.beat(false)? || cluster.rebuild_wanted.load(Ordering::SeqCst) {
             tracing::warn!("this node must rebuild before it answers again");
             self.recover()?;
+        }
+        if cluster.turns.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY_TURNS == 0 {
+            self.upkeep()?;
         }
         Ok(())
     }
 
+    /// The once-only upkeep: finishes forgets whose process stopped long ago, trims the
+    /// log of what every live node applied, drops nodes long gone.
+    fn upkeep(&self) -> Result<()> {
+        let log = self.cluster_log()?;
+        if !log.try_duty(UPKEEP_DUTY)? {
+            return Ok(());
+        }
+        let done = (|| -> Result<()> {
+            let now = log.db_now()?;
+            for receipt in self
+                .inner
+                .vault
+                .recover(now - discreet_vault::STALE_FORGET_MILLIS)?
+            {
+                tracing::info!(receipt = %receipt.id, "finished a forget whose node stopped");
+            }
+            log.trim_changes(now - KEEP_CHANGES_MILLIS)?;
+            log.prune_nodes(now - FORGET_NODES_AFTER_MILLIS)?;
+            Ok(())
+        })();
+        log.release_duty(UPKEEP_DUTY)?;
+        done
+    }
+
     /// Leaves the other nodes (a clean shutdown).
     pub(crate) fn leave_cluster(&self) {
-        if let Some(cluster) = self.cluster()
-            && cluster.serving
-            && let Ok(log) = self.cluster_log()
+        let Some(cluster) = self.cluster().filter(|cluster| cluster.serving) else {
+            return;
+        };
+        // The loop first stops, so that no heartbeat brings the node back after it left.
+        if let Some(thread) = lock(&cluster.thread).take() {
+            let _ = thread.join();
+        }
+        if let Ok(log) = self.cluster_log()
             && let Err(error) = log.leave(&cluster.options.node)
         {
             tracing::warn!(%error, "could not leave the other nodes");
@@ -451,6 +616,7 @@ impl Engine {
 /// Starts the node's loop: it waits for the bell (or the heartbeat interval), applies the
 /// log and reports; it stops when the engine stops or is dropped.
 pub(crate) fn start_cluster_loop(inner: Weak<Inner>) {
+    let keep = inner.clone();
     let spawned = std::thread::Builder::new()
         .name("discreet-cluster".to_owned())
         .spawn(move || {
@@ -466,15 +632,25 @@ pub(crate) fn start_cluster_loop(inner: Weak<Inner>) {
                 let Some(cluster) = engine.cluster() else {
                     return;
                 };
-                let (bell, every) = (Arc::clone(&cluster.bell), cluster.options.heartbeat);
+                let (bell, every) = (cluster.bell.clone(), cluster.options.heartbeat);
                 if let Err(error) = engine.cluster_turn() {
-                    tracing::error!(%error, "applying the other nodes' changes failed; retrying");
+                    tracing::error!(%error, "the node's turn failed; retrying");
                 }
                 drop(engine);
-                heard = bell.wait(heard, every);
+                match bell {
+                    Some(bell) => heard = bell.wait(heard, every),
+                    None => std::thread::sleep(every),
+                }
             }
         });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "could not start the cluster thread");
+    match spawned {
+        Ok(thread) => {
+            if let Some(strong) = keep.upgrade()
+                && let Some(cluster) = strong.cluster.get()
+            {
+                *lock(&cluster.thread) = Some(thread);
+            }
+        }
+        Err(error) => tracing::error!(%error, "could not start the cluster thread"),
     }
 }

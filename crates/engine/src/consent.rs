@@ -60,6 +60,9 @@ impl Engine {
         self.check_decision(purpose, source)?;
         permit.write(CONSENT_CATEGORY, None)?;
         self.check_ready()?;
+        if !granted && let Err(error) = self.catch_up() {
+            tracing::warn!(%error, "catching up before a withdrawal failed");
+        }
         let _gate = self.exclusive();
         // A customer's own caller never brings a subject into being: one forgotten while
         // its session was open stays forgotten.
@@ -134,6 +137,8 @@ impl Engine {
         if was == row.granted {
             return Ok(());
         }
+        // With several nodes: the changes this node has applied when it reads the store.
+        let applied = self.applied_seq();
         let events = self.inner.vault.events_of(
             subject,
             Access {
@@ -154,13 +159,20 @@ impl Engine {
             models.set.learn_batch(&interactions)?;
             drop(guard);
             // Read straight from the store: their changes, when they arrive, are skipped.
-            self.learned_from_store(events.iter().map(|event| event.seq))?;
+            let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+            self.learned_from_store(&seqs, applied)?;
         } else {
             models.consented.remove(&subject);
-            models
+            let forgotten = models
                 .set
-                .forget_subject(&model_name(subject), &interactions)?;
+                .forget_subject(&model_name(subject), &interactions);
+            drop(guard);
             self.want_refresh();
+            // The store may hold events of the subject whose changes this node has not
+            // applied yet: then only a rebuild drops the subject exactly.
+            if let Err(error) = forgotten {
+                self.out_of_step(error.into())?;
+            }
         }
         Ok(())
     }
@@ -208,6 +220,9 @@ impl Engine {
                 self.follow_consent(&row)?;
                 withdrawals += 1;
             }
+        }
+        if withdrawals > 0 {
+            self.await_nodes()?;
         }
         Ok(withdrawals)
     }

@@ -54,7 +54,8 @@ impl Engine {
         self.authorize(caller, Action::KeysManage)?;
         self.inner.vault.revoke_api_key(id, &caller.key_id)?;
         *write(&self.inner.api_keys) = self.inner.vault.api_keys()?;
-        Ok(())
+        // With several nodes: answered once every live node refuses the key.
+        self.await_nodes()
     }
 
     /// The caller of key `id` while it is live (a console session ends with its key).

@@ -38,6 +38,7 @@ impl Engine {
         let mut events_read = 0u64;
         // With several nodes: what was read here, so that its changes are not learned twice.
         let mut learned_seqs: Vec<i64> = Vec::new();
+        let applied = self.applied_seq();
         loop {
             let page = vault.scan_events(after_seq, REBUILD_PAGE)?;
             let Some(last) = page.last() else { break };
@@ -60,7 +61,7 @@ impl Engine {
                     learned.push(event);
                 }
             }
-            if self.cluster().is_some() {
+            if self.cluster().is_some_and(|cluster| cluster.serving) {
                 learned_seqs.extend(learned.iter().map(|event| event.seq));
             }
             interactions.extend(interactions_of(&mut set, learned)?);
@@ -92,7 +93,7 @@ impl Engine {
             models.consented = consented;
             write(&self.inner.items).models_replaced();
         }
-        self.learned_from_store(learned_seqs)?;
+        self.learned_from_store(&learned_seqs, applied)?;
         vault.record_access(vec![
             LedgerDraft::new(now_millis(), "system", "models.rebuilt")
                 .purpose(self.inner.model_purpose.as_deref().unwrap_or("none"))

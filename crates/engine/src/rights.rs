@@ -132,6 +132,11 @@ impl Engine {
         self.check_ready()?;
         let vault = &self.inner.vault;
         let started = Instant::now();
+        // With several nodes: apply what the others committed first, so that the models
+        // hold every stored event of the subject when they unlearn it.
+        if let Err(error) = self.catch_up() {
+            tracing::warn!(%error, "catching up before a forget failed");
+        }
         let _gate = self.exclusive();
         let id = vault.subject_id(subject)?.ok_or(Error::NotFound {
             what: Missing::Subject,
@@ -145,6 +150,11 @@ impl Engine {
                     purpose: RIGHTS_PURPOSE,
                 },
             )?;
+            // Events retention announced (elsewhere) were unlearned already.
+            let events: Vec<_> = events
+                .into_iter()
+                .filter(|event| !self.is_doomed(event.seq))
+                .collect();
             interactions_of(&mut write(&self.inner.models).set, &events)?
         } else {
             Vec::new()
@@ -157,20 +167,37 @@ impl Engine {
             // gate, so that this node applies the others' changes meanwhile — every live
             // node unlearns it while its events can still be read, and only then is the
             // key destroyed and the rows erased.
-            {
+            // From the intent on, the forget always finishes: the models' part and the waits
+            // are best effort (a node that cannot follow rebuilds; one that does not answer
+            // is marked not live).
+            let unlearned = {
                 let mut models = write(&self.inner.models);
                 models.consented.remove(&id);
                 if consented {
-                    models.set.forget_subject(&model_name(id), &interactions)?;
+                    models
+                        .set
+                        .forget_subject(&model_name(id), &interactions)
+                        .map(|_| ())
+                } else {
+                    Ok(())
                 }
-            }
+            };
             if consented {
                 self.want_refresh();
             }
+            if let Err(error) = unlearned
+                && let Err(error) = self.out_of_step(error.into())
+            {
+                tracing::warn!(%error, "the models of this command could not unlearn the subject");
+            }
             drop(_gate);
-            self.await_nodes()?;
+            if let Err(error) = self.await_nodes() {
+                tracing::warn!(%error, "waiting for the other nodes failed");
+            }
             let receipt = vault.finish_forget(id, &caller.key_id)?;
-            self.await_nodes()?;
+            if let Err(error) = self.await_nodes() {
+                tracing::warn!(%error, "waiting for the other nodes failed");
+            }
             self.inner.forgets_completed.fetch_add(1, Ordering::Relaxed);
             return Ok(receipt);
         }

@@ -501,6 +501,12 @@ pub trait ClusterLog: Send + Sync {
     -> Result<NodeRow>;
     /// Every node that ever registered.
     fn nodes(&self) -> Result<Vec<NodeRow>>;
+    /// The database's clock, unix milliseconds: what heartbeats are stamped with.
+    fn db_now(&self) -> Result<i64>;
+    /// Events retention announced it will erase and has not erased yet.
+    fn erasures_announced(&self) -> Result<Vec<i64>>;
+    /// Removes nodes not live whose last heartbeat is older than `silent_since`.
+    fn prune_nodes(&self, silent_since: i64) -> Result<u64>;
     /// Marks `nodes` not live (they missed a bounded wait).
     fn mark_not_live(&self, nodes: &[String]) -> Result<()>;
     /// Removes `node` (a clean shutdown).

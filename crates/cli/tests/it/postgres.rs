@@ -313,10 +313,45 @@ fn shopper(server: &Server, key: &str, subject: &str, items: &[&str]) {
     );
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+/// Whether `node` is live in the nodes table, as the database says.
+fn node_live(schemas: &Schemas, node: &str) -> Option<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&schemas.settings, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_opt(
+                &format!("SELECT live FROM {}.nodes WHERE id = $1", schemas.data),
+                &[&node],
+            )
+            .await
+            .expect("query the nodes");
+        drop(client);
+        let _ = driver.await;
+        row.map(|row| row.get::<_, bool>(0))
+    })
+}
+
 /// Two `serve` processes on one database: what one learns, the other answers; a forget on
 /// one is answered only when the other's models dropped the subject (and they equal a
-/// rebuild without it); a node killed during a forget comes back without the subject; a
-/// withdrawal on one unlearns on the other.
+/// rebuild without it); a node stopped during a forget is marked not live and refuses until
+/// it rebuilt; a node killed during a forget comes back without the subject; a withdrawal
+/// on one unlearns on the other.
 #[test]
 fn two_nodes_on_one_database_learn_and_forget_together() {
     let Some(schemas) = Schemas::for_test("two_nodes") else {
@@ -386,6 +421,39 @@ fn two_nodes_on_one_database_learn_and_forget_together() {
         assert_eq!(similar(&b, &key, item), rebuilt, "B on {item}");
     }
     drop(c);
+
+    // A stops (SIGSTOP) during a forget on B: B answers once A is silent, having marked it
+    // not live; A, continued, refuses requests until it has rebuilt, then answers without
+    // the subject.
+    shopper(&b, &key, "c-paused", &["PAUSE-1", "PAUSE-2"]);
+    eventually("the paused pair reaches A", || {
+        similar(&a, &key, "PAUSE-1").contains(&"PAUSE-2".to_owned())
+    });
+    signal(a.pid(), "-STOP");
+    let forgotten = b.call("DELETE", "/v1/subjects/c-paused", &key, None);
+    assert_eq!(forgotten.status, 200, "{}", forgotten.text);
+    assert_eq!(
+        node_live(&schemas, "node-a"),
+        Some(false),
+        "B marked A not live"
+    );
+    signal(a.pid(), "-CONT");
+    eventually("A catches up", || {
+        let answer = a.call("GET", "/v1/items/PAUSE-1/similar?n=8", &key, None);
+        match answer.status {
+            503 => false,
+            200 | 404 => {
+                assert!(
+                    !answer.text.contains("PAUSE-2"),
+                    "A answered with the forgotten subject: {}",
+                    answer.text
+                );
+                true
+            }
+            other => panic!("A answered {other}: {}", answer.text),
+        }
+    });
+    assert_eq!(node_live(&schemas, "node-a"), Some(true), "A is live again");
 
     // A is killed during a forget on B: B does not wait for it past its silence, and A
     // comes back without the subject.

@@ -26,10 +26,18 @@ use crate::vault::now_millis;
 /// How long the bell's connection waits before it is made again after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
-/// The notification channel of a data schema.
+/// The notification channel of a data schema (a hash of its name: a channel name is at
+/// most 63 bytes, a schema name may be as long).
 pub(super) fn channel(schema: &str) -> String {
-    format!("discreet_changes_{schema}")
+    let hash = crate::crypto::sha256_parts(&[b"discreet/changes-channel/v1", schema.as_bytes()]);
+    format!(
+        "discreet_changes_{}",
+        &crate::crypto::to_hex(&hash[..])[..24]
+    )
 }
+
+/// The database's clock in unix milliseconds (every node's heartbeat is on one clock).
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Writes one change inside the writer's transaction, when this process joined; answers
 /// its sequence number (`None` when not joined or nothing changed).
@@ -232,19 +240,65 @@ impl ClusterLog for PostgresStorage {
                 &client,
                 &format!(
                     "INSERT INTO nodes(id, started_at, heartbeat_at, applied_seq, live)
-                     VALUES ($1, $2, $3, $4, true)
+                     VALUES ($1, $2, {DB_NOW}, $3, true)
                      ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
                          applied_seq = GREATEST(nodes.applied_seq, excluded.applied_seq),
-                         live = nodes.live OR $5
+                         live = nodes.live OR $4
                      RETURNING {NODE_COLUMNS}"
                 ),
-                &[&node, &started_at, &now_millis(), &applied, &rejoin],
+                &[&node, &started_at, &applied, &rejoin],
                 node_from_row,
             )
             .await?
             .ok_or_else(|| Error::Storage {
                 detail: "the nodes table answered no row".into(),
             })
+        })
+    }
+
+    fn db_now(&self) -> Result<i64> {
+        self.read(|client| async move {
+            query_opt(&client, &format!("SELECT {DB_NOW}"), &[], |row| {
+                Ok(row.try_get::<_, i64>(0)?)
+            })
+            .await?
+            .ok_or_else(|| Error::Storage {
+                detail: "the database answered no time".into(),
+            })
+        })
+    }
+
+    fn erasures_announced(&self) -> Result<Vec<i64>> {
+        self.read(|client| async move {
+            let rows = query_rows(
+                &client,
+                "SELECT kind, events FROM changes WHERE kind IN ('erasing', 'erased') ORDER BY seq",
+                &[],
+                |row| Ok((row.try_get::<_, String>(0)?, row.try_get::<_, Vec<i64>>(1)?)),
+            )
+            .await?;
+            let mut open = std::collections::BTreeSet::new();
+            for (kind, events) in rows {
+                if kind == "erasing" {
+                    open.extend(events);
+                } else {
+                    for event in events {
+                        open.remove(&event);
+                    }
+                }
+            }
+            Ok(open.into_iter().collect())
+        })
+    }
+
+    fn prune_nodes(&self, silent_since: i64) -> Result<u64> {
+        self.read(move |client| async move {
+            execute(
+                &client,
+                "DELETE FROM nodes WHERE NOT live AND heartbeat_at < $1",
+                &[&silent_since],
+            )
+            .await
         })
     }
 

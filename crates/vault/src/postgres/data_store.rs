@@ -51,8 +51,10 @@ pub struct PostgresStorage {
     /// One connection kept for the session advisory locks of once-only duties.
     duties: Pool,
     seqs: Mutex<SeqBlock>,
-    /// The session holding the schema's advisory lock (none when opened `shared`).
-    _holder: Option<Object>,
+    /// The session holding the schema's advisory lock (shared when opened `shared`).
+    _holder: Object,
+    /// Opened beside other processes: the change log is in use.
+    shared: bool,
 }
 
 /// How often, and how long apart, a held schema lock is tried again before refusing: a
@@ -60,14 +62,21 @@ pub struct PostgresStorage {
 const LOCK_ATTEMPTS: u32 = 40;
 const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// Takes the session advisory lock that keeps other vaults out of `schema`.
-async fn hold_schema(settings: String, schema: String) -> Result<Object> {
+/// Takes the session advisory lock on `schema`: exclusive (no other vault may open it), or
+/// `shared` (other shared vaults may, a vault holding it exclusively may not: a process
+/// that does not share the models keeps the others out, and they keep it out).
+async fn hold_schema(settings: String, schema: String, shared: bool) -> Result<Object> {
+    let function = if shared {
+        "pg_try_advisory_lock_shared"
+    } else {
+        "pg_try_advisory_lock"
+    };
     let pool = pool(&settings, "the data", &schema, 1)?;
     let client = pool.get().await?;
     for _ in 0..LOCK_ATTEMPTS {
         let taken: bool = query_opt(
             &client,
-            "SELECT pg_try_advisory_lock(hashtextextended('discreet vault ' || $1::text, 0))",
+            &format!("SELECT {function}(hashtextextended('discreet vault ' || $1::text, 0))"),
             &[&schema],
             |row| Ok(row.try_get(0)?),
         )
@@ -79,10 +88,17 @@ async fn hold_schema(settings: String, schema: String) -> Result<Object> {
         tokio::time::sleep(LOCK_RETRY_PAUSE).await;
     }
     Err(Error::Config {
-        detail: format!(
-            "the data schema `{schema}` is in use by another discreet process \
-             (one vault per schema until several nodes share the models)"
-        ),
+        detail: if shared {
+            format!(
+                "the data schema `{schema}` is in use by a discreet process that does not \
+                 share it with other nodes (stop it, or run every process with --postgres)"
+            )
+        } else {
+            format!(
+                "the data schema `{schema}` is in use by another discreet process \
+                 (open it shared to run several nodes)"
+            )
+        },
     })
 }
 
@@ -94,11 +110,11 @@ impl PostgresStorage {
         let writer_pool = pool(&options.data, "the data", &schema, 1)?;
         let pool = pool(&options.data, "the data", &schema, options.pool_size)?;
         // Held before migrating: a newer build never migrates a schema an older one serves.
-        let holder = if options.shared {
-            None
-        } else {
-            Some(runtime.run(hold_schema(options.data.clone(), schema.clone()))?)
-        };
+        let holder = runtime.run(hold_schema(
+            options.data.clone(),
+            schema.clone(),
+            options.shared,
+        ))?;
         {
             let pool = pool.clone();
             let schema = schema.clone();
@@ -116,6 +132,7 @@ impl PostgresStorage {
             runtime,
             settings: options.data.clone(),
             duties,
+            shared: options.shared,
             schema,
             seqs: Mutex::new(SeqBlock { next: 0, end: 0 }),
             _holder: holder,
@@ -607,7 +624,7 @@ impl Storage for PostgresStorage {
     }
 
     fn cluster(&self) -> Option<&dyn ClusterLog> {
-        Some(self)
+        self.shared.then_some(self as &dyn ClusterLog)
     }
 
     fn items(&self) -> Result<Vec<ItemRow>> {

@@ -170,6 +170,15 @@ impl Vault {
         Ok(key)
     }
 
+    /// Drops what this process holds in memory of a subject another process is forgetting:
+    /// its data key and its lookup.
+    pub fn evict_subject(&self, subject: SubjectId) {
+        if let Ok(mut cache) = self.key_cache.lock() {
+            cache.remove(&subject);
+        }
+        self.forget_cached_subject(subject);
+    }
+
     /// Destroys a subject's data key (and its lookup) in the key store and drops it from
     /// the cache: from here on, every copy of the subject's data is unreadable.
     pub(super) fn destroy_data_key(&self, subject: SubjectId) -> Result<()> {

@@ -363,7 +363,14 @@ impl Vault {
             _folder_lock: None,
         };
         if vault.refused.is_none() {
-            vault.recovered = vault.recover()?;
+            // Beside other processes, a forget in progress may be another's: only those
+            // begun long ago (their process is gone) are finished here.
+            let begun_before = if vault.storage.cluster().is_some() {
+                now_millis() - STALE_FORGET_MILLIS
+            } else {
+                i64::MAX
+            };
+            vault.recovered = vault.recover(begun_before)?;
         }
         Ok(vault)
     }
@@ -379,9 +386,22 @@ impl Vault {
     }
 
     /// Finishes every interrupted forget, then drops rows of subjects whose key is destroyed.
-    fn recover(&self) -> Result<Vec<ForgetReceipt>> {
+    /// Finishes the forgets begun before `begun_before` (unix ms) and not finished (their
+    /// process stopped), and drops the rows of subjects whose key is destroyed and whose
+    /// forget is not in progress (a restored backup). Beside other processes, the once-only
+    /// duty that calls it passes a time long enough ago that the forget's own process is gone.
+    pub fn recover(&self, begun_before: i64) -> Result<Vec<ForgetReceipt>> {
         let mut receipts = Vec::new();
-        for intent in self.storage.erasure_intents()? {
+        let intents = self.storage.erasure_intents()?;
+        let in_progress: HashSet<SubjectId> = intents
+            .iter()
+            .filter(|intent| intent.requested_at >= begun_before)
+            .map(|intent| intent.subject)
+            .collect();
+        for intent in intents
+            .into_iter()
+            .filter(|intent| intent.requested_at < begun_before)
+        {
             receipts.push(
                 self.finish_forget_until(intent.subject, "system:recovery", None)?
                     .ok_or(Error::Storage {
@@ -391,6 +411,9 @@ impl Vault {
         }
         let destroyed = self.keys.destroyed_subjects()?;
         for subject in self.storage.subjects_present(&destroyed)? {
+            if in_progress.contains(&subject) {
+                continue;
+            }
             let entry = LedgerDraft::new(now_millis(), "system:recovery", "forget.reapplied")
                 .subject(&self.subject_token(subject))
                 .detail("rows of a forgotten subject found (restored backup?) and dropped");
@@ -424,6 +447,11 @@ impl Vault {
         }
     }
 }
+
+/// How long ago a forget must have begun before another process finishes it for the one
+/// that began it (which then surely stopped: a forget waits for the other nodes at most
+/// seconds).
+pub const STALE_FORGET_MILLIS: i64 = 2 * 60 * 1000;
 
 /// Takes an exclusive lock on `DATA_DIR/LOCK` for as long as the returned file lives: two
 /// processes writing one data folder would each believe they own the ledger head.

@@ -144,6 +144,14 @@ impl Vault {
         }
     }
 
+    /// Whether the subject is held and not being forgotten.
+    pub fn is_active(&self, subject: SubjectId) -> Result<bool> {
+        Ok(self
+            .storage
+            .subject(subject)?
+            .is_some_and(|row| row.state != SubjectState::Forgetting))
+    }
+
     /// Drops a subject from the lookup cache (after a forget, or when a write found it gone).
     pub(super) fn forget_cached_subject(&self, subject: SubjectId) {
         self.subject_cache.forget(subject);
