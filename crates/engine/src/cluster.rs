@@ -86,7 +86,8 @@ pub(crate) struct Cluster {
     /// Set while the node has not caught up (at start, after it was marked not live, or
     /// when a change could not be applied): it refuses requests.
     catching_up: AtomicBool,
-    /// When the last heartbeat went through (this process's clock, unix ms; 0 before).
+    /// When the last heartbeat that went through was sent (this process's clock, unix ms;
+    /// 0 before).
     last_beat_ok: AtomicI64,
     /// When the last heartbeat was sent, and the applied sequence it reported.
     last_beat_sent: AtomicI64,
@@ -543,7 +544,9 @@ impl Engine {
             rejoin,
         )?;
         cluster.last_reported.store(applied, Ordering::SeqCst);
-        cluster.last_beat_ok.store(now_millis(), Ordering::SeqCst);
+        // A heartbeat proves the node alive as of when it was sent, not when its answer came
+        // back (a process paused in between must not count itself fresh).
+        cluster.last_beat_ok.store(now, Ordering::SeqCst);
         Ok(row.live)
     }
 
