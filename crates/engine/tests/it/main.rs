@@ -2,6 +2,7 @@
 //! DESIGN.md through the engine's public API over a real (SQLite) vault.
 
 mod canary;
+mod cluster;
 mod consent;
 mod dashboard;
 mod export;
