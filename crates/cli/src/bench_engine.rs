@@ -120,16 +120,11 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
         keys_dir: None,
         policy: None,
     };
-    let to_anyhow = |error: crate::CommandError| match error {
-        crate::CommandError::Failed(error) => error,
-        crate::CommandError::BadInput(message) | crate::CommandError::NotFound(message) => {
-            anyhow::anyhow!(message)
-        }
-        crate::CommandError::Verification => anyhow::anyhow!("verification failed"),
-    };
     let started = Instant::now();
     {
-        let engine = store.open_engine().map_err(to_anyhow)?;
+        let engine = store
+            .open_engine()
+            .map_err(crate::CommandError::into_anyhow)?;
         engine.rebuild(&|_| {})?;
         let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
         let shift = (discreet_vault::now_millis() / 1_000 - 86_400 - last).max(0);
@@ -139,15 +134,17 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             } else {
                 format!("c{copy}-")
             };
-            record_consents(&engine, &prefix, per_customer.keys().copied()).map_err(to_anyhow)?;
+            record_consents(&engine, &prefix, per_customer.keys().copied())
+                .map_err(crate::CommandError::into_anyhow)?;
             crate::import::ingest_rows(&engine, &purchases, shift, &prefix, 10_000, 0)
-                .map_err(to_anyhow)?;
+                .map_err(crate::CommandError::into_anyhow)?;
         }
         let items = match &args.file {
             Some(_) => crate::items::item_facts(&retail.rows),
-            None => bundled_items().map_err(to_anyhow)?,
+            None => bundled_items().map_err(crate::CommandError::into_anyhow)?,
         };
-        crate::items::store_items(&engine, with_bench_categories(items)).map_err(to_anyhow)?;
+        crate::items::store_items(&engine, with_bench_categories(items))
+            .map_err(crate::CommandError::into_anyhow)?;
         engine.shutdown();
     }
     let import_seconds = started.elapsed().as_secs_f64();
@@ -157,7 +154,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             discreet_policy::Policy::builtin_retail(),
             EngineOptions::default(),
         )
-        .map_err(to_anyhow)?;
+        .map_err(crate::CommandError::into_anyhow)?;
     let started = Instant::now();
     let report = engine.rebuild(&|_| {})?;
     let rebuild_seconds = started.elapsed().as_secs_f64();

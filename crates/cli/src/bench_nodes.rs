@@ -58,24 +58,16 @@ impl Drop for Schemas {
     }
 }
 
-fn to_anyhow(error: crate::CommandError) -> anyhow::Error {
-    match error {
-        crate::CommandError::Failed(error) => error,
-        crate::CommandError::BadInput(message) | crate::CommandError::NotFound(message) => {
-            anyhow::anyhow!(message)
-        }
-        crate::CommandError::Verification => anyhow::anyhow!("verification failed"),
-    }
-}
-
 /// Imports the purchases (consents first) in batches of 1,000; answers events/s.
 fn import(engine: &Engine, purchases: &[&RetailRow], customers: &[&str]) -> anyhow::Result<f64> {
     engine.rebuild(&|_| {})?;
     let last = purchases.iter().map(|row| row.at).max().unwrap_or(0);
     let shift = (discreet_vault::now_millis() / 1_000 - 86_400 - last).max(0);
-    record_consents(engine, "c-", customers.iter().copied()).map_err(to_anyhow)?;
+    record_consents(engine, "c-", customers.iter().copied())
+        .map_err(crate::CommandError::into_anyhow)?;
     let started = Instant::now();
-    crate::import::ingest_rows(engine, purchases, shift, "c-", 1_000, 0).map_err(to_anyhow)?;
+    crate::import::ingest_rows(engine, purchases, shift, "c-", 1_000, 0)
+        .map_err(crate::CommandError::into_anyhow)?;
     Ok(purchases.len() as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -150,14 +142,18 @@ pub fn run(args: NodesBenchArgs) -> anyhow::Result<()> {
 
     eprintln!("importing {} purchases into SQLite…", purchases.len());
     let sqlite_ingest = {
-        let engine = store.open_engine().map_err(to_anyhow)?;
+        let engine = store
+            .open_engine()
+            .map_err(crate::CommandError::into_anyhow)?;
         let rate = import(&engine, &purchases, &customers)?;
         engine.shutdown();
         rate
     };
     eprintln!("importing them into PostgreSQL…");
     let postgres_ingest = {
-        let engine = store.open_engine_on(&postgres).map_err(to_anyhow)?;
+        let engine = store
+            .open_engine_on(&postgres)
+            .map_err(crate::CommandError::into_anyhow)?;
         let rate = import(&engine, &purchases, &customers)?;
         engine.shutdown();
         rate
@@ -168,18 +164,22 @@ pub fn run(args: NodesBenchArgs) -> anyhow::Result<()> {
         Ok((engine, started.elapsed().as_secs_f64()))
     };
     eprintln!("rebuilding from each…");
-    let (sqlite, sqlite_rebuild) = rebuild_seconds(store.open_engine().map_err(to_anyhow)?)?;
+    let (sqlite, sqlite_rebuild) = rebuild_seconds(
+        store
+            .open_engine()
+            .map_err(crate::CommandError::into_anyhow)?,
+    )?;
     drop(sqlite);
     let (a, postgres_rebuild) = rebuild_seconds(
         store
             .open_engine_serving(&node("bench-a"))
-            .map_err(to_anyhow)?,
+            .map_err(crate::CommandError::into_anyhow)?,
     )?;
     a.start_background();
     let (b, _) = rebuild_seconds(
         store
             .open_engine_serving(&node("bench-b"))
-            .map_err(to_anyhow)?,
+            .map_err(crate::CommandError::into_anyhow)?,
     )?;
     b.start_background();
 

@@ -95,6 +95,19 @@ pub enum CommandError {
     Verification,
 }
 
+impl CommandError {
+    /// As an `anyhow` error (what the bench programs answer).
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            CommandError::Failed(error) => error,
+            CommandError::BadInput(message) | CommandError::NotFound(message) => {
+                anyhow::anyhow!(message)
+            }
+            CommandError::Verification => anyhow::anyhow!("verification failed"),
+        }
+    }
+}
+
 impl From<anyhow::Error> for CommandError {
     fn from(error: anyhow::Error) -> Self {
         CommandError::Failed(error)

@@ -139,42 +139,63 @@ impl Engine {
         }
         // With several nodes: the changes this node has applied when it reads the store.
         let applied = self.applied_seq();
-        let events = self.inner.vault.events_of(
-            subject,
-            Access {
-                actor: LEARNER_ACTOR,
-                purpose: model_purpose,
-            },
-        )?;
-        // Retention announced it will erase these (another node sweeps): never learned again.
-        let events: Vec<_> = events
-            .into_iter()
-            .filter(|event| !self.is_doomed(event.seq))
-            .collect();
-        let mut guard = write(&self.inner.models);
-        let models = &mut *guard;
-        let interactions = interactions_of(&mut models.set, &events)?;
+        let events = self.learnable_events(subject, model_purpose)?;
         if row.granted {
+            let mut guard = write(&self.inner.models);
+            let models = &mut *guard;
+            let interactions = interactions_of(&mut models.set, &events)?;
             models.consented.insert(subject);
             models.set.learn_batch(&interactions)?;
             drop(guard);
             // Read straight from the store: their changes, when they arrive, are skipped.
             let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
             self.learned_from_store(&seqs, applied)?;
-        } else {
-            models.consented.remove(&subject);
-            let forgotten = models
-                .set
-                .forget_subject(&model_name(subject), &interactions);
-            drop(guard);
-            self.want_refresh();
+        } else if let Err(error) = self.drop_from_models(subject, &events) {
             // The store may hold events of the subject whose changes this node has not
             // applied yet: then only a rebuild drops the subject exactly.
-            if let Err(error) = forgotten {
-                self.out_of_step(error.into())?;
-            }
+            self.out_of_step(error)?;
         }
         Ok(())
+    }
+
+    /// A subject's stored events as the models may learn them, read under `LEARNER_ACTOR`
+    /// for `purpose`: without those retention announced it will erase (another node
+    /// sweeps), which no path learns again.
+    pub(crate) fn learnable_events(
+        &self,
+        subject: SubjectId,
+        purpose: &str,
+    ) -> Result<Vec<discreet_vault::Event>> {
+        let events = self.inner.vault.events_of(
+            subject,
+            Access {
+                actor: LEARNER_ACTOR,
+                purpose,
+            },
+        )?;
+        Ok(events
+            .into_iter()
+            .filter(|event| !self.is_doomed(event.seq))
+            .collect())
+    }
+
+    /// Makes the models forget `subject`, whose learned events are `events`, and stop
+    /// learning from it (the caller holds the gate alone).
+    pub(crate) fn drop_from_models(
+        &self,
+        subject: SubjectId,
+        events: &[discreet_vault::Event],
+    ) -> Result<()> {
+        let mut guard = write(&self.inner.models);
+        let models = &mut *guard;
+        let interactions = interactions_of(&mut models.set, events)?;
+        models.consented.remove(&subject);
+        let forgotten = models
+            .set
+            .forget_subject(&model_name(subject), &interactions);
+        drop(guard);
+        self.want_refresh();
+        forgotten.map(|_| ()).map_err(Into::into)
     }
 
     /// Honours `Sec-GPC: 1` on a request of kind `request` that names `subjects`: withdraws,

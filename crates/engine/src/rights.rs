@@ -191,13 +191,14 @@ impl Engine {
                 tracing::warn!(%error, "the models of this command could not unlearn the subject");
             }
             drop(_gate);
-            if let Err(error) = self.await_nodes() {
-                tracing::warn!(%error, "waiting for the other nodes failed");
-            }
+            let await_nodes = || {
+                if let Err(error) = self.await_nodes() {
+                    tracing::warn!(%error, "waiting for the other nodes failed");
+                }
+            };
+            await_nodes();
             let receipt = vault.finish_forget(id, &caller.key_id)?;
-            if let Err(error) = self.await_nodes() {
-                tracing::warn!(%error, "waiting for the other nodes failed");
-            }
+            await_nodes();
             self.inner.forgets_completed.fetch_add(1, Ordering::Relaxed);
             return Ok(receipt);
         }

@@ -17,7 +17,7 @@ use super::jobs::Job;
 use super::rows::*;
 use super::runtime::PgRuntime;
 use super::scan;
-use super::schema::{SchemaKind, migrate};
+use super::schema::{SchemaKind, hold_schema, migrate};
 use super::writer::{Writer, read_ledger_head};
 use super::{PostgresOptions, pool};
 use crate::error::{Error, Result};
@@ -55,51 +55,6 @@ pub struct PostgresStorage {
     _holder: Object,
     /// Opened beside other processes: the change log is in use.
     shared: bool,
-}
-
-/// How often, and how long apart, a held schema lock is tried again before refusing: a
-/// vault just closed may take a moment to end its session.
-const LOCK_ATTEMPTS: u32 = 40;
-const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
-
-/// Takes the session advisory lock on `schema`: exclusive (no other vault may open it), or
-/// `shared` (other shared vaults may, a vault holding it exclusively may not: a process
-/// that does not share the models keeps the others out, and they keep it out).
-async fn hold_schema(settings: String, schema: String, shared: bool) -> Result<Object> {
-    let function = if shared {
-        "pg_try_advisory_lock_shared"
-    } else {
-        "pg_try_advisory_lock"
-    };
-    let pool = pool(&settings, "the data", &schema, 1)?;
-    let client = pool.get().await?;
-    for _ in 0..LOCK_ATTEMPTS {
-        let taken: bool = query_opt(
-            &client,
-            &format!("SELECT {function}(hashtextextended('discreet vault ' || $1::text, 0))"),
-            &[&schema],
-            |row| Ok(row.try_get(0)?),
-        )
-        .await?
-        .unwrap_or(false);
-        if taken {
-            return Ok(client);
-        }
-        tokio::time::sleep(LOCK_RETRY_PAUSE).await;
-    }
-    Err(Error::Config {
-        detail: if shared {
-            format!(
-                "the data schema `{schema}` is in use by a discreet process that does not \
-                 share it with other nodes (stop it, or run every process with --postgres)"
-            )
-        } else {
-            format!(
-                "the data schema `{schema}` is in use by another discreet process \
-                 (open it shared to run several nodes)"
-            )
-        },
-    })
 }
 
 impl PostgresStorage {

@@ -9,10 +9,13 @@
 //!
 //! Migrations run at open, in one transaction under an advisory lock (two nodes starting
 //! at once apply them once). A schema whose version is past what this build knows stops
-//! the vault: an older binary must never write a newer schema.
+//! the vault: an older binary must never write a newer schema. `hold_schema` takes the
+//! schema's session advisory lock, exclusive or shared, for as long as a vault is open.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Object};
 
+use super::pool;
+use super::rows::query_opt;
 use crate::error::{Error, Result};
 
 /// Migrations of the data schema, in order; the schema's version is how many have run.
@@ -310,4 +313,49 @@ pub(super) async fn schema_exists(client: &impl GenericClient, schema: &str) -> 
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
         .await?
         .is_some())
+}
+
+/// How often, and how long apart, a held schema lock is tried again before refusing: a
+/// vault just closed may take a moment to end its session.
+const LOCK_ATTEMPTS: u32 = 40;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Takes the session advisory lock on `schema`: exclusive (no other vault may open it), or
+/// `shared` (other shared vaults may, a vault holding it exclusively may not: a process
+/// that does not share the models keeps the others out, and they keep it out).
+pub(super) async fn hold_schema(settings: String, schema: String, shared: bool) -> Result<Object> {
+    let function = if shared {
+        "pg_try_advisory_lock_shared"
+    } else {
+        "pg_try_advisory_lock"
+    };
+    let pool = pool(&settings, "the data", &schema, 1)?;
+    let client = pool.get().await?;
+    for _ in 0..LOCK_ATTEMPTS {
+        let taken: bool = query_opt(
+            &client,
+            &format!("SELECT {function}(hashtextextended('discreet vault ' || $1::text, 0))"),
+            &[&schema],
+            |row| Ok(row.try_get(0)?),
+        )
+        .await?
+        .unwrap_or(false);
+        if taken {
+            return Ok(client);
+        }
+        tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+    }
+    Err(Error::Config {
+        detail: if shared {
+            format!(
+                "the data schema `{schema}` is in use by a discreet process that does not \
+                 share it with other nodes (stop it, or run every process with --postgres)"
+            )
+        } else {
+            format!(
+                "the data schema `{schema}` is in use by another discreet process \
+                 (open it shared to run several nodes)"
+            )
+        },
+    })
 }
